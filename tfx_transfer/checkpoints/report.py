@@ -1,0 +1,91 @@
+"""What a checkpoint load did: loaded, discarded (unused in the checkpoint), newly initialised (missing)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import List, Tuple
+
+
+def natural_key(name: str):
+    """Sort key putting layer_2 before layer_10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedTensor:
+    source: str
+    target: str
+    shape: Tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class UnusedTensor:
+    """A checkpoint tensor not loaded. `reason`: 'discarded' (recognised, e.g. a pretraining head),
+    'unmatched' (no rule), or 'not in model' (a rule gave a path the model does not have)."""
+
+    name: str
+    shape: Tuple[int, ...]
+    reason: str
+    target: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class MissingVariable:
+    """A model variable no checkpoint tensor initialised (it keeps its fresh initialisation)."""
+
+    name: str
+    shape: Tuple[int, ...]
+
+
+@dataclasses.dataclass
+class LoadReport:
+    """Result of `load_checkpoint`; `str(report)` prints the seeds' hands-on style summary."""
+
+    path: str
+    format: str
+    loaded: List[LoadedTensor] = dataclasses.field(default_factory=list)
+    unused_in_checkpoint: List[UnusedTensor] = dataclasses.field(default_factory=list)
+    missing_in_checkpoint: List[MissingVariable] = dataclasses.field(default_factory=list)
+    ignored: List[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def discarded(self) -> List[UnusedTensor]:
+        """Alias of `unused_in_checkpoint` in the words of the seeds' hands-on."""
+        return self.unused_in_checkpoint
+
+    @property
+    def newly_initialized(self) -> List[MissingVariable]:
+        return self.missing_in_checkpoint
+
+    @property
+    def num_loaded_parameters(self) -> int:
+        total = 0
+        for item in self.loaded:
+            count = 1
+            for dim in item.shape:
+                count *= dim
+            total += count
+        return total
+
+    def summary(self) -> str:
+        lines = [
+            f"Checkpoint {self.path} ({self.format}): loaded {len(self.loaded)} tensors "
+            f"({self.num_loaded_parameters:,} parameters); {len(self.ignored)} ignored (optimizer slots, buffers).",
+            f"Parameters discarded from the pretrained model ({len(self.unused_in_checkpoint)}): "
+            + (", ".join(f"{u.name} {list(u.shape)} [{u.reason}{' -> ' + u.target if u.target else ''}]"
+                         for u in self.unused_in_checkpoint) or "none"),
+            f"Parameters added in the adaptation model, newly initialized ({len(self.missing_in_checkpoint)}): "
+            + (", ".join(f"{m.name} {list(m.shape)}" for m in self.missing_in_checkpoint) or "none"),
+        ]
+        return "\n".join(lines)
+
+    __str__ = summary
+
+
+class CheckpointMismatchError(ValueError):
+    """Strict loading found unexpected unused or missing tensors; `.report` holds the full LoadReport."""
+
+    def __init__(self, message: str, report: LoadReport):
+        super().__init__(message)
+        self.report = report

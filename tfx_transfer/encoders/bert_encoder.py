@@ -1,0 +1,124 @@
+"""BERT encoder built from tfx_transfer layers, speaking the TF Hub BERT dict contract."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+
+from tfx_transfer.config import BertConfig
+from tfx_transfer.layers.embeddings import BertEmbeddings
+from tfx_transfer.layers.pooler import BertPooler
+from tfx_transfer.layers.transformer_block import TransformerBlock
+
+INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+@keras.saving.register_keras_serializable(package="tfx_transfer")
+class BertEncoder(keras.Model):
+    """Post-LayerNorm BERT (Devlin et al. 2019) as a functional Keras 3 model.
+
+    Inputs (dict, int32, any batch and sequence length up to `max_position_embeddings`):
+        input_word_ids [B, T], input_mask [B, T] (1 = real token), input_type_ids [B, T].
+    Outputs (dict; the TF Hub / Model Garden BERT encoder interface):
+        sequence_output [B, T, H], pooled_output [B, H] (tanh dense on [CLS]),
+        encoder_outputs: list of num_hidden_layers tensors [B, T, H], default = pooled_output.
+
+    Constructor arguments are the `BertConfig` field names, so `BertEncoder(**config.to_dict())` works.
+    Every transformer block has two adapter slots (see `TransformerBlock`), empty here.
+
+    Variable paths (used by checkpoint assignment maps): `embeddings/...`, `transformer_layer_{i}/...`,
+    `pooler/dense/{kernel,bias}`.
+
+    Example:
+        >>> encoder = BertEncoder.from_pretrained("all-MiniLM-L6-v2")
+        >>> outputs = encoder(preprocessor(["hello world"]))
+        >>> outputs["sequence_output"].shape   # (1, T, 384)
+    """
+
+    def __init__(self, vocab_size, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                 intermediate_size=3072, hidden_act="gelu", hidden_dropout_prob=0.1,
+                 attention_probs_dropout_prob=0.1, max_position_embeddings=512, type_vocab_size=2,
+                 initializer_range=0.02, layer_norm_eps=1e-12, name="bert_encoder", dtype=None, **kwargs):
+        config = BertConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+                            num_attention_heads=num_attention_heads, intermediate_size=intermediate_size,
+                            hidden_act=hidden_act, hidden_dropout_prob=hidden_dropout_prob,
+                            attention_probs_dropout_prob=attention_probs_dropout_prob,
+                            max_position_embeddings=max_position_embeddings, type_vocab_size=type_vocab_size,
+                            initializer_range=initializer_range, layer_norm_eps=layer_norm_eps).validate()
+        inputs = {key: keras.Input(shape=(None,), dtype="int32", name=key) for key in INPUT_NAMES}
+
+        embeddings = BertEmbeddings(vocab_size, hidden_size, max_position_embeddings, type_vocab_size,
+                                    dropout_rate=hidden_dropout_prob, layer_norm_epsilon=layer_norm_eps,
+                                    initializer_range=initializer_range, name="embeddings", dtype=dtype)
+        x = embeddings(inputs["input_word_ids"], inputs["input_type_ids"])
+        encoder_outputs = []
+        for index in range(num_hidden_layers):
+            block = TransformerBlock(num_attention_heads, intermediate_size, hidden_act=config.hidden_act,
+                                     hidden_dropout_rate=hidden_dropout_prob,
+                                     attention_dropout_rate=attention_probs_dropout_prob,
+                                     layer_norm_epsilon=layer_norm_eps, initializer_range=initializer_range,
+                                     name=f"transformer_layer_{index}", dtype=dtype)
+            x = block(x, attention_mask=inputs["input_mask"])
+            encoder_outputs.append(x)
+        pooled = BertPooler(initializer_range=initializer_range, name="pooler", dtype=dtype)(x)
+        outputs = {"sequence_output": x, "pooled_output": pooled, "encoder_outputs": encoder_outputs,
+                   "default": pooled}
+        super().__init__(inputs=inputs, outputs=outputs, name=name, dtype=dtype, **kwargs)
+        self.bert_config = config
+
+    # ------------------------------------------------------------------ construction at the edges
+    @classmethod
+    def from_bert_config(cls, config: BertConfig, **overrides) -> "BertEncoder":
+        """Builds a randomly initialised encoder; `overrides` replace config fields (e.g. hidden_act=...)."""
+        values = config.to_dict()
+        unknown = sorted(set(overrides) - set(values) - {"name", "dtype", "trainable"})
+        if unknown:
+            raise TypeError(f"Unknown encoder option(s) {unknown}; valid config fields: {sorted(values)}.")
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def from_config_file(cls, path: str | os.PathLike, **overrides) -> "BertEncoder":
+        """Builds a randomly initialised encoder from a `bert_config.json` / HF `config.json`."""
+        return cls.from_bert_config(BertConfig.from_json_file(path), **overrides)
+
+    @classmethod
+    def from_pretrained(cls, path_or_name: str | os.PathLike, strict: bool = True, assignment_map=None,
+                        verbose: bool = False, **overrides) -> "BertEncoder":
+        """Builds an encoder and loads pretrained weights.
+
+        Args:
+            path_or_name: a directory in Hugging Face layout (config.json, model.safetensors, vocab.txt) or a
+                packaged model name ("all-MiniLM-L6-v2").
+            strict: raise if a model variable is not in the checkpoint or a checkpoint tensor is not used
+                (recognised pretraining heads and ignorable tensors excepted). See `load_checkpoint`.
+            assignment_map: optional `AssignmentMap` with rules tried before the format's built-in rules.
+            verbose: print the load report.
+            **overrides: config fields to change, e.g. `hidden_act="gelu_approximate"`,
+                `hidden_dropout_prob=0.0`.
+
+        Returns:
+            The encoder; its `load_report` attribute holds the `LoadReport` and `pretrained` the resolved files.
+        """
+        from tfx_transfer.checkpoints.loader import load_checkpoint
+        from tfx_transfer.pretrained import resolve_pretrained
+
+        files = resolve_pretrained(path_or_name)
+        encoder = cls.from_bert_config(BertConfig.from_json_file(files.config_file), **overrides)
+        encoder.load_report = load_checkpoint(encoder, files.weights_path, strict=strict,
+                                              assignment_map=assignment_map)
+        encoder.pretrained = files
+        if verbose:
+            print(encoder.load_report)
+        return encoder
+
+    # ------------------------------------------------------------------ serialization
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype_policy.name}
+        config.update(self.bert_config.to_dict())
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -1,0 +1,100 @@
+"""Multi-head scaled dot-product self-attention (Vaswani et al. 2017), laid out as in BERT."""
+
+import math
+
+import keras
+from keras import ops
+
+# Added to the scores of masked keys. Large enough that exp() underflows to exactly 0 in float32
+# after the softmax's max-subtraction, small enough to stay finite in float16 (google-research/bert uses it).
+MASK_BIAS = -10000.0
+
+
+def attention_bias(attention_mask, dtype):
+    """Turns a 0/1 mask into an additive bias broadcastable to scores [B, N, T, S].
+
+    Args:
+        attention_mask: [B, S] (which keys exist, e.g. `input_mask`) or [B, T, S] (per query).
+    """
+    mask = ops.cast(attention_mask, dtype)
+    if len(mask.shape) == 2:
+        mask = mask[:, None, None, :]  # [B, 1, 1, S]
+    elif len(mask.shape) == 3:
+        mask = mask[:, None, :, :]  # [B, 1, T, S]
+    else:
+        raise ValueError(f"attention_mask must have rank 2 [B, S] or 3 [B, T, S], got shape {attention_mask.shape}.")
+    return (1.0 - mask) * MASK_BIAS
+
+
+@keras.saving.register_keras_serializable(package="tfx_transfer")
+class MultiHeadSelfAttention(keras.layers.Layer):
+    """Self-attention with separate query/key/value projections and an output projection.
+
+    Kernels are 2-D [H, H] like Google TF1 BERT (`attention/self/query/kernel`), so checkpoints map with at
+    most a transpose (PyTorch) or reshape (Model Garden's [H, heads, H/heads]).
+
+    Args:
+        num_heads: number of heads N; the input width H must be divisible by N.
+        dropout_rate: dropout on the attention probabilities (only when `training=True`).
+        initializer_range: stddev of the truncated-normal kernel initializer.
+
+    Call args:
+        x: float [B, T, H].
+        attention_mask: 0/1 [B, T] or [B, T, T]; 1 = may attend. None = attend everywhere.
+        training: enables dropout.
+
+    Returns:
+        float [B, T, H] (after the output projection `attention_output`).
+    """
+
+    def __init__(self, num_heads, dropout_rate=0.1, initializer_range=0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.dropout_rate = dropout_rate
+        self.initializer_range = initializer_range
+        self.dropout = keras.layers.Dropout(dropout_rate, name="dropout", dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        hidden_size = input_shape[-1]
+        if hidden_size % self.num_heads:
+            raise ValueError(
+                f"Input width {hidden_size} is not divisible by num_heads={self.num_heads}."
+            )
+        self.hidden_size = hidden_size
+        self.head_size = hidden_size // self.num_heads
+        init = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
+        # The projections (query, key, value, attention_output) are created here: their width is the input's.
+        for name in ("query", "key", "value", "attention_output"):
+            layer = keras.layers.Dense(hidden_size, kernel_initializer=init, name=name, dtype=self.dtype_policy)
+            layer.build(input_shape)
+            setattr(self, name, layer)
+        self.built = True
+
+    def _split_heads(self, x, batch, length):
+        x = ops.reshape(x, (batch, length, self.num_heads, self.head_size))  # [B, T, N, D]
+        return ops.transpose(x, (0, 2, 1, 3))  # [B, N, T, D]
+
+    def call(self, x, attention_mask=None, training=None):
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
+        # Scaling q before the product is cheaper than scaling the [B, N, T, T] scores.
+        q = self._split_heads(self.query(x), batch, length) * (1.0 / math.sqrt(self.head_size))  # [B, N, T, D]
+        k = self._split_heads(self.key(x), batch, length)  # [B, N, S, D]
+        v = self._split_heads(self.value(x), batch, length)  # [B, N, S, D]
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))  # [B, N, T, S]
+        if attention_mask is not None:
+            scores = scores + attention_bias(attention_mask, scores.dtype)
+        probs = ops.softmax(scores, axis=-1)  # [B, N, T, S]
+        probs = self.dropout(probs, training=training)
+        context = ops.matmul(probs, v)  # [B, N, T, D]
+        context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (batch, length, self.hidden_size))  # [B, T, H]
+        return self.attention_output(context)
+
+    def compute_output_shape(self, x_shape, attention_mask_shape=None):
+        input_shape = x_shape
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_heads=self.num_heads, dropout_rate=self.dropout_rate,
+                      initializer_range=self.initializer_range)
+        return config

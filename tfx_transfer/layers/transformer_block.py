@@ -1,0 +1,122 @@
+"""One post-LayerNorm Transformer encoder block, with slots where adapters plug in."""
+
+import keras
+
+from tfx_transfer.layers.activations import get_activation
+from tfx_transfer.layers.attention import MultiHeadSelfAttention
+
+
+@keras.saving.register_keras_serializable(package="tfx_transfer")
+class TransformerBlock(keras.layers.Layer):
+    """BERT's encoder layer (Devlin et al. 2019; Vaswani et al. 2017), post-LayerNorm:
+
+        a = Dropout(SelfAttention(x))            # includes the output projection
+        a = attention_adapter(a)                 # slot 1 (identity when None)
+        x = LayerNorm(x + a)
+        f = Dropout(W_out act(W_in x))
+        f = output_adapter(f)                    # slot 2 (identity when None)
+        y = LayerNorm(x + f)
+
+    The two slots are where Houlsby et al. (2019) insert bottleneck adapters: after each sub-layer's output
+    projection and dropout, before the residual add and LayerNorm (adapter-bert's placement). A slot holds
+    any Keras layer mapping [B, T, H] -> [B, T, H]; `None` skips it at no cost.
+
+    Args:
+        num_heads: attention heads; the input width H must be divisible by it.
+        intermediate_size: width of the feed-forward layer.
+        hidden_act: activation of the feed-forward layer ("gelu" exact, "gelu_approximate" tanh, ...).
+        hidden_dropout_rate: dropout on each sub-layer's output.
+        attention_dropout_rate: dropout on the attention probabilities.
+        layer_norm_epsilon: LayerNorm epsilon.
+        initializer_range: stddev of the truncated-normal kernel initializer.
+        attention_adapter, output_adapter: optional layers for the two slots.
+
+    Call args:
+        x: float [B, T, H]; attention_mask: 0/1 [B, T] or [B, T, T]; training: enables dropout.
+
+    Returns:
+        float [B, T, H].
+
+    Variables (relative paths): `self_attention/{query,key,value,attention_output}/{kernel,bias}`,
+    `self_attention_layer_norm/{gamma,beta}`, `intermediate/{kernel,bias}` [H, I], `output/{kernel,bias}` [I, H],
+    `output_layer_norm/{gamma,beta}`.
+    """
+
+    def __init__(self, num_heads, intermediate_size, hidden_act="gelu", hidden_dropout_rate=0.1,
+                 attention_dropout_rate=0.1, layer_norm_epsilon=1e-12, initializer_range=0.02,
+                 attention_adapter=None, output_adapter=None, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.intermediate_size = intermediate_size
+        self.hidden_act = hidden_act
+        self.hidden_dropout_rate = hidden_dropout_rate
+        self.attention_dropout_rate = attention_dropout_rate
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.initializer_range = initializer_range
+        self.attention_adapter = attention_adapter
+        self.output_adapter = output_adapter
+        self._activation = get_activation(hidden_act)
+
+        policy = self.dtype_policy
+        self.self_attention = MultiHeadSelfAttention(num_heads, dropout_rate=attention_dropout_rate,
+                                                     initializer_range=initializer_range, name="self_attention",
+                                                     dtype=policy)
+        self.attention_dropout = keras.layers.Dropout(hidden_dropout_rate, name="attention_dropout", dtype=policy)
+        self.self_attention_layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, name="self_attention_layer_norm", dtype=policy)
+        init = keras.initializers.TruncatedNormal(stddev=initializer_range)
+        self.intermediate = keras.layers.Dense(intermediate_size, kernel_initializer=init, name="intermediate",
+                                               dtype=policy)
+        self.output_dropout = keras.layers.Dropout(hidden_dropout_rate, name="output_dropout", dtype=policy)
+        self.output_layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon,
+                                                                 name="output_layer_norm", dtype=policy)
+
+    def build(self, input_shape):
+        hidden_size = input_shape[-1]
+        init = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
+        self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=init, name="output",
+                                               dtype=self.dtype_policy)
+        self.self_attention.build(input_shape)
+        self.self_attention_layer_norm.build(input_shape)
+        self.intermediate.build(input_shape)
+        self.output_dense.build(tuple(input_shape[:-1]) + (self.intermediate_size,))
+        self.output_layer_norm.build(input_shape)
+        for adapter in (self.attention_adapter, self.output_adapter):
+            if adapter is not None and not adapter.built:
+                adapter.build(input_shape)
+        self.built = True
+
+    def call(self, x, attention_mask=None, training=None):
+        attention = self.self_attention(x, attention_mask=attention_mask, training=training)
+        attention = self.attention_dropout(attention, training=training)
+        if self.attention_adapter is not None:
+            attention = self.attention_adapter(attention, training=training)
+        x = self.self_attention_layer_norm(x + attention)
+
+        ffn = self.output_dense(self._activation(self.intermediate(x)))
+        ffn = self.output_dropout(ffn, training=training)
+        if self.output_adapter is not None:
+            ffn = self.output_adapter(ffn, training=training)
+        return self.output_layer_norm(x + ffn)
+
+    def compute_output_shape(self, x_shape, attention_mask_shape=None):
+        input_shape = x_shape
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads, intermediate_size=self.intermediate_size, hidden_act=self.hidden_act,
+            hidden_dropout_rate=self.hidden_dropout_rate, attention_dropout_rate=self.attention_dropout_rate,
+            layer_norm_epsilon=self.layer_norm_epsilon, initializer_range=self.initializer_range,
+            attention_adapter=keras.saving.serialize_keras_object(self.attention_adapter),
+            output_adapter=keras.saving.serialize_keras_object(self.output_adapter),
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for slot in ("attention_adapter", "output_adapter"):
+            config[slot] = keras.saving.deserialize_keras_object(config.get(slot))
+        return cls(**config)
