@@ -1,0 +1,88 @@
+"""Shared benchmark helpers: data, FLOP counts, the machine's matmul rate, result files."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import os
+import pathlib
+import platform
+import resource
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = pathlib.Path(os.environ.get("TFX_SHARED_DATA", REPO.parent / "shared" / "data"))
+RESULTS = REPO / "bench" / "results"
+
+
+def sst2_sentences(split: str = "dev", limit: int | None = None):
+    """SST-2 sentences from ../shared/data in file order."""
+    path = SHARED_DATA / "glue_data" / "SST-2" / f"{split}.tsv"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: benchmarks read the real GLUE data from ../shared/data "
+                         "(or set TFX_SHARED_DATA).")
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+    return [row[0] for row in rows[:limit]]
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 20, rounds: int = 3) -> float:
+    """fp32 matmul rate of this machine now (GFLOP/s), the denominator of MFU.
+
+    Best of `rounds`, over TensorFlow's own kernel and XLA's (XLA's CPU matmul is ~30% faster here, and a
+    compiled model can exceed the plain kernel's rate: the better one is the honest peak).
+    """
+    import tensorflow as tf
+
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    best = 0.0
+    for jit in (False, True):
+        best = max(best, _best_rate(tf.function(tf.matmul, jit_compile=jit), a, b, size, repeats, rounds))
+    return best
+
+
+def _best_rate(f, a, b, size, repeats, rounds):
+    f(a, b).numpy()
+    best = 0.0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            f(a, b).numpy()
+        best = max(best, 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def bert_forward_flops(config, lengths) -> float:
+    """Forward FLOPs of a BERT encoder over sequences of the given (padded) lengths.
+
+    2 x non-embedding parameters per token (dense layers) + attention scores and mixing: 4 x T^2 x H per layer.
+    """
+    h, layers, inter = config.hidden_size, config.num_hidden_layers, config.intermediate_size
+    dense_params = layers * (4 * h * h + 2 * h * inter) + h * h  # + pooler
+    total = 0.0
+    for t in lengths:
+        total += 2 * dense_params * t + layers * 4 * t * t * h
+    return total
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+
+def write_results(name: str, payload: dict, table_lines: list[str]):
+    """bench/results/<name>.json and <name>.md (atomic: temp file + rename)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = dict(payload, machine=platform.platform(), cpus=os.cpu_count(),
+                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    for suffix, text in (("json", json.dumps(payload, indent=2) + "\n"), ("md", "\n".join(table_lines) + "\n")):
+        path = RESULTS / f"{name}.{suffix}"
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    print(f"wrote {RESULTS / name}.json and .md")
+
+
+def percent(x):
+    return f"{100 * x:.1f}%"
