@@ -68,7 +68,7 @@ def test_missing_vocab_size_bad_json_and_missing_file(tmp_path):
     bad.write_text("{not json", encoding="utf-8")
     with pytest.raises(ValueError, match="not valid JSON"):
         BertConfig.from_json_file(bad)
-    with pytest.raises(FileNotFoundError, match="BERT config file not found"):
+    with pytest.raises(FileNotFoundError, match="File not found: .*expected a BERT config"):
         BertConfig.from_json_file(tmp_path / "nope.json")
     empty = tmp_path / "empty_dir"
     empty.mkdir()

@@ -14,9 +14,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any, Dict
+
+from tfx_transfer.io_utils import read_json
 
 # Names users meet in configs -> the two GELU variants (and plain activations) we implement.
 # "gelu" in Hugging Face is the exact erf GELU; Google TF1 BERT and keras-hub use the tanh form.
@@ -117,13 +118,7 @@ class BertConfig:
                 raise FileNotFoundError(
                     f"No config.json or bert_config.json in the directory {path!r}; pass the config file itself."
                 )
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"BERT config file not found: {path!r}.")
-        try:
-            with open(path, encoding="utf-8") as f:
-                values = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e}); expected a bert_config.json or config.json.") from None
+        values = read_json(path, "a BERT config (bert_config.json or config.json)")
         config = cls.from_dict(values, source=path)
         config.validate(source=path)
         return config

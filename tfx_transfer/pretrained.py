@@ -7,9 +7,10 @@ scripts share, so one argument (`--pretrained=...`) names config, vocabulary, ca
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Optional
+
+from tfx_transfer.io_utils import read_json
 
 # Packaged models: name -> (python module with get_model_path(), pip package to install it).
 PACKAGED_MODELS = {
@@ -67,8 +68,7 @@ def read_do_lower_case(directory: str, vocab_file: Optional[str] = None) -> bool
     """
     config = os.path.join(directory, "tokenizer_config.json")
     if os.path.isfile(config):
-        with open(config, encoding="utf-8") as f:
-            value = json.load(f).get("do_lower_case")
+        value = read_json(config, "a Hugging Face tokenizer_config.json").get("do_lower_case")
         if value is not None:
             return bool(value)
     if vocab_file and os.path.isfile(vocab_file):

@@ -22,12 +22,12 @@ Example (load only the bottom 4 layers of a checkpoint, with the format's built-
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from typing import List, Optional, Sequence, Tuple, Union
 
 from tfx_transfer.checkpoints.transforms import Transform, transform_from_config
+from tfx_transfer.io_utils import read_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,15 +154,7 @@ class AssignmentMap:
 
     @classmethod
     def from_json_file(cls, path: Union[str, os.PathLike]) -> "AssignmentMap":
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"Assignment map file not found: {path!r}.")
-        try:
-            with open(path, encoding="utf-8") as f:
-                config = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e}).") from None
-        return cls.from_config(config)
+        return cls.from_config(read_json(path, "an assignment map (JSON with rename, rules, ignore, discard)"))
 
     def __repr__(self):
         return (f"AssignmentMap(name={self.name!r}, rename={self.rename}, {len(self.rules)} rules, "
