@@ -103,8 +103,8 @@ def test_invalid_architecture_is_rejected_before_building():
 
 
 def test_from_pretrained_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="neither a directory nor a packaged model name"):
+    with pytest.raises(FileNotFoundError, match="neither a directory, a checkpoint prefix nor a packaged model"):
         BertEncoder.from_pretrained(tmp_path / "nowhere")
     (tmp_path / "config.json").write_text(json.dumps(TINY), encoding="utf-8")
-    with pytest.raises(FileNotFoundError, match="no weights file; expected model.safetensors"):
+    with pytest.raises(FileNotFoundError, match="no weights; expected model.safetensors"):
         BertEncoder.from_pretrained(tmp_path)

@@ -20,7 +20,21 @@ def _write(tmp_path, values, name="config.json"):
 def test_google_bert_config(tmp_path):
     config = BertConfig.from_json_file(_write(tmp_path, GOOGLE, "bert_config.json"))
     assert config.hidden_size == 768 and config.layer_norm_eps == 1e-12 and config.head_size == 64
-    assert config.hidden_act == "gelu"
+    # google-research/bert's "gelu" is the tanh approximation (modeling.py), so that is what we build.
+    assert config.hidden_act == "gelu_approximate"
+    exact = BertConfig.from_json_file(_write(tmp_path, dict(GOOGLE, gelu_approximate=False), "exact.json"))
+    assert exact.hidden_act == "gelu"
+    assert BertConfig.from_dict(GOOGLE, dialect="hf").hidden_act == "gelu"
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_approximate", "relu"])
+def test_google_and_hf_dicts_round_trip(act):
+    config = BertConfig(vocab_size=99, hidden_size=32, num_attention_heads=4, hidden_act=act, layer_norm_eps=1e-12)
+    google = config.to_google_dict()
+    assert "layer_norm_eps" not in google and google["hidden_act"] in ("gelu", "relu")
+    assert BertConfig.from_dict(google) == config
+    hf = config.to_hf_dict()
+    assert hf["model_type"] == "bert" and BertConfig.from_dict(hf) == config
 
 
 def test_hf_config_and_directory_lookup(tmp_path):

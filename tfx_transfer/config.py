@@ -42,7 +42,8 @@ def canonical_activation(name: str) -> str:
     if key not in _ACTIVATION_ALIASES:
         raise ValueError(
             f"hidden_act={name!r} is not supported; use one of {sorted(_ACTIVATION_ALIASES)} "
-            "('gelu' is the exact erf GELU, 'gelu_new'/'gelu_approximate'/'gelu_pytorch_tanh' the tanh form)."
+            "(in Hugging Face configs 'gelu' is the exact erf GELU; 'gelu_new'/'gelu_approximate'/'gelu_pytorch_tanh' "
+            "are the tanh form, which is also what 'gelu' means in a Google bert_config.json)."
         )
     return _ACTIVATION_ALIASES[key]
 
@@ -73,14 +74,28 @@ class BertConfig:
 
     # ------------------------------------------------------------------ reading
     @classmethod
-    def from_dict(cls, values: Dict[str, Any], source: str = "config") -> "BertConfig":
+    def from_dict(cls, values: Dict[str, Any], source: str = "config", dialect: str = "auto") -> "BertConfig":
         """Builds a config from a Google or Hugging Face style dict; unknown keys are ignored.
 
-        Hugging Face `position_embedding_type` other than "absolute" and non-BERT `model_type`s
-        are rejected, because the encoder would silently compute something else.
+        Args:
+            values: the parsed JSON.
+            source: where it came from, for error messages.
+            dialect: "hf", "google" or "auto" (Hugging Face when `model_type`, `architectures` or
+                `transformers_version` is present, else Google). The dialects differ in what "gelu" means:
+                Hugging Face's is the exact erf GELU, google-research/bert's (and Model Garden's) the tanh
+                approximation. A Google-dialect file may say `"gelu_approximate": false` to mean the exact one
+                (google-research/bert ignores the extra key; `to_google_dict` writes it for exact-GELU models).
+
+        Hugging Face `position_embedding_type` other than "absolute" and non-BERT `model_type`s are rejected,
+        because the encoder would silently compute something else.
         """
         if not isinstance(values, dict):
             raise ValueError(f"{source}: expected a JSON object with BERT hyper-parameters, got {type(values).__name__}.")
+        if dialect == "auto":
+            dialect = "hf" if any(k in values for k in ("model_type", "architectures", "transformers_version")) \
+                else "google"
+        if dialect not in ("hf", "google"):
+            raise ValueError(f"dialect={dialect!r}: expected 'auto', 'hf' or 'google'.")
         model_type = values.get("model_type", "bert")
         if model_type not in ("bert", "BertModel"):
             raise ValueError(
@@ -98,12 +113,15 @@ class BertConfig:
         if "vocab_size" not in kwargs:
             raise ValueError(f"{source}: the field 'vocab_size' is missing; every BERT config needs it.")
         if "hidden_act" in values:
-            kwargs["hidden_act"] = canonical_activation(values["hidden_act"])
+            act = canonical_activation(values["hidden_act"])
+            if dialect == "google" and act == "gelu" and values.get("gelu_approximate", True):
+                act = "gelu_approximate"
+            kwargs["hidden_act"] = act
         return cls(**kwargs)
 
     @classmethod
-    def from_json_file(cls, path: str) -> "BertConfig":
-        """Reads a Google `bert_config.json` or a Hugging Face `config.json`.
+    def from_json_file(cls, path: str, dialect: str = "auto") -> "BertConfig":
+        """Reads a Google `bert_config.json` or a Hugging Face `config.json` (see `from_dict` for `dialect`).
 
         Args:
             path: the JSON file, or a directory holding `config.json` or `bert_config.json`.
@@ -119,7 +137,7 @@ class BertConfig:
                     f"No config.json or bert_config.json in the directory {path!r}; pass the config file itself."
                 )
         values = read_json(path, "a BERT config (bert_config.json or config.json)")
-        config = cls.from_dict(values, source=path)
+        config = cls.from_dict(values, source=path, dialect=dialect)
         config.validate(source=path)
         return config
 
@@ -150,7 +168,30 @@ class BertConfig:
 
     # ------------------------------------------------------------------ writing
     def to_dict(self) -> Dict[str, Any]:
+        """Field values with canonical activation names (what `BertEncoder(**config.to_dict())` takes)."""
         return dataclasses.asdict(self)
+
+    def to_google_dict(self) -> Dict[str, Any]:
+        """A `bert_config.json` for google-research/bert and Model Garden.
+
+        Their "gelu" is the tanh approximation; an exact-GELU model is written as "gelu" plus
+        `"gelu_approximate": false`, which those tools ignore (they will compute tanh GELU, a ~1e-3 relative
+        difference) and `from_dict` honours.
+        """
+        values = self.to_dict()
+        del values["layer_norm_eps"]
+        if self.hidden_act == "gelu":
+            values["gelu_approximate"] = False
+        values["hidden_act"] = {"gelu_approximate": "gelu", "silu": "swish"}.get(self.hidden_act, self.hidden_act)
+        return values
+
+    def to_hf_dict(self) -> Dict[str, Any]:
+        """A Hugging Face `config.json` for `BertModel`."""
+        values = self.to_dict()
+        values["hidden_act"] = {"gelu_approximate": "gelu_pytorch_tanh"}.get(self.hidden_act, self.hidden_act)
+        values.update(model_type="bert", architectures=["BertModel"], position_embedding_type="absolute",
+                      pad_token_id=0)
+        return values
 
     @property
     def head_size(self) -> int:

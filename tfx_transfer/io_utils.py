@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import tempfile
 from typing import Any
 
 
@@ -25,3 +28,53 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not valid JSON ({e}); expected {what}.") from None
+
+
+@contextlib.contextmanager
+def atomic_directory(out_dir: str | os.PathLike, overwrite: bool = False):
+    """Yields a temporary sibling directory that replaces `out_dir` only when the block succeeds.
+
+    A reader of `out_dir` sees either the old complete contents or the new complete contents, never a
+    half-written mix; on error the temporary directory is removed and `out_dir` is untouched.
+
+    Args:
+        out_dir: final directory.
+        overwrite: replace an existing non-empty `out_dir`; otherwise that is an error (raised before any work).
+
+    Raises:
+        FileExistsError: `out_dir` exists, is not empty and `overwrite` is False; or it is a file.
+    """
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    if os.path.isfile(out_dir):
+        raise FileExistsError(f"Output directory {out_dir!r} is a file; choose a directory path.")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise FileExistsError(
+            f"Output directory {out_dir!r} exists and is not empty; choose another one or pass overwrite "
+            "(--overwrite) to replace it."
+        )
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(out_dir) + ".tmp-", dir=parent)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    backup = None
+    if os.path.exists(out_dir):
+        backup = tempfile.mkdtemp(prefix=os.path.basename(out_dir) + ".old-", dir=parent)
+        os.rmdir(backup)
+        os.rename(out_dir, backup)
+    os.rename(tmp, out_dir)
+    if backup:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def write_json(path: str | os.PathLike, value: Any):
+    """Writes JSON (indented, UTF-8) through a temporary file and a rename."""
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)

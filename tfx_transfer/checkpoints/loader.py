@@ -59,6 +59,15 @@ def load_checkpoint(model, path, strict: bool = True, assignment_map: Optional[A
             tensors mapped onto one variable, or an unknown format.
     """
     fmt, reader, builtin = open_checkpoint(path)
+    return load_from_reader(model, reader, builtin, fmt, strict=strict, assignment_map=assignment_map,
+                            allow_missing=allow_missing, allow_unused=allow_unused)
+
+
+def load_from_reader(model, reader, builtin: AssignmentMap, fmt: str, strict: bool = True,
+                     assignment_map: Optional[AssignmentMap] = None, allow_missing: Sequence[str] = (),
+                     allow_unused: Sequence[str] = ()) -> LoadReport:
+    """`load_checkpoint` for an already opened reader (e.g. `ArrayReader` over another model's weights)."""
+    path = reader.path
     mapping = assignment_map.then(builtin) if assignment_map is not None else builtin
     variables = model_variables(model)
     report = LoadReport(path=os.fspath(path), format=fmt)

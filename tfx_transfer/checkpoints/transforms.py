@@ -72,7 +72,26 @@ class Reshape(Transform):
         return f"Reshape({'' if self.shape is None else list(self.shape)})"
 
 
-_REGISTRY = {cls.name: cls for cls in (Transform, Transpose, Reshape)}
+class FitRows(Transform):
+    """Fits the first dimension to the target's: keeps the first rows, or repeats the rows cyclically.
+
+    For structurally different models (the seeds: "initialise as much as possible"): a 512-position table into a
+    128-position model keeps rows 0..127; a 1-type checkpoint (RoBERTa-style) into a 2-type model copies the one
+    type row to both.
+    """
+
+    name = "fit_rows"
+
+    def __call__(self, array, target_shape):
+        rows = target_shape[0]
+        if array.shape[1:] != tuple(target_shape[1:]):
+            raise ValueError(f"fit_rows changes only the first dimension; {tuple(array.shape)} vs {tuple(target_shape)}")
+        if array.shape[0] >= rows:
+            return array[:rows]
+        return np.resize(array, (rows,) + tuple(array.shape[1:]))
+
+
+_REGISTRY = {cls.name: cls for cls in (Transform, Transpose, Reshape, FitRows)}
 
 
 def transform_from_config(config) -> Transform:

@@ -89,23 +89,29 @@ class BertEncoder(keras.Model):
         """Builds an encoder and loads pretrained weights.
 
         Args:
-            path_or_name: a directory in Hugging Face layout (config.json, model.safetensors, vocab.txt) or a
-                packaged model name ("all-MiniLM-L6-v2").
+            path_or_name: a packaged model name ("all-MiniLM-L6-v2"), a model directory in Hugging Face, Google
+                TF1, Keras or TF Hub layout, or a TF checkpoint prefix (see `tfx_transfer.pretrained`).
             strict: raise if a model variable is not in the checkpoint or a checkpoint tensor is not used
                 (recognised pretraining heads and ignorable tensors excepted). See `load_checkpoint`.
-            assignment_map: optional `AssignmentMap` with rules tried before the format's built-in rules.
+            assignment_map: optional `AssignmentMap` decided before the format's built-in map.
             verbose: print the load report.
             **overrides: config fields to change, e.g. `hidden_act="gelu_approximate"`,
                 `hidden_dropout_prob=0.0`.
 
         Returns:
             The encoder; its `load_report` attribute holds the `LoadReport` and `pretrained` the resolved files.
+
+        Raises:
+            ValueError: the vocabulary has more tokens than the embedding table has rows.
         """
         from tfx_transfer.checkpoints.loader import load_checkpoint
         from tfx_transfer.pretrained import resolve_pretrained
+        from tfx_transfer.text.casing import check_vocab_size
+        from tfx_transfer.text.vocab import load_vocab
 
         files = resolve_pretrained(path_or_name)
-        encoder = cls.from_bert_config(BertConfig.from_json_file(files.config_file), **overrides)
+        check_vocab_size(len(load_vocab(files.vocab_file)), files.config.vocab_size, files.vocab_file)
+        encoder = cls.from_bert_config(files.config, **overrides)
         encoder.load_report = load_checkpoint(encoder, files.weights_path, strict=strict,
                                               assignment_map=assignment_map)
         encoder.pretrained = files

@@ -21,6 +21,7 @@ from typing import List, Optional, Sequence
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from tfx_transfer.text.casing import warn_if_case_mismatch
 from tfx_transfer.text.vocab import load_vocab
 
 MAX_CHARS_PER_WORD = 100
@@ -49,6 +50,7 @@ class BertTokenizer:
         self.vocab_file = os.fspath(vocab_file)
         self.do_lower_case = bool(do_lower_case)
         self.vocab: List[str] = load_vocab(self.vocab_file)
+        warn_if_case_mismatch(self.do_lower_case, self.vocab)
         self._ids = {token: index for index, token in enumerate(self.vocab)}
         self._wordpiece = tf_text.FastBertTokenizer(
             vocab=self.vocab, token_out_type=tf.int32, unknown_token="[UNK]",

@@ -1,0 +1,110 @@
+"""Convert a BERT between checkpoint formats.
+
+    python -m tfx_transfer.checkpoints.convert --input=<dir|prefix|all-MiniLM-L6-v2> \\
+        --output_dir=<dir> --output_format={google,hf,keras}
+
+Reads anything `BertEncoder.from_pretrained` reads (Hugging Face, Google TF1, Keras, TF Hub SavedModel),
+prints one line per stage and the load report, writes the output directory atomically (an existing non-empty
+directory is refused unless --overwrite), then reloads what it wrote and checks the outputs are identical.
+Errors are one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags  # noqa: E402
+
+# A private flag registry: importing this module never clashes with the scripts' absl flags.
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("input", None, "Model directory, TF checkpoint prefix or packaged model name.", flag_values=FLAGS)
+flags.DEFINE_string("output_dir", None, "Directory to write (atomically).", flag_values=FLAGS)
+flags.DEFINE_enum("output_format", "hf", ["google", "hf", "keras"],
+                  "google: bert_model.ckpt + bert_config.json; hf: model.safetensors + config.json; keras: model.keras.",
+                  flag_values=FLAGS)
+flags.DEFINE_string("assignment_map", None, "JSON assignment map applied before the input format's built-in rules.",
+                    flag_values=FLAGS)
+flags.DEFINE_bool("strict", True, "Fail when a variable is missing from the input or an input tensor is unused.",
+                  flag_values=FLAGS)
+flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty output directory.", flag_values=FLAGS)
+flags.DEFINE_string("vocab_file", None, "Vocabulary to ship with the output (default: the input's vocab.txt).",
+                    flag_values=FLAGS)
+flags.DEFINE_bool("do_lower_case", None, "Casing to record (default: the input's).", flag_values=FLAGS)
+flags.DEFINE_bool("verify", True, "Reload the written model and compare outputs with the converted one.",
+                  flag_values=FLAGS)
+
+
+def _stage(index, total, text):
+    print(f"[{index}/{total}] {text}", flush=True)
+
+
+def convert(input_path, output_dir, output_format, assignment_map=None, strict=True, overwrite=False,
+            vocab_file=None, do_lower_case=None, verify=True):
+    """Library form of the CLI. Returns (LoadReport, max abs output difference after reload or None)."""
+    import numpy as np
+
+    from tfx_transfer.checkpoints.assignment_map import AssignmentMap
+    from tfx_transfer.checkpoints.writers import WRITERS
+    from tfx_transfer.encoders.bert_encoder import BertEncoder
+    from tfx_transfer.pretrained import resolve_pretrained
+    from tfx_transfer.text import BertPreprocessor
+
+    total = 4 if verify else 3
+    start = time.perf_counter()
+    files = resolve_pretrained(input_path)
+    c = files.config
+    _stage(1, total, f"input {files.weights_path}: {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
+                     f"{c.num_attention_heads} heads, vocab {c.vocab_size}, {c.hidden_act}")
+    user_map = AssignmentMap.from_json_file(assignment_map) if assignment_map else None
+    encoder = BertEncoder.from_pretrained(input_path, strict=strict, assignment_map=user_map)
+    _stage(2, total, f"loaded {len(encoder.load_report.loaded)} tensors "
+                     f"({encoder.load_report.num_loaded_parameters:,} parameters) from {encoder.load_report.format}")
+    WRITERS[output_format](encoder, output_dir, vocab_file=vocab_file, do_lower_case=do_lower_case,
+                           overwrite=overwrite)
+    _stage(3, total, f"wrote {output_format} model to {output_dir}: {', '.join(sorted(os.listdir(output_dir)))}")
+    difference = None
+    if verify:
+        reloaded = BertEncoder.from_pretrained(output_dir)
+        probe = BertPreprocessor.from_pretrained(output_dir, seq_length=32)(
+            ["Checkpoint conversion check.", "A second, longer sentence for the probe batch."], ["pair", ""])
+        a, b = encoder(probe), reloaded(probe)
+        difference = max(float(np.max(np.abs(np.asarray(a[k]) - np.asarray(b[k]))))
+                         for k in ("sequence_output", "pooled_output"))
+        _stage(4, total, f"verified: reloaded {output_dir}, max |output difference| = {difference:.3g}")
+        if difference > 1e-6:
+            raise ValueError(f"The written model's outputs differ from the input's by {difference:.3g} (> 1e-6).")
+    print(encoder.load_report)
+    print(f"done in {time.perf_counter() - start:.1f} s")
+    return encoder.load_report, difference
+
+
+def main(argv=None) -> int:
+    """Parses flags from `argv` (default sys.argv), runs `convert`, returns the exit code."""
+    argv = sys.argv if argv is None else argv
+    try:
+        FLAGS.unparse_flags()
+        rest = FLAGS(argv)
+        if len(rest) > 1:
+            raise flags.Error(f"unexpected arguments {rest[1:]}")
+        for name in ("input", "output_dir"):
+            if not FLAGS[name].value:
+                raise flags.Error(f"--{name} is required")
+    except flags.Error as e:
+        print(f"error: {e}. Usage: python -m tfx_transfer.checkpoints.convert --input=... --output_dir=... "
+              "--output_format={google,hf,keras}", file=sys.stderr)
+        return 2
+    try:
+        convert(FLAGS.input, FLAGS.output_dir, FLAGS.output_format, FLAGS.assignment_map, FLAGS.strict,
+                FLAGS.overwrite, FLAGS.vocab_file, FLAGS.do_lower_case, FLAGS.verify)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""The name tables of the four BERT checkpoint dialects tfx_transfer reads and writes.
+
+Our paths (left column of every table) are `BertEncoder`'s variable paths; see `names.py` for how a table is
+used. Shapes: H hidden size, N heads, D = H / N, I intermediate size.
+"""
+
+from __future__ import annotations
+
+from tfx_transfer.checkpoints.names import NameTable, TensorName
+from tfx_transfer.checkpoints.transforms import Reshape, Transpose
+
+_T = (Transpose(),)
+_R = (Reshape(),)  # to our (target) shape
+
+_EMBEDDINGS = "embeddings/"
+_LAYER = "transformer_layer_{i}/"
+
+
+def _transpose(array, config):
+    return array.T
+
+
+def _split_heads_in(array, config):
+    """[H, H] -> [H, N, D] (Model Garden / keras-hub EinsumDense query, key, value kernels)."""
+    return array.reshape(array.shape[0], config.num_attention_heads, config.head_size)
+
+
+def _split_heads_bias(array, config):
+    """[H] -> [N, D]."""
+    return array.reshape(config.num_attention_heads, config.head_size)
+
+
+def _split_heads_out(array, config):
+    """[H, H] -> [N, D, H] (the attention output projection)."""
+    return array.reshape(config.num_attention_heads, config.head_size, array.shape[1])
+
+
+def _dense(ours, theirs, kernel="kernel", bias="bias", read=(), write=None):
+    return [TensorName(ours + "/kernel", theirs + kernel, read, write), TensorName(ours + "/bias", theirs + bias)]
+
+
+def _norm(ours, theirs, gamma="gamma", beta="beta"):
+    return [TensorName(ours + "/gamma", theirs + gamma), TensorName(ours + "/beta", theirs + beta)]
+
+
+def _attention_projections(theirs_for, kernel="kernel", bias="bias", split=False, transpose=False):
+    """Rows for query/key/value/attention_output; `theirs_for(name)` gives the dialect prefix (ending in a separator)."""
+    rows = []
+    for name in ("query", "key", "value", "attention_output"):
+        ours = _LAYER + "self_attention/" + name
+        if transpose:
+            rows += _dense(ours, theirs_for(name), kernel, bias, _T, _transpose)
+        elif split:
+            out = name == "attention_output"
+            rows.append(TensorName(ours + "/kernel", theirs_for(name) + kernel, _R,
+                                   _split_heads_out if out else _split_heads_in))
+            rows.append(TensorName(ours + "/bias", theirs_for(name) + bias, () if out else _R,
+                                   None if out else _split_heads_bias))
+        else:
+            rows += _dense(ours, theirs_for(name), kernel, bias)
+    return rows
+
+
+# ------------------------------------------------------------------ Google TF1 (google-research/bert, adapter-bert)
+def _google_attention(name):
+    return {"attention_output": "bert/encoder/layer_{i}/attention/output/dense/"}.get(
+        name, f"bert/encoder/layer_{{i}}/attention/self/{name}/")
+
+
+GOOGLE = NameTable(
+    "google_tf1",
+    [
+        TensorName(_EMBEDDINGS + "word_embeddings/embeddings", "bert/embeddings/word_embeddings"),
+        TensorName(_EMBEDDINGS + "position_embeddings/embeddings", "bert/embeddings/position_embeddings"),
+        TensorName(_EMBEDDINGS + "token_type_embeddings/embeddings", "bert/embeddings/token_type_embeddings"),
+        *_norm(_EMBEDDINGS + "layer_norm", "bert/embeddings/LayerNorm/"),
+        *_attention_projections(_google_attention),
+        *_norm(_LAYER + "self_attention_layer_norm", "bert/encoder/layer_{i}/attention/output/LayerNorm/"),
+        *_dense(_LAYER + "intermediate", "bert/encoder/layer_{i}/intermediate/dense/"),
+        *_dense(_LAYER + "output", "bert/encoder/layer_{i}/output/dense/"),
+        *_norm(_LAYER + "output_layer_norm", "bert/encoder/layer_{i}/output/LayerNorm/"),
+        *_dense("pooler/dense", "bert/pooler/dense/"),
+    ],
+    # Optimizer slots (AdamWeightDecayOptimizer: adam_m/adam_v; tf.train.AdamOptimizer: Adam, Adam_1) and counters.
+    ignore=[r".*/adam_[mv]", r".*/Adam(_\d+)?", r"global_step", r"beta[12]_power", r".*/Momentum"],
+    # Pretraining heads (MLM, NSP) and the task heads of run_squad.py / run_classifier.py.
+    discard=[r"cls/predictions/.*", r"cls/seq_relationship/.*", r"cls/squad/.*", r"output_weights", r"output_bias"],
+)
+
+
+# ------------------------------------------------------------------ Hugging Face (PyTorch layout)
+def _hf_attention(name):
+    return {"attention_output": "encoder.layer.{i}.attention.output.dense."}.get(
+        name, f"encoder.layer.{{i}}.attention.self.{name}.")
+
+
+HF = NameTable(
+    "hf_bert",
+    [
+        TensorName(_EMBEDDINGS + "word_embeddings/embeddings", "embeddings.word_embeddings.weight"),
+        TensorName(_EMBEDDINGS + "position_embeddings/embeddings", "embeddings.position_embeddings.weight"),
+        TensorName(_EMBEDDINGS + "token_type_embeddings/embeddings", "embeddings.token_type_embeddings.weight"),
+        *_norm(_EMBEDDINGS + "layer_norm", "embeddings.LayerNorm.", "weight", "bias"),
+        *_attention_projections(_hf_attention, "weight", "bias", transpose=True),
+        *_norm(_LAYER + "self_attention_layer_norm", "encoder.layer.{i}.attention.output.LayerNorm.", "weight", "bias"),
+        *_dense(_LAYER + "intermediate", "encoder.layer.{i}.intermediate.dense.", "weight", "bias", _T, _transpose),
+        *_dense(_LAYER + "output", "encoder.layer.{i}.output.dense.", "weight", "bias", _T, _transpose),
+        *_norm(_LAYER + "output_layer_norm", "encoder.layer.{i}.output.LayerNorm.", "weight", "bias"),
+        *_dense("pooler/dense", "pooler.dense.", "weight", "bias", _T, _transpose),
+    ],
+    ignore=[r"embeddings\.position_ids"],
+    discard=[r"cls\..*", r"classifier\..*", r"qa_outputs\..*"],
+    # `BertFor*` checkpoints prefix the encoder with "bert."; old checkpoints call LayerNorm weights gamma/beta.
+    rename=[(r"^bert\.", ""), (r"LayerNorm\.gamma$", "LayerNorm.weight"), (r"LayerNorm\.beta$", "LayerNorm.bias")],
+)
+
+
+# ------------------------------------------------------------------ Model Garden TF2 / TF Hub BERT encoders
+MODEL_GARDEN = NameTable(
+    "model_garden",
+    [
+        TensorName(_EMBEDDINGS + "word_embeddings/embeddings", "word_embeddings/embeddings"),
+        TensorName(_EMBEDDINGS + "position_embeddings/embeddings", "position_embedding/embeddings"),
+        TensorName(_EMBEDDINGS + "token_type_embeddings/embeddings", "type_embeddings/embeddings"),
+        *_norm(_EMBEDDINGS + "layer_norm", "embeddings/layer_norm/"),
+        *_attention_projections(lambda name: f"transformer/layer_{{i}}/self_attention/{name}/", split=True),
+        *_norm(_LAYER + "self_attention_layer_norm", "transformer/layer_{i}/self_attention_layer_norm/"),
+        *_dense(_LAYER + "intermediate", "transformer/layer_{i}/intermediate/"),
+        *_dense(_LAYER + "output", "transformer/layer_{i}/output/"),
+        *_norm(_LAYER + "output_layer_norm", "transformer/layer_{i}/output_layer_norm/"),
+        *_dense("pooler/dense", "pooler_transform/"),
+    ],
+    ignore=[r".*/\.OPTIMIZER_SLOT/.*", r"save_counter.*", r"_CHECKPOINTABLE_OBJECT_GRAPH", r"global_step.*",
+            r"iterations?"],
+    # Pretraining heads of Model Garden's BertPretrainer (masked LM, next sentence).
+    discard=[r"masked_lm/.*", r"cls/.*", r"next_sentence/.*", r"classification/.*"],
+    # Hub SavedModels may name variables with a ":0" suffix.
+    rename=[(r":0$", "")],
+)
+
+
+# ------------------------------------------------------------------ keras-hub BertBackbone
+KERAS_HUB = NameTable(
+    "keras_hub",
+    [
+        TensorName(_EMBEDDINGS + "word_embeddings/embeddings", "token_embedding/embeddings"),
+        TensorName(_EMBEDDINGS + "position_embeddings/embeddings", "position_embedding/embeddings"),
+        TensorName(_EMBEDDINGS + "token_type_embeddings/embeddings", "segment_embedding/embeddings"),
+        *_norm(_EMBEDDINGS + "layer_norm", "embeddings_layer_norm/"),
+        *_attention_projections(lambda name: f"transformer_layer_{{i}}/self_attention_layer/{name}/", split=True),
+        *_norm(_LAYER + "self_attention_layer_norm", "transformer_layer_{i}/self_attention_layer_norm/"),
+        *_dense(_LAYER + "intermediate", "transformer_layer_{i}/feedforward_intermediate_dense/"),
+        *_dense(_LAYER + "output", "transformer_layer_{i}/feedforward_output_dense/"),
+        *_norm(_LAYER + "output_layer_norm", "transformer_layer_{i}/feedforward_layer_norm/"),
+        *_dense("pooler/dense", "pooled_dense/"),
+    ],
+)
+
+TABLES = {table.name: table for table in (GOOGLE, HF, MODEL_GARDEN, KERAS_HUB)}

@@ -1,0 +1,116 @@
+"""Writing an encoder in other people's formats: Google TF1 checkpoints, Hugging Face safetensors, Keras.
+
+Every writer produces a complete model directory (weights + config + vocab.txt) atomically: it is written
+to a temporary sibling and renamed into place, and an existing non-empty directory is only replaced with
+`overwrite=True`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Optional
+
+import numpy as np
+
+from tfx_transfer.checkpoints.loader import model_variables
+from tfx_transfer.checkpoints.tables import GOOGLE, HF
+from tfx_transfer.io_utils import atomic_directory, write_json
+
+
+def find_encoder(model):
+    """The `BertEncoder` of `model` (the model itself, or the one encoder nested in a task model)."""
+    from tfx_transfer.encoders.bert_encoder import BertEncoder
+
+    if isinstance(model, BertEncoder):
+        return model
+    found = [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, BertEncoder)]
+    if len(found) != 1:
+        raise ValueError(f"Expected exactly one BertEncoder inside {model.name!r}, found {len(found)}.")
+    return found[0]
+
+
+def _vocab_and_casing(encoder, vocab_file, do_lower_case):
+    pretrained = getattr(encoder, "pretrained", None)
+    vocab_file = vocab_file or (pretrained.vocab_file if pretrained else None)
+    if vocab_file is None:
+        raise ValueError("No vocabulary known for this encoder (it was not built by from_pretrained): pass "
+                         "vocab_file=... so the written model is usable.")
+    if not os.path.isfile(vocab_file):
+        raise FileNotFoundError(f"Vocabulary file not found: {vocab_file!r}.")
+    if do_lower_case is None:
+        do_lower_case = pretrained.do_lower_case if pretrained else True
+    return vocab_file, bool(do_lower_case)
+
+
+def _encoder_arrays(encoder):
+    return {path: np.asarray(variable) for path, variable in model_variables(encoder).items()}
+
+
+def _copy_vocab(vocab_file, directory, do_lower_case, config):
+    shutil.copyfile(vocab_file, os.path.join(directory, "vocab.txt"))
+    write_json(os.path.join(directory, "tokenizer_config.json"),
+               {"do_lower_case": do_lower_case, "tokenizer_class": "BertTokenizer",
+                "model_max_length": config.max_position_embeddings})
+
+
+def save_tf_checkpoint(arrays, prefix):
+    """Writes {name: array} as a name-based TF checkpoint (`prefix.index`, `prefix.data-00000-of-00001`)."""
+    import tensorflow as tf
+
+    names = sorted(arrays)
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[tf.constant(arrays[name]) for name in names])
+
+
+def save_google_checkpoint(encoder_or_model, out_dir, vocab_file: Optional[str] = None,
+                           do_lower_case: Optional[bool] = None, overwrite: bool = False) -> str:
+    """Writes `bert_model.ckpt.{index,data-*}` with google-research/bert's names, `bert_config.json`, `vocab.txt`.
+
+    The result is what google-research/bert's `run_classifier.py --init_checkpoint`, adapter-bert and Model
+    Garden's TF1 -> TF2 converter read. Returns `out_dir`.
+    """
+    encoder = find_encoder(encoder_or_model)
+    vocab_file, do_lower_case = _vocab_and_casing(encoder, vocab_file, do_lower_case)
+    config = encoder.bert_config
+    arrays = GOOGLE.export(_encoder_arrays(encoder), config)
+    with atomic_directory(out_dir, overwrite) as tmp:
+        save_tf_checkpoint(arrays, os.path.join(tmp, "bert_model.ckpt"))
+        with open(os.path.join(tmp, "checkpoint"), "w", encoding="utf-8") as f:
+            f.write('model_checkpoint_path: "bert_model.ckpt"\nall_model_checkpoint_paths: "bert_model.ckpt"\n')
+        write_json(os.path.join(tmp, "bert_config.json"), config.to_google_dict())
+        _copy_vocab(vocab_file, tmp, do_lower_case, config)
+    return os.fspath(out_dir)
+
+
+def save_hf_checkpoint(encoder_or_model, out_dir, vocab_file: Optional[str] = None,
+                       do_lower_case: Optional[bool] = None, overwrite: bool = False) -> str:
+    """Writes `model.safetensors` (BertModel names, PyTorch layout), `config.json`, `vocab.txt`,
+    `tokenizer_config.json`: loadable by `transformers.BertModel.from_pretrained(out_dir)`. Returns `out_dir`."""
+    from safetensors.numpy import save_file
+
+    encoder = find_encoder(encoder_or_model)
+    vocab_file, do_lower_case = _vocab_and_casing(encoder, vocab_file, do_lower_case)
+    config = encoder.bert_config
+    arrays = HF.export(_encoder_arrays(encoder), config)
+    with atomic_directory(out_dir, overwrite) as tmp:
+        save_file(arrays, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
+        write_json(os.path.join(tmp, "config.json"), config.to_hf_dict())
+        _copy_vocab(vocab_file, tmp, do_lower_case, config)
+    return os.fspath(out_dir)
+
+
+def save_keras_model(encoder_or_model, out_dir, vocab_file: Optional[str] = None,
+                     do_lower_case: Optional[bool] = None, overwrite: bool = False) -> str:
+    """Writes `model.keras` (the whole model, any adapters and heads included), `config.json`, `vocab.txt`.
+    Returns `out_dir`."""
+    encoder = find_encoder(encoder_or_model)
+    vocab_file, do_lower_case = _vocab_and_casing(encoder, vocab_file, do_lower_case)
+    with atomic_directory(out_dir, overwrite) as tmp:
+        encoder_or_model.save(os.path.join(tmp, "model.keras"))
+        write_json(os.path.join(tmp, "config.json"), encoder.bert_config.to_hf_dict())
+        _copy_vocab(vocab_file, tmp, do_lower_case, encoder.bert_config)
+    return os.fspath(out_dir)
+
+
+WRITERS = {"google": save_google_checkpoint, "hf": save_hf_checkpoint, "keras": save_keras_model}
