@@ -92,7 +92,7 @@ def test_transformer_block_shared_checks(tmp_path):
 class Doubler(keras.layers.Layer):
     """A stand-in for an adapter: y = 2x (proves the slots are on the data path)."""
 
-    def call(self, x, training=None):
+    def call(self, x, sublayer_input=None, attention_mask=None, training=None):
         return 2.0 * x
 
 

@@ -63,11 +63,16 @@ class Rule:
 
 @dataclasses.dataclass(frozen=True)
 class Resolution:
-    """What a map decided for one checkpoint name: kind is 'load', 'ignore', 'discard' or 'unmatched'."""
+    """What a map decided for one checkpoint name: kind is 'load', 'ignore', 'discard' or 'unmatched'.
+
+    `discardable`: a 'load' whose name also matches a discard pattern, so a model without the target variable
+    (e.g. an encoder reading a checkpoint that has a classifier head) reports it as discarded, not as an error.
+    """
 
     kind: str
     target: Optional[str] = None
     transforms: Tuple[Transform, ...] = ()
+    discardable: bool = False
 
 
 def _compile_all(patterns, what):
@@ -119,11 +124,12 @@ class AssignmentMap:
             name = pattern.sub(replacement, name)
         if any(p.fullmatch(name) for p in self._ignore):
             return Resolution("ignore")
+        discardable = any(p.fullmatch(name) for p in self._discard)
         for rule in self.rules:
             target = rule.apply(name)
             if target is not None:
-                return Resolution("load", target, rule.transforms)
-        if any(p.fullmatch(name) for p in self._discard):
+                return Resolution("load", target, rule.transforms, discardable)
+        if discardable:
             return Resolution("discard")
         if self.fallback is not None:
             return self.fallback.resolve(name)

@@ -24,6 +24,8 @@ def model_variables(model) -> Dict[str, object]:
     for variable in model.weights:
         path = variable.path
         if path in variables:
+            if variables[path] is variable:  # a shared layer (e.g. PAL projections) seen from several blocks
+                continue
             raise ValueError(f"Two model variables share the path {path!r}; give their layers distinct names.")
         variables[path] = variable
     return variables
@@ -85,7 +87,8 @@ def load_from_reader(model, reader, builtin: AssignmentMap, fmt: str, strict: bo
             continue
         target = resolution.target
         if target not in variables:
-            report.unused_in_checkpoint.append(UnusedTensor(name, shapes[name], "not in model", target))
+            reason = "discarded" if resolution.discardable else "not in model"
+            report.unused_in_checkpoint.append(UnusedTensor(name, shapes[name], reason, target))
             continue
         if target in assignments:
             raise ValueError(

@@ -35,6 +35,23 @@ def _split_heads_out(array, config):
     return array.reshape(config.num_attention_heads, config.head_size, array.shape[1])
 
 
+def _reshape_row(array, config):
+    """[n] -> [1, n] (adapter-bert stores adapter biases as rows)."""
+    return array.reshape(1, -1)
+
+
+def _google_adapters():
+    """adapter-bert's `feedforward_adapter` variables in the two places of each layer it inserts them."""
+    rows = []
+    for slot, scope in (("attention_adapter", "attention/output"), ("output_adapter", "output")):
+        ours, theirs = f"{_LAYER}{slot}/", f"bert/encoder/layer_{{i}}/{scope}/adapters/"
+        rows += [TensorName(ours + "down/kernel", theirs + "weights1"),
+                 TensorName(ours + "down/bias", theirs + "biases1", _R, _reshape_row),
+                 TensorName(ours + "up/kernel", theirs + "weights2"),
+                 TensorName(ours + "up/bias", theirs + "biases2", _R, _reshape_row)]
+    return rows
+
+
 def _dense(ours, theirs, kernel="kernel", bias="bias", read=(), write=None):
     return [TensorName(ours + "/kernel", theirs + kernel, read, write), TensorName(ours + "/bias", theirs + bias)]
 
@@ -80,11 +97,17 @@ GOOGLE = NameTable(
         *_dense(_LAYER + "output", "bert/encoder/layer_{i}/output/dense/"),
         *_norm(_LAYER + "output_layer_norm", "bert/encoder/layer_{i}/output/LayerNorm/"),
         *_dense("pooler/dense", "bert/pooler/dense/"),
+        *_google_adapters(),
+        # run_classifier.py's head: output_weights is [num_labels, H].
+        TensorName("classifier/kernel", "output_weights", _T, _transpose),
+        TensorName("classifier/bias", "output_bias"),
     ],
     # Optimizer slots (AdamWeightDecayOptimizer: adam_m/adam_v; tf.train.AdamOptimizer: Adam, Adam_1) and counters.
     ignore=[r".*/adam_[mv]", r".*/Adam(_\d+)?", r"global_step", r"beta[12]_power", r".*/Momentum"],
-    # Pretraining heads (MLM, NSP) and the task heads of run_squad.py / run_classifier.py.
-    discard=[r"cls/predictions/.*", r"cls/seq_relationship/.*", r"cls/squad/.*", r"output_weights", r"output_bias"],
+    # Pretraining heads (MLM, NSP) and the task heads of run_squad.py / run_classifier.py (discarded when the
+    # model being loaded has no such head), and adapter-bert's adapters when it has no adapters.
+    discard=[r"cls/predictions/.*", r"cls/seq_relationship/.*", r"cls/squad/.*", r"output_weights", r"output_bias",
+             r"bert/encoder/layer_\d+/(attention/)?output/adapters/.*"],
 )
 
 

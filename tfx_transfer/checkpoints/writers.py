@@ -43,8 +43,9 @@ def _vocab_and_casing(encoder, vocab_file, do_lower_case):
     return vocab_file, bool(do_lower_case)
 
 
-def _encoder_arrays(encoder):
-    return {path: np.asarray(variable) for path, variable in model_variables(encoder).items()}
+def _model_arrays(model):
+    """{path: array} of everything in the model: encoder, adapters, task head."""
+    return {path: np.asarray(variable) for path, variable in model_variables(model).items()}
 
 
 def _copy_vocab(vocab_file, directory, do_lower_case, config):
@@ -68,12 +69,14 @@ def save_google_checkpoint(encoder_or_model, out_dir, vocab_file: Optional[str] 
     """Writes `bert_model.ckpt.{index,data-*}` with google-research/bert's names, `bert_config.json`, `vocab.txt`.
 
     The result is what google-research/bert's `run_classifier.py --init_checkpoint`, adapter-bert and Model
-    Garden's TF1 -> TF2 converter read. Returns `out_dir`.
+    Garden's TF1 -> TF2 converter read. Houlsby adapters are written under adapter-bert's names
+    (`.../attention/output/adapters/weights1`, ...) and a `BertClassifier` head as `output_weights`/`output_bias`.
+    Returns `out_dir`.
     """
     encoder = find_encoder(encoder_or_model)
     vocab_file, do_lower_case = _vocab_and_casing(encoder, vocab_file, do_lower_case)
     config = encoder.bert_config
-    arrays = GOOGLE.export(_encoder_arrays(encoder), config)
+    arrays = GOOGLE.export(_model_arrays(encoder_or_model), config)
     with atomic_directory(out_dir, overwrite) as tmp:
         save_tf_checkpoint(arrays, os.path.join(tmp, "bert_model.ckpt"))
         with open(os.path.join(tmp, "checkpoint"), "w", encoding="utf-8") as f:
@@ -92,7 +95,7 @@ def save_hf_checkpoint(encoder_or_model, out_dir, vocab_file: Optional[str] = No
     encoder = find_encoder(encoder_or_model)
     vocab_file, do_lower_case = _vocab_and_casing(encoder, vocab_file, do_lower_case)
     config = encoder.bert_config
-    arrays = HF.export(_encoder_arrays(encoder), config)
+    arrays = HF.export(_model_arrays(encoder_or_model), config)
     with atomic_directory(out_dir, overwrite) as tmp:
         save_file(arrays, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
         write_json(os.path.join(tmp, "config.json"), config.to_hf_dict())

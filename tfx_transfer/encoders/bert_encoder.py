@@ -25,7 +25,8 @@ class BertEncoder(keras.Model):
         encoder_outputs: list of num_hidden_layers tensors [B, T, H], default = pooled_output.
 
     Constructor arguments are the `BertConfig` field names, so `BertEncoder(**config.to_dict())` works.
-    Every transformer block has two adapter slots (see `TransformerBlock`), empty here.
+    Every transformer block has two adapter slots (see `TransformerBlock`); `adapters=AdapterConfig(...)` fills
+    them (bottleneck adapters, PALs) or adds LoRA to the attention projections, in all layers or the chosen ones.
 
     Variable paths (used by checkpoint assignment maps): `embeddings/...`, `transformer_layer_{i}/...`,
     `pooler/dense/{kernel,bias}`.
@@ -39,14 +40,20 @@ class BertEncoder(keras.Model):
     def __init__(self, vocab_size, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                  intermediate_size=3072, hidden_act="gelu", hidden_dropout_prob=0.1,
                  attention_probs_dropout_prob=0.1, max_position_embeddings=512, type_vocab_size=2,
-                 initializer_range=0.02, layer_norm_eps=1e-12, name="bert_encoder", dtype=None, **kwargs):
+                 initializer_range=0.02, layer_norm_eps=1e-12, adapters=None, name="bert_encoder", dtype=None,
+                 **kwargs):
+        from tfx_transfer.adaptation.adapter_config import AdapterConfig
+        from tfx_transfer.adaptation.build import block_adaptation_kwargs, shared_adaptation_layers
+
         config = BertConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
                             num_attention_heads=num_attention_heads, intermediate_size=intermediate_size,
                             hidden_act=hidden_act, hidden_dropout_prob=hidden_dropout_prob,
                             attention_probs_dropout_prob=attention_probs_dropout_prob,
                             max_position_embeddings=max_position_embeddings, type_vocab_size=type_vocab_size,
                             initializer_range=initializer_range, layer_norm_eps=layer_norm_eps).validate()
+        adapters = AdapterConfig.from_dict(adapters) if adapters is not None else None
         inputs = {key: keras.Input(shape=(None,), dtype="int32", name=key) for key in INPUT_NAMES}
+        shared = shared_adaptation_layers(adapters, hidden_size, dtype) if adapters else {}
 
         embeddings = BertEmbeddings(vocab_size, hidden_size, max_position_embeddings, type_vocab_size,
                                     dropout_rate=hidden_dropout_prob, layer_norm_epsilon=layer_norm_eps,
@@ -54,11 +61,12 @@ class BertEncoder(keras.Model):
         x = embeddings(inputs["input_word_ids"], inputs["input_type_ids"])
         encoder_outputs = []
         for index in range(num_hidden_layers):
+            extra = block_adaptation_kwargs(adapters, index, num_hidden_layers, shared, dtype) if adapters else {}
             block = TransformerBlock(num_attention_heads, intermediate_size, hidden_act=config.hidden_act,
                                      hidden_dropout_rate=hidden_dropout_prob,
                                      attention_dropout_rate=attention_probs_dropout_prob,
                                      layer_norm_epsilon=layer_norm_eps, initializer_range=initializer_range,
-                                     name=f"transformer_layer_{index}", dtype=dtype)
+                                     name=f"transformer_layer_{index}", dtype=dtype, **extra)
             x = block(x, attention_mask=inputs["input_mask"])
             encoder_outputs.append(x)
         pooled = BertPooler(initializer_range=initializer_range, name="pooler", dtype=dtype)(x)
@@ -66,13 +74,14 @@ class BertEncoder(keras.Model):
                    "default": pooled}
         super().__init__(inputs=inputs, outputs=outputs, name=name, dtype=dtype, **kwargs)
         self.bert_config = config
+        self.adapters = adapters
 
     # ------------------------------------------------------------------ construction at the edges
     @classmethod
     def from_bert_config(cls, config: BertConfig, **overrides) -> "BertEncoder":
         """Builds a randomly initialised encoder; `overrides` replace config fields (e.g. hidden_act=...)."""
         values = config.to_dict()
-        unknown = sorted(set(overrides) - set(values) - {"name", "dtype", "trainable"})
+        unknown = sorted(set(overrides) - set(values) - {"adapters", "name", "dtype", "trainable"})
         if unknown:
             raise TypeError(f"Unknown encoder option(s) {unknown}; valid config fields: {sorted(values)}.")
         values.update(overrides)
@@ -94,6 +103,7 @@ class BertEncoder(keras.Model):
             strict: raise if a model variable is not in the checkpoint or a checkpoint tensor is not used
                 (recognised pretraining heads and ignorable tensors excepted). See `load_checkpoint`.
             assignment_map: optional `AssignmentMap` decided before the format's built-in map.
+            adapters (in overrides): an `AdapterConfig`; adapter weights are reported as newly initialised.
             verbose: print the load report.
             **overrides: config fields to change, e.g. `hidden_act="gelu_approximate"`,
                 `hidden_dropout_prob=0.0`.
@@ -112,8 +122,10 @@ class BertEncoder(keras.Model):
         files = resolve_pretrained(path_or_name)
         check_vocab_size(len(load_vocab(files.vocab_file)), files.config.vocab_size, files.vocab_file)
         encoder = cls.from_bert_config(files.config, **overrides)
+        from tfx_transfer.adaptation.adapter_config import ADAPTATION_PATH_PATTERN
+
         encoder.load_report = load_checkpoint(encoder, files.weights_path, strict=strict,
-                                              assignment_map=assignment_map)
+                                              assignment_map=assignment_map, allow_missing=[ADAPTATION_PATH_PATTERN])
         encoder.pretrained = files
         if verbose:
             print(encoder.load_report)
@@ -123,6 +135,7 @@ class BertEncoder(keras.Model):
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype_policy.name}
         config.update(self.bert_config.to_dict())
+        config["adapters"] = self.adapters.to_dict() if self.adapters else None
         return config
 
     @classmethod

@@ -37,6 +37,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         num_heads: number of heads N; the input width H must be divisible by N.
         dropout_rate: dropout on the attention probabilities (only when `training=True`).
         initializer_range: stddev of the truncated-normal kernel initializer.
+        lora_rank: > 0 adds LoRA updates (`LoRADelta`, Hu et al. 2022) to the projections in `lora_targets`,
+            with `lora_alpha` and `lora_dropout`; sub-layers are named `<target>_lora`.
 
     Call args:
         x: float [B, T, H].
@@ -47,11 +49,17 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         float [B, T, H] (after the output projection `attention_output`).
     """
 
-    def __init__(self, num_heads, dropout_rate=0.1, initializer_range=0.02, **kwargs):
+    def __init__(self, num_heads, dropout_rate=0.1, initializer_range=0.02, lora_rank=0, lora_alpha=16.0,
+                 lora_dropout=0.0, lora_targets=("query", "value"), **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.dropout_rate = dropout_rate
         self.initializer_range = initializer_range
+        self.lora_rank = lora_rank
+        self.lora_alpha = lora_alpha
+        self.lora_dropout = lora_dropout
+        self.lora_targets = tuple(lora_targets)
+        self.lora = {}
         self.dropout = keras.layers.Dropout(dropout_rate, name="dropout", dtype=self.dtype_policy)
 
     def build(self, input_shape):
@@ -68,7 +76,22 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             layer = keras.layers.Dense(hidden_size, kernel_initializer=init, name=name, dtype=self.dtype_policy)
             layer.build(input_shape)
             setattr(self, name, layer)
+        if self.lora_rank:
+            from tfx_transfer.layers.adapters import LoRADelta
+
+            for name in self.lora_targets:
+                delta = LoRADelta(self.lora_rank, hidden_size, alpha=self.lora_alpha, dropout_rate=self.lora_dropout,
+                                  name=f"{name}_lora", dtype=self.dtype_policy)
+                delta.build(input_shape)
+                setattr(self, f"{name}_lora", delta)
+                self.lora[name] = delta
         self.built = True
+
+    def _project(self, name, x, training):
+        out = getattr(self, name)(x)
+        if name in self.lora:
+            out = out + self.lora[name](x, training=training)
+        return out
 
     def _split_heads(self, x, batch, length):
         x = ops.reshape(x, (batch, length, self.num_heads, self.head_size))  # [B, T, N, D]
@@ -77,9 +100,10 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     def call(self, x, attention_mask=None, training=None):
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
         # Scaling q before the product is cheaper than scaling the [B, N, T, T] scores.
-        q = self._split_heads(self.query(x), batch, length) * (1.0 / math.sqrt(self.head_size))  # [B, N, T, D]
-        k = self._split_heads(self.key(x), batch, length)  # [B, N, S, D]
-        v = self._split_heads(self.value(x), batch, length)  # [B, N, S, D]
+        q = self._split_heads(self._project("query", x, training), batch, length)
+        q = q * (1.0 / math.sqrt(self.head_size))  # [B, N, T, D]
+        k = self._split_heads(self._project("key", x, training), batch, length)  # [B, N, S, D]
+        v = self._split_heads(self._project("value", x, training), batch, length)  # [B, N, S, D]
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))  # [B, N, T, S]
         if attention_mask is not None:
             scores = scores + attention_bias(attention_mask, scores.dtype)
@@ -87,7 +111,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         probs = self.dropout(probs, training=training)
         context = ops.matmul(probs, v)  # [B, N, T, D]
         context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (batch, length, self.hidden_size))  # [B, T, H]
-        return self.attention_output(context)
+        return self._project("attention_output", context, training)
 
     def compute_output_shape(self, x_shape, attention_mask_shape=None):
         input_shape = x_shape
@@ -96,5 +120,6 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(num_heads=self.num_heads, dropout_rate=self.dropout_rate,
-                      initializer_range=self.initializer_range)
+                      initializer_range=self.initializer_range, lora_rank=self.lora_rank, lora_alpha=self.lora_alpha,
+                      lora_dropout=self.lora_dropout, lora_targets=list(self.lora_targets))
         return config

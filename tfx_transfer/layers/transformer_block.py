@@ -11,15 +11,17 @@ class TransformerBlock(keras.layers.Layer):
     """BERT's encoder layer (Devlin et al. 2019; Vaswani et al. 2017), post-LayerNorm:
 
         a = Dropout(SelfAttention(x))            # includes the output projection
-        a = attention_adapter(a)                 # slot 1 (identity when None)
+        a = attention_adapter(a, x)              # slot 1 (skipped when None)
         x = LayerNorm(x + a)
         f = Dropout(W_out act(W_in x))
-        f = output_adapter(f)                    # slot 2 (identity when None)
+        f = output_adapter(f, x)                 # slot 2 (skipped when None)
         y = LayerNorm(x + f)
 
     The two slots are where Houlsby et al. (2019) insert bottleneck adapters: after each sub-layer's output
-    projection and dropout, before the residual add and LayerNorm (adapter-bert's placement). A slot holds
-    any Keras layer mapping [B, T, H] -> [B, T, H]; `None` skips it at no cost.
+    projection and dropout, before the residual add and LayerNorm (adapter-bert's placement). A slot holds a
+    Keras layer called as `adapter(h, sublayer_input=x, attention_mask=mask, training=training)` that returns
+    [B, T, H] in place of the sub-layer output h: sequential adapters transform h, parallel ones (and PALs) add a
+    function of the sub-layer input x. `None` skips the slot at no cost.
 
     Args:
         num_heads: attention heads; the input width H must be divisible by it.
@@ -30,6 +32,8 @@ class TransformerBlock(keras.layers.Layer):
         layer_norm_epsilon: LayerNorm epsilon.
         initializer_range: stddev of the truncated-normal kernel initializer.
         attention_adapter, output_adapter: optional layers for the two slots.
+        lora_rank, lora_alpha, lora_dropout, lora_targets: LoRA on the attention projections (see
+            `MultiHeadSelfAttention`).
 
     Call args:
         x: float [B, T, H]; attention_mask: 0/1 [B, T] or [B, T, T]; training: enables dropout.
@@ -44,7 +48,8 @@ class TransformerBlock(keras.layers.Layer):
 
     def __init__(self, num_heads, intermediate_size, hidden_act="gelu", hidden_dropout_rate=0.1,
                  attention_dropout_rate=0.1, layer_norm_epsilon=1e-12, initializer_range=0.02,
-                 attention_adapter=None, output_adapter=None, **kwargs):
+                 attention_adapter=None, output_adapter=None, lora_rank=0, lora_alpha=16.0, lora_dropout=0.0,
+                 lora_targets=("query", "value"), **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.intermediate_size = intermediate_size
@@ -55,12 +60,17 @@ class TransformerBlock(keras.layers.Layer):
         self.initializer_range = initializer_range
         self.attention_adapter = attention_adapter
         self.output_adapter = output_adapter
+        self.lora_rank = lora_rank
+        self.lora_alpha = lora_alpha
+        self.lora_dropout = lora_dropout
+        self.lora_targets = tuple(lora_targets)
         self._activation = get_activation(hidden_act)
 
         policy = self.dtype_policy
         self.self_attention = MultiHeadSelfAttention(num_heads, dropout_rate=attention_dropout_rate,
-                                                     initializer_range=initializer_range, name="self_attention",
-                                                     dtype=policy)
+                                                     initializer_range=initializer_range, lora_rank=lora_rank,
+                                                     lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                                                     lora_targets=lora_targets, name="self_attention", dtype=policy)
         self.attention_dropout = keras.layers.Dropout(hidden_dropout_rate, name="attention_dropout", dtype=policy)
         self.self_attention_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, name="self_attention_layer_norm", dtype=policy)
@@ -90,13 +100,14 @@ class TransformerBlock(keras.layers.Layer):
         attention = self.self_attention(x, attention_mask=attention_mask, training=training)
         attention = self.attention_dropout(attention, training=training)
         if self.attention_adapter is not None:
-            attention = self.attention_adapter(attention, training=training)
+            attention = self.attention_adapter(attention, sublayer_input=x, attention_mask=attention_mask,
+                                               training=training)
         x = self.self_attention_layer_norm(x + attention)
 
         ffn = self.output_dense(self._activation(self.intermediate(x)))
         ffn = self.output_dropout(ffn, training=training)
         if self.output_adapter is not None:
-            ffn = self.output_adapter(ffn, training=training)
+            ffn = self.output_adapter(ffn, sublayer_input=x, attention_mask=attention_mask, training=training)
         return self.output_layer_norm(x + ffn)
 
     def compute_output_shape(self, x_shape, attention_mask_shape=None):
@@ -111,6 +122,8 @@ class TransformerBlock(keras.layers.Layer):
             layer_norm_epsilon=self.layer_norm_epsilon, initializer_range=self.initializer_range,
             attention_adapter=keras.saving.serialize_keras_object(self.attention_adapter),
             output_adapter=keras.saving.serialize_keras_object(self.output_adapter),
+            lora_rank=self.lora_rank, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
+            lora_targets=list(self.lora_targets),
         )
         return config
 

@@ -1,0 +1,13 @@
+"""Which weights train and how: adapter configs, strategies, adapter-only files, multi-task switching, LoRA merge."""
+
+from tfx_transfer.adaptation.adapter_config import AdapterConfig, is_adaptation_variable
+from tfx_transfer.adaptation.files import load_adaptation, read_adaptation, save_adaptation
+from tfx_transfer.adaptation.strategies import STRATEGIES, ParameterReport, apply_strategy, parameter_report
+from tfx_transfer.adaptation.surgery import ablate_adapters, merge_lora
+from tfx_transfer.adaptation.switcher import AdaptationSwitcher
+
+__all__ = [
+    "AdapterConfig", "is_adaptation_variable", "apply_strategy", "parameter_report", "ParameterReport",
+    "STRATEGIES", "save_adaptation", "load_adaptation", "read_adaptation", "AdaptationSwitcher", "merge_lora",
+    "ablate_adapters",
+]

@@ -1,0 +1,126 @@
+"""`AdapterConfig`: one object describing a parameter-efficient adaptation of a BERT encoder.
+
+Kinds (all inserted through the slots of `TransformerBlock`):
+  houlsby   bottleneck adapters after the attention output and after the FFN output, before the residual add
+            and LayerNorm (Houlsby et al. 2019, adapter-bert's placement)
+  pfeiffer  one bottleneck adapter after the FFN output only (Pfeiffer et al. 2021)
+  parallel  bottleneck adapters in parallel to the FFN (and optionally the attention) sub-layer, reading its
+            input and adding `scale` x their output to its output (He et al. 2022)
+  lora      low-rank updates of the attention query and value projections (Hu et al. 2022); mergeable
+  pal       projected attention layers: a small multi-head attention in a low-dimensional space in parallel
+            to self-attention, with projections shared across layers (Stickland & Murray 2019)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Optional, Sequence, Tuple
+
+KINDS = ("houlsby", "pfeiffer", "parallel", "lora", "pal")
+_DEFAULT_SUBLAYERS = {"houlsby": ("attention", "ffn"), "pfeiffer": ("ffn",), "parallel": ("ffn",),
+                      "lora": (), "pal": ("attention",)}
+ACTIVATIONS = ("gelu", "relu", "tanh", "swish")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdapterConfig:
+    """An adaptation of a BERT encoder.
+
+    Attributes:
+        kind: one of KINDS.
+        size: bottleneck width m (houlsby/pfeiffer/parallel) or the PAL projection width.
+        activation: bottleneck nonlinearity: gelu (default), relu, tanh, swish.
+        init_stddev: truncated-normal stddev of adapter kernels (the paper: 1e-2; adapter-bert's code: 1e-3).
+        zero_init_up: zero the up-projection, so the adapted encoder starts exactly as the base one.
+        layers: indices of the transformer layers that get adapters (None = all); see `top_layers`.
+        sublayers: "attention" and/or "ffn" (bottleneck kinds); default per kind.
+        scale: multiplier of parallel adapters' output (He et al.: 4.0).
+        lora_rank, lora_alpha, lora_dropout, lora_targets: LoRA's r, alpha (scale alpha / r), dropout on its
+            input, and which projections it updates (query, key, value, attention_output).
+        pal_heads: attention heads inside a PAL; pal_share: "projections" (the paper: encoder/decoder projections
+            shared across layers, attention per layer), "all" or "none".
+    """
+
+    kind: str = "houlsby"
+    size: int = 64
+    activation: str = "gelu"
+    init_stddev: float = 1e-2
+    zero_init_up: bool = False
+    layers: Optional[Tuple[int, ...]] = None
+    sublayers: Optional[Tuple[str, ...]] = None
+    scale: float = 4.0
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: Tuple[str, ...] = ("query", "value")
+    pal_heads: int = 12
+    pal_share: str = "projections"
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"AdapterConfig kind={self.kind!r} is unknown; choose one of {list(KINDS)}.")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"AdapterConfig activation={self.activation!r}; choose one of {list(ACTIVATIONS)}.")
+        if self.kind != "lora" and (not isinstance(self.size, int) or self.size < 1):
+            raise ValueError(f"AdapterConfig size={self.size!r} must be a positive integer.")
+        if not self.init_stddev > 0:
+            raise ValueError(f"AdapterConfig init_stddev={self.init_stddev!r} must be > 0.")
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
+        sublayers = _DEFAULT_SUBLAYERS[self.kind] if self.sublayers is None else tuple(self.sublayers)
+        bad = set(sublayers) - {"attention", "ffn"}
+        if bad or (self.kind in ("houlsby", "pfeiffer", "parallel") and not sublayers):
+            raise ValueError(f"AdapterConfig sublayers={self.sublayers!r}: use 'attention' and/or 'ffn'.")
+        object.__setattr__(self, "sublayers", sublayers)
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+        if self.kind == "lora":
+            if not isinstance(self.lora_rank, int) or self.lora_rank < 1:
+                raise ValueError(f"AdapterConfig lora_rank={self.lora_rank!r} must be a positive integer.")
+            bad = set(self.lora_targets) - {"query", "key", "value", "attention_output"}
+            if bad or not self.lora_targets:
+                raise ValueError(f"AdapterConfig lora_targets={self.lora_targets!r}: choose from query, key, value, "
+                                 "attention_output.")
+            if not 0.0 <= self.lora_dropout < 1.0:
+                raise ValueError(f"AdapterConfig lora_dropout={self.lora_dropout!r} must be in [0, 1).")
+        if self.pal_share not in ("projections", "all", "none"):
+            raise ValueError(f"AdapterConfig pal_share={self.pal_share!r}: choose projections, all or none.")
+
+    @classmethod
+    def top_layers(cls, k: int, num_layers: int, **kwargs) -> "AdapterConfig":
+        """Adapters in the top `k` of `num_layers` layers only."""
+        if not 1 <= k <= num_layers:
+            raise ValueError(f"top_layers k={k} must be between 1 and num_layers={num_layers}.")
+        return cls(layers=tuple(range(num_layers - k, num_layers)), **kwargs)
+
+    def applies_to(self, layer_index: int, num_layers: int) -> bool:
+        if self.layers is None:
+            return True
+        bad = [i for i in self.layers if not 0 <= i < num_layers]
+        if bad:
+            raise ValueError(f"AdapterConfig layers {bad} do not exist in a {num_layers}-layer encoder.")
+        return layer_index in self.layers
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        for key in ("layers", "sublayers", "lora_targets"):
+            if values[key] is not None:
+                values[key] = list(values[key])
+        return values
+
+    @classmethod
+    def from_dict(cls, values) -> "AdapterConfig":
+        if isinstance(values, AdapterConfig):
+            return values
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"AdapterConfig: unknown fields {sorted(unknown)}.")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+# Variable paths that belong to an adaptation, not to the pretrained base: layers named *adapter*, *lora*, pal*.
+ADAPTATION_PATH_PATTERN = r"(.*/)?(\w*adapter\w*|\w*lora\w*|pal\w*)/.*"
+
+
+def is_adaptation_variable(path: str) -> bool:
+    return re.fullmatch(ADAPTATION_PATH_PATTERN, path) is not None

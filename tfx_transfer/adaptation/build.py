@@ -1,0 +1,51 @@
+"""Wiring an `AdapterConfig` into the transformer blocks of a `BertEncoder`."""
+
+from __future__ import annotations
+
+from typing import Dict
+
+from tfx_transfer.adaptation.adapter_config import AdapterConfig
+
+
+def shared_adaptation_layers(config: AdapterConfig, hidden_size: int, dtype=None) -> Dict[str, object]:
+    """Layers shared by all blocks (PAL projections, and PAL attention with pal_share='all'), built here so their
+    variable paths are top-level (`pal_projections/...`, `pal_attention/...`)."""
+    from tfx_transfer.layers.adapters import PalProjections
+    from tfx_transfer.layers.attention import MultiHeadSelfAttention
+
+    shared = {}
+    if config.kind == "pal" and config.pal_share in ("projections", "all"):
+        projections = PalProjections(config.size, config.init_stddev, config.zero_init_up, name="pal_projections",
+                                     dtype=dtype)
+        projections.build((None, None, hidden_size))
+        shared["projections"] = projections
+        if config.pal_share == "all":
+            attention = MultiHeadSelfAttention(config.pal_heads, dropout_rate=0.0, initializer_range=config.init_stddev,
+                                               name="pal_attention", dtype=dtype)
+            attention.build((None, None, config.size))
+            shared["attention"] = attention
+    return shared
+
+
+def block_adaptation_kwargs(config: AdapterConfig, index: int, num_layers: int, shared: Dict[str, object],
+                            dtype=None) -> dict:
+    """Keyword arguments for `TransformerBlock` number `index` (empty when the layer gets no adaptation)."""
+    from tfx_transfer.layers.adapters import BottleneckAdapter, ProjectedAttentionAdapter
+
+    if not config.applies_to(index, num_layers):
+        return {}
+    if config.kind == "lora":
+        return dict(lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                    lora_targets=config.lora_targets)
+    if config.kind == "pal":
+        return {"attention_adapter": ProjectedAttentionAdapter(
+            config.size, config.pal_heads, projections=shared.get("projections"), attention=shared.get("attention"),
+            init_stddev=config.init_stddev, zero_init_up=config.zero_init_up, name="attention_adapter", dtype=dtype)}
+    parallel = config.kind == "parallel"
+    kwargs = {}
+    for sublayer, slot in (("attention", "attention_adapter"), ("ffn", "output_adapter")):
+        if sublayer in config.sublayers:
+            kwargs[slot] = BottleneckAdapter(config.size, config.activation, config.init_stddev, config.zero_init_up,
+                                             parallel=parallel, scale=config.scale if parallel else 1.0, name=slot,
+                                             dtype=dtype)
+    return kwargs

@@ -1,0 +1,181 @@
+"""Adapter-only files: the few MB a task adds to a shared base model.
+
+`save_adaptation(model, path)` writes the model's trainable weights (adapters, LayerNorms, head - whatever the
+strategy trained) plus every adaptation weight, as safetensors, with JSON metadata: the adapter config, the
+head, the base architecture and a fingerprint of the base weights the task did not train.
+`load_adaptation(base_encoder, path)` rebuilds the task model on a base and refuses a different base.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Dict, Iterable, Optional
+
+import numpy as np
+
+FORMAT = "tfx_transfer.adaptation/1"
+
+
+def base_fingerprint(encoder, paths: Iterable[str]) -> str:
+    """sha256 over the names, shapes and bytes of the given base variables of `encoder` (sorted by path)."""
+    from tfx_transfer.checkpoints.loader import model_variables
+
+    variables = model_variables(encoder)
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        if path not in variables:
+            raise ValueError(f"The base encoder has no variable {path!r}: it is not the model this adaptation was "
+                             "trained on.")
+        array = np.ascontiguousarray(np.asarray(variables[path], dtype=np.float32))
+        digest.update(path.encode())
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _head_config(model) -> Optional[dict]:
+    from tfx_transfer.models.classifier import BertClassifier
+
+    if isinstance(model, BertClassifier):
+        return {"type": "BertClassifier", "num_classes": model.num_classes, "dropout": model.dropout,
+                "initializer_range": model.initializer_range}
+    return None
+
+
+def save_adaptation(model, path, labels: Optional[list] = None, extra: Optional[dict] = None) -> Dict[str, object]:
+    """Writes the task-specific weights of `model` (a `BertClassifier` or an encoder) to `path` (safetensors).
+
+    Saved: every trainable variable and every adaptation variable. Fingerprinted: every frozen base variable, so
+    loading onto another base is refused. Returns the metadata written. Atomic (temp file + rename).
+    """
+    from safetensors.numpy import save_file
+
+    from tfx_transfer.adaptation.adapter_config import is_adaptation_variable
+    from tfx_transfer.checkpoints.loader import model_variables
+    from tfx_transfer.checkpoints.writers import find_encoder
+
+    encoder = find_encoder(model)
+    variables = model_variables(model)
+    encoder_paths = set(model_variables(encoder))
+    saved = {p: v for p, v in variables.items() if v.trainable or is_adaptation_variable(p)}
+    frozen_base = sorted(p for p in encoder_paths if p not in saved)
+    metadata = {
+        "format": FORMAT,
+        "adapters": encoder.adapters.to_dict() if encoder.adapters else None,
+        "base_config": encoder.bert_config.to_dict(),
+        "base_fingerprint": base_fingerprint(encoder, frozen_base),
+        "fingerprinted_paths": frozen_base,
+        "head": _head_config(model),
+        "labels": list(labels) if labels is not None else None,
+        "extra": extra or {},
+    }
+    arrays = {p: np.ascontiguousarray(np.asarray(v)) for p, v in saved.items()}
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    save_file(arrays, tmp, metadata={"tfx_transfer": json.dumps(metadata)})
+    os.replace(tmp, path)
+    return metadata
+
+
+def read_adaptation(path):
+    """(metadata dict, {path: array}) of an adaptation file; clear errors for other files."""
+    from safetensors import safe_open
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Adaptation file not found: {path!r}.")
+    try:
+        with safe_open(path, framework="numpy") as f:
+            raw = (f.metadata() or {}).get("tfx_transfer")
+            arrays = {name: f.get_tensor(name) for name in f.keys()}
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e}).") from None
+    if raw is None:
+        raise ValueError(f"{path}: a safetensors file without tfx_transfer adaptation metadata; write adaptation "
+                         "files with save_adaptation().")
+    metadata = json.loads(raw)
+    if metadata.get("format") != FORMAT:
+        raise ValueError(f"{path}: adaptation format {metadata.get('format')!r}, expected {FORMAT!r}.")
+    return metadata, arrays
+
+
+def check_base(encoder, metadata, path="adaptation file"):
+    """Raises ValueError when `encoder` is not the base the adaptation was trained on."""
+    from tfx_transfer.config import BertConfig
+
+    expected = BertConfig(**metadata["base_config"])
+    if encoder.bert_config != expected:
+        raise ValueError(f"{path} was trained on a different base architecture ({expected}) than this encoder "
+                         f"({encoder.bert_config}).")
+    fingerprint = base_fingerprint(encoder, metadata["fingerprinted_paths"])
+    if fingerprint != metadata["base_fingerprint"]:
+        raise ValueError(f"{path} was trained on a different base model: base weight fingerprint "
+                         f"{metadata['base_fingerprint'][:12]}... vs this encoder's {fingerprint[:12]}.... Load it "
+                         "onto the pretrained model it was trained from.")
+
+
+def build_task_model(encoder, metadata):
+    from tfx_transfer.models.classifier import BertClassifier
+
+    head = metadata.get("head")
+    if head is None:
+        return encoder
+    if head["type"] != "BertClassifier":
+        raise ValueError(f"Unknown head type {head['type']!r} in the adaptation file.")
+    return BertClassifier(encoder, head["num_classes"], dropout=head["dropout"],
+                          initializer_range=head["initializer_range"])
+
+
+def adapted_encoder(base_encoder, adapters: Optional[dict]):
+    """`base_encoder` itself when it already has this adapter architecture, else a new encoder with the adapters
+    and a copy of the base weights."""
+    from tfx_transfer.adaptation.adapter_config import AdapterConfig
+    from tfx_transfer.checkpoints.loader import model_variables
+    from tfx_transfer.encoders.bert_encoder import BertEncoder
+
+    wanted = AdapterConfig.from_dict(adapters) if adapters else None
+    if base_encoder.adapters == wanted:
+        return base_encoder
+    encoder = BertEncoder.from_bert_config(base_encoder.bert_config, adapters=wanted)
+    base = model_variables(base_encoder)
+    for path, variable in model_variables(encoder).items():
+        if path in base:
+            variable.assign(base[path])
+    encoder.pretrained = getattr(base_encoder, "pretrained", None)
+    return encoder
+
+
+def assign_arrays(model, arrays, path="adaptation file"):
+    from tfx_transfer.checkpoints.loader import model_variables
+
+    variables = model_variables(model)
+    missing = sorted(set(arrays) - set(variables))
+    if missing:
+        raise ValueError(f"{path} holds weights this model does not have: {missing[:5]}.")
+    for name, array in arrays.items():
+        if tuple(variables[name].shape) != tuple(array.shape):
+            raise ValueError(f"{path}: {name!r} has shape {list(array.shape)}, the model's variable "
+                             f"{list(variables[name].shape)}.")
+    for name, array in arrays.items():
+        variables[name].assign(array)
+
+
+def load_adaptation(base_encoder, path):
+    """Rebuilds the task model saved by `save_adaptation` on `base_encoder` (a pretrained `BertEncoder`).
+
+    Reuses `base_encoder` when it was built with the same `adapters` config (its adapter and LayerNorm values
+    are overwritten); otherwise builds an adapted copy. Returns the task model (e.g. a `BertClassifier`); its
+    `adaptation_metadata` attribute holds the file's metadata (labels, ...).
+
+    Raises:
+        ValueError: the file was trained on another base (architecture or weight fingerprint).
+    """
+    metadata, arrays = read_adaptation(path)
+    check_base(base_encoder, metadata, os.fspath(path))
+    encoder = adapted_encoder(base_encoder, metadata["adapters"])
+    model = build_task_model(encoder, metadata)
+    assign_arrays(model, arrays, os.fspath(path))
+    model.adaptation_metadata = metadata
+    return model

@@ -1,0 +1,216 @@
+"""Adapter layers: bottleneck adapters (sequential or parallel), LoRA updates, projected attention layers.
+
+All adapters plug into `TransformerBlock`'s slots, which call them as
+`adapter(sublayer_output, sublayer_input=..., attention_mask=..., training=...)` and use what they return
+in place of the sub-layer's output (before the residual add and LayerNorm).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from tfx_transfer.layers.attention import MultiHeadSelfAttention
+
+_ACTIVATIONS = {"gelu": keras.activations.gelu, "relu": keras.activations.relu, "tanh": keras.activations.tanh,
+                "swish": keras.activations.silu}
+
+
+@keras.saving.register_keras_serializable(package="tfx_transfer")
+class BottleneckAdapter(keras.layers.Layer):
+    """Houlsby et al. (2019) bottleneck adapter: h + up(act(down(z))).
+
+    Sequential (Houlsby, Pfeiffer): z = h, the sub-layer output, so the module is near-identity at init thanks to
+    its internal skip connection. Parallel (He et al. 2022): z = the sub-layer's input and the bottleneck output is
+    multiplied by `scale`: h + scale * up(act(down(x))).
+
+    Args:
+        size: bottleneck width m (d -> m -> d).
+        activation: gelu, relu, tanh or swish.
+        init_stddev: truncated-normal stddev of both kernels; biases start at zero.
+        zero_init_up: zero the up-projection kernel, making the adapter exactly the identity at init.
+        parallel: read the sub-layer input instead of its output.
+        scale: output multiplier (parallel adapters).
+
+    Call args:
+        h: sub-layer output [B, T, H]; sublayer_input: [B, T, H] (parallel adapters); attention_mask ignored.
+
+    Variables: `down/{kernel,bias}` [H, m], `up/{kernel,bias}` [m, H].
+    """
+
+    def __init__(self, size, activation="gelu", init_stddev=1e-2, zero_init_up=False, parallel=False, scale=1.0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"Adapter activation={activation!r}; choose one of {sorted(_ACTIVATIONS)}.")
+        self.size = size
+        self.activation = activation
+        self.init_stddev = init_stddev
+        self.zero_init_up = zero_init_up
+        self.parallel = parallel
+        self.scale = scale
+        init = keras.initializers.TruncatedNormal(stddev=init_stddev)
+        self.down = keras.layers.Dense(size, kernel_initializer=init, name="down", dtype=self.dtype_policy)
+        self._up_init = "zeros" if zero_init_up else init
+
+    def build(self, input_shape):
+        hidden = input_shape[-1]
+        self.up = keras.layers.Dense(hidden, kernel_initializer=self._up_init, name="up", dtype=self.dtype_policy)
+        self.down.build(input_shape)
+        self.up.build(tuple(input_shape[:-1]) + (self.size,))
+        self.built = True
+
+    def call(self, h, sublayer_input=None, attention_mask=None, training=None):
+        z = sublayer_input if self.parallel else h
+        if z is None:
+            raise ValueError("A parallel adapter needs the sub-layer input (sublayer_input=...).")
+        delta = self.up(_ACTIVATIONS[self.activation](self.down(z)))
+        if self.scale != 1.0:
+            delta = delta * self.scale
+        return h + delta
+
+    def compute_output_shape(self, h_shape, sublayer_input_shape=None, attention_mask_shape=None):
+        return tuple(h_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(size=self.size, activation=self.activation, init_stddev=self.init_stddev,
+                      zero_init_up=self.zero_init_up, parallel=self.parallel, scale=self.scale)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfx_transfer")
+class LoRADelta(keras.layers.Layer):
+    """Low-rank update of a frozen projection (Hu et al. 2022): delta(x) = (alpha / r) * dropout(x) A B.
+
+    A [in, r] starts random (uniform +-1/sqrt(in), as PyTorch's Kaiming default), B [r, out] at zero, so the
+    update starts at exactly zero. `merged_kernel_delta()` = (alpha / r) A B is what `merge_lora` adds to the
+    frozen kernel for serving.
+
+    Args:
+        rank: r. alpha: scaling numerator. dropout_rate: dropout on the input (training only).
+        units: output width (the projection's).
+
+    Variables: `lora_a` [in, r], `lora_b` [r, units].
+    """
+
+    def __init__(self, rank, units, alpha=16.0, dropout_rate=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.rank = rank
+        self.units = units
+        self.alpha = alpha
+        self.dropout_rate = dropout_rate
+        self.dropout = keras.layers.Dropout(dropout_rate, name="dropout", dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        fan_in = input_shape[-1]
+        limit = 1.0 / fan_in ** 0.5
+        self.lora_a = self.add_weight(name="lora_a", shape=(fan_in, self.rank),
+                                      initializer=keras.initializers.RandomUniform(-limit, limit))
+        self.lora_b = self.add_weight(name="lora_b", shape=(self.rank, self.units), initializer="zeros")
+        self.built = True
+
+    @property
+    def scaling(self):
+        return self.alpha / self.rank
+
+    def call(self, x, training=None):
+        x = self.dropout(x, training=training)
+        return ops.matmul(ops.matmul(x, self.lora_a), self.lora_b) * self.scaling
+
+    def merged_kernel_delta(self):
+        return ops.matmul(self.lora_a, self.lora_b) * self.scaling
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rank=self.rank, units=self.units, alpha=self.alpha, dropout_rate=self.dropout_rate)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfx_transfer")
+class PalProjections(keras.layers.Layer):
+    """The encoder V_E [H, m] and decoder V_D [m, H] of projected attention layers, shareable across layers.
+
+    `zero_init_decode` starts V_D at zero, making the PALs exactly the identity at initialisation."""
+
+    def __init__(self, size, init_stddev=1e-2, zero_init_decode=False, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+        self.init_stddev = init_stddev
+        self.zero_init_decode = zero_init_decode
+        init = keras.initializers.TruncatedNormal(stddev=init_stddev)
+        self.encode = keras.layers.Dense(size, use_bias=False, kernel_initializer=init, name="encode",
+                                         dtype=self.dtype_policy)
+        self._decode_init = "zeros" if zero_init_decode else init
+
+    def build(self, input_shape):
+        self.decode = keras.layers.Dense(input_shape[-1], use_bias=False, kernel_initializer=self._decode_init,
+                                         name="decode", dtype=self.dtype_policy)
+        self.encode.build(input_shape)
+        self.decode.build(tuple(input_shape[:-1]) + (self.size,))
+        self.built = True
+
+    def call(self, x):
+        return self.encode(x)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(size=self.size, init_stddev=self.init_stddev, zero_init_decode=self.zero_init_decode)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfx_transfer")
+class ProjectedAttentionAdapter(keras.layers.Layer):
+    """Stickland & Murray (2019) PAL in an attention slot: h + V_D MH(V_E x), with x the sub-layer input.
+
+    The block then computes LN(x + SA(x) + TS(x)), the paper's "BERT and PALs" layer. `projections` may be a
+    `PalProjections` shared by every layer (the paper's choice); the multi-head attention is this layer's own
+    unless `attention` is passed too (share everything).
+
+    Args:
+        size: projection width m. num_heads: heads of the small attention (m divisible by it).
+        projections: a shared `PalProjections`, or None to own one. attention: a shared attention, or None.
+        init_stddev: truncated-normal stddev of new kernels.
+        zero_init_up: start an owned decoder projection at zero (exact identity at init).
+    """
+
+    def __init__(self, size, num_heads=12, projections=None, attention=None, init_stddev=1e-2, zero_init_up=False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if size % num_heads:
+            raise ValueError(f"PAL size={size} is not divisible by pal_heads={num_heads}.")
+        self.size = size
+        self.num_heads = num_heads
+        self.init_stddev = init_stddev
+        self.zero_init_up = zero_init_up
+        self.projections = projections or PalProjections(size, init_stddev, zero_init_up, name="pal_projections",
+                                                         dtype=self.dtype_policy)
+        self.attention = attention or MultiHeadSelfAttention(num_heads, dropout_rate=0.0,
+                                                             initializer_range=init_stddev, name="pal_attention",
+                                                             dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        if not self.projections.built:
+            self.projections.build(input_shape)
+        if not self.attention.built:
+            self.attention.build(tuple(input_shape[:-1]) + (self.size,))
+        self.built = True
+
+    def call(self, h, sublayer_input=None, attention_mask=None, training=None):
+        if sublayer_input is None:
+            raise ValueError("A projected attention layer needs the sub-layer input (sublayer_input=...).")
+        low = self.projections(sublayer_input)  # [B, T, m]
+        low = self.attention(low, attention_mask=attention_mask, training=training)  # [B, T, m]
+        return h + self.projections.decode(low)  # [B, T, H]
+
+    def compute_output_shape(self, h_shape, sublayer_input_shape=None, attention_mask_shape=None):
+        return tuple(h_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(size=self.size, num_heads=self.num_heads, init_stddev=self.init_stddev,
+                      zero_init_up=self.zero_init_up)
+        return config

@@ -1,0 +1,54 @@
+"""Sentence (pair) classification and regression on the pooled [CLS] vector."""
+
+from __future__ import annotations
+
+import keras
+
+from tfx_transfer.encoders.bert_encoder import INPUT_NAMES
+
+
+@keras.saving.register_keras_serializable(package="tfx_transfer")
+class BertClassifier(keras.Model):
+    """encoder -> pooled_output -> dropout -> dense: the head of google-research/bert's run_classifier.py and of
+    adapter-bert (kernel init truncated normal, stddev 0.02; zero bias).
+
+    Args:
+        encoder: any encoder speaking the dict contract (`BertEncoder`, `HubEncoder`).
+        num_classes: output width; 1 = regression (STS-B), the output is a score.
+        dropout: dropout on the pooled vector (training only).
+        initializer_range: stddev of the head kernel.
+
+    Inputs: the encoder's dict (input_word_ids, input_mask, input_type_ids), int32 [B, T].
+    Outputs: logits [B, num_classes] (float32).
+
+    Variables of the head: `classifier/kernel` [H, C], `classifier/bias` [C].
+    """
+
+    def __init__(self, encoder, num_classes, dropout=0.1, initializer_range=0.02, name="bert_classifier", **kwargs):
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes={num_classes!r} must be a positive integer (1 for regression).")
+        inputs = {key: keras.Input(shape=(None,), dtype="int32", name=key) for key in INPUT_NAMES}
+        pooled = encoder(inputs)["pooled_output"]
+        pooled = keras.layers.Dropout(dropout, name="head_dropout")(pooled)
+        logits = keras.layers.Dense(num_classes, kernel_initializer=keras.initializers.TruncatedNormal(
+            stddev=initializer_range), name="classifier", dtype="float32")(pooled)
+        super().__init__(inputs=inputs, outputs=logits, name=name, **kwargs)
+        self.encoder = encoder
+        self.num_classes = num_classes
+        self.dropout = dropout
+        self.initializer_range = initializer_range
+
+    @property
+    def head_paths(self):
+        return ("classifier/kernel", "classifier/bias")
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable,
+                "encoder": keras.saving.serialize_keras_object(self.encoder), "num_classes": self.num_classes,
+                "dropout": self.dropout, "initializer_range": self.initializer_range}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)
