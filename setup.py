@@ -21,6 +21,7 @@ setup(
         "keras>=3.15,<4",
         "tensorflow-text>=2.21,<2.22",
         "tensorflow-hub>=0.16,<0.17",
+        "tensorboard>=2.21,<2.22",
         "keras-hub>=0.32,<0.33",
         "absl-py>=2.1,<3",
         "safetensors>=0.4,<1",
@@ -28,7 +29,8 @@ setup(
     ],
     extras_require={
         # tokenizers: Hugging Face's reference tokenizer, an extra parity check in the tests.
-        "test": ["pytest>=8,<10", "tokenizers>=0.20,<1"],
+        # scipy / scikit-learn: independent references for the metric functions.
+        "test": ["pytest>=8,<10", "tokenizers>=0.20,<1", "scipy>=1.11,<2", "scikit-learn>=1.4,<2"],
         # Install torch==2.13.0 (the local CPU wheel) BEFORE this extra, or pip fetches a CUDA build.
         "torch": ["torch==2.13.0", "transformers>=4.40,<6"],
     },

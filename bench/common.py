@@ -18,13 +18,19 @@ RESULTS = REPO / "bench" / "results"
 
 def sst2_sentences(split: str = "dev", limit: int | None = None):
     """SST-2 sentences from ../shared/data in file order."""
+    return sst2_labelled(split, limit)[0]
+
+
+def sst2_labelled(split: str = "train", limit: int | None = None):
+    """(sentences, int labels) of SST-2 in file order."""
     path = SHARED_DATA / "glue_data" / "SST-2" / f"{split}.tsv"
     if not path.is_file():
         raise SystemExit(f"{path} not found: benchmarks read the real GLUE data from ../shared/data "
                          "(or set TFX_SHARED_DATA).")
     with open(path, encoding="utf-8") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
-    return [row[0] for row in rows[:limit]]
+    rows = rows[:limit]
+    return [row[0] for row in rows], [int(row[1]) for row in rows]
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 20, rounds: int = 3) -> float:

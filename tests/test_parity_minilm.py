@@ -114,3 +114,10 @@ def test_dropout_only_in_training_on_real_weights(exact_encoder, inputs):
     c = exact_encoder(batch, training=True)["pooled_output"]
     np.testing.assert_array_equal(a, b)
     assert _max_diff(a, c) > 1e-3
+
+
+def test_encoder_demo_finds_every_paraphrase(capsys):
+    from tfx_transfer import demo
+
+    assert demo.main([]) == 0
+    assert "Every sentence's nearest neighbour is its paraphrase: True" in capsys.readouterr().out

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 KINDS = ("houlsby", "pfeiffer", "parallel", "lora", "pal")
 _DEFAULT_SUBLAYERS = {"houlsby": ("attention", "ffn"), "pfeiffer": ("ffn",), "parallel": ("ffn",),

@@ -68,19 +68,33 @@ class LoadReport:
             total += count
         return total
 
-    def summary(self) -> str:
+    def summary(self, full: bool = False) -> str:
+        """The seeds' hands-on print-out. Long lists fold per-layer names (`layer_*`, with a count) unless full."""
+        unused = [(f"{u.name}", f"{list(u.shape)} [{u.reason}{' -> ' + u.target if u.target else ''}]")
+                  for u in self.unused_in_checkpoint]
+        missing = [(m.name, str(list(m.shape))) for m in self.missing_in_checkpoint]
         lines = [
             f"Checkpoint {self.path} ({self.format}): loaded {len(self.loaded)} tensors "
             f"({self.num_loaded_parameters:,} parameters); {len(self.ignored)} ignored (optimizer slots, buffers).",
-            f"Parameters discarded from the pretrained model ({len(self.unused_in_checkpoint)}): "
-            + (", ".join(f"{u.name} {list(u.shape)} [{u.reason}{' -> ' + u.target if u.target else ''}]"
-                         for u in self.unused_in_checkpoint) or "none"),
-            f"Parameters added in the adaptation model, newly initialized ({len(self.missing_in_checkpoint)}): "
-            + (", ".join(f"{m.name} {list(m.shape)}" for m in self.missing_in_checkpoint) or "none"),
+            f"Parameters discarded from the pretrained model ({len(unused)}): {_listing(unused, full)}",
+            f"Parameters added in the adaptation model, newly initialized ({len(missing)}): {_listing(missing, full)}",
         ]
         return "\n".join(lines)
 
     __str__ = summary
+
+
+def _listing(items, full, fold_above=12):
+    """'name [shape], ...'; above `fold_above` items, names differing only in layer numbers are folded."""
+    if not items:
+        return "none"
+    if full or len(items) <= fold_above:
+        return ", ".join(f"{name} {detail}" for name, detail in items)
+    folded = {}
+    for name, detail in items:
+        key = (re.sub(r"(layer[._]?)\d+", r"\1*", name), detail)
+        folded[key] = folded.get(key, 0) + 1
+    return ", ".join(f"{name} {detail}{f' x{count}' if count > 1 else ''}" for (name, detail), count in folded.items())
 
 
 class CheckpointMismatchError(ValueError):

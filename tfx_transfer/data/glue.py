@@ -1,0 +1,175 @@
+"""The nine GLUE tasks in their released file formats, google-research/bert's processors, plus a generic
+csv/tsv task and the packaged demo task.
+
+Each processor knows its files, columns, labels and official metrics:
+
+    processor = get_processor("MRPC")
+    train = processor.train_examples(data_dir)       # list of InputExample
+    processor.labels, processor.metrics               # ["0", "1"], ("accuracy", "f1")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from tfx_transfer.data.examples import InputExample, read_rows
+
+DEMO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo")
+
+
+@dataclasses.dataclass
+class Split:
+    """Where one split lives and how to read a row: file name, header rows, row -> (text_a, text_b, label)."""
+
+    filename: str
+    header: bool
+    parse: Callable[[List[str]], Tuple[str, Optional[str], Optional[str]]]
+    min_columns: int
+
+
+class GlueProcessor:
+    """A task: its splits, labels (None for regression) and metrics (the first is the official one)."""
+
+    def __init__(self, name, labels, metrics, train, dev, test, extra_dev=None, delimiter="\t"):
+        self.name = name
+        self.delimiter = delimiter
+        self.labels = labels
+        self.metrics = metrics
+        self.splits = {"train": train, "dev": dev, "test": test}
+        self.extra_dev = extra_dev or {}
+
+    @property
+    def is_regression(self) -> bool:
+        return self.labels is None
+
+    def _examples(self, data_dir: str, split_name: str, split: Split) -> List[InputExample]:
+        if split is None:
+            raise ValueError(f"The {self.name} task has no {split_name} file; pass --{split_name}_file.")
+        path = os.path.join(data_dir or "", split.filename)
+        rows = read_rows(path, self.delimiter)
+        if split.header:
+            rows = rows[1:]
+        if not rows:
+            raise ValueError(f"{path}: no examples (the file is empty{' apart from its header' if split.header else ''}).")
+        examples = []
+        for number, row in enumerate(rows, start=2 if split.header else 1):
+            if not row:
+                continue
+            if len(row) < split.min_columns:
+                raise ValueError(f"{path}, line {number}: {len(row)} column(s), the {self.name} format has at least "
+                                 f"{split.min_columns}.")
+            text_a, text_b, label = split.parse(row)
+            if label is not None and self.labels is not None and label not in self.labels:
+                raise ValueError(f"{path}, line {number}: label {label!r} is not one of the {self.name} labels "
+                                 f"{self.labels}.")
+            if label is not None and self.labels is None:
+                try:
+                    label = float(label)
+                except ValueError:
+                    raise ValueError(f"{path}, line {number}: score {label!r} is not a number.") from None
+            examples.append(InputExample(f"{split_name}-{len(examples)}", text_a, text_b, label))
+        return examples
+
+    def train_examples(self, data_dir):
+        return self._examples(data_dir, "train", self.splits["train"])
+
+    def dev_examples(self, data_dir):
+        return self._examples(data_dir, "dev", self.splits["dev"])
+
+    def test_examples(self, data_dir):
+        return self._examples(data_dir, "test", self.splits["test"])
+
+    def extra_dev_examples(self, data_dir) -> Dict[str, List[InputExample]]:
+        """Additional evaluation sets (MNLI's mismatched dev set)."""
+        return {name: self._examples(data_dir, name, split) for name, split in self.extra_dev.items()}
+
+
+def _columns(a, b=None, label=None):
+    def parse(row):
+        return row[a], (row[b] if b is not None else None), (row[label] if label is not None else None)
+    return parse
+
+
+def _pair_task(name, labels, metrics, a, b, label, test_a, test_b, columns, test_columns, train="train.tsv",
+               dev="dev.tsv", test="test.tsv"):
+    return GlueProcessor(name, labels, metrics,
+                         train=Split(train, True, _columns(a, b, label), columns),
+                         dev=Split(dev, True, _columns(a, b, label), columns),
+                         test=Split(test, True, _columns(test_a, test_b), test_columns))
+
+
+_BINARY = ["0", "1"]
+_NLI2 = ["entailment", "not_entailment"]
+
+PROCESSORS: Dict[str, GlueProcessor] = {
+    # CoLA train/dev have no header: source, label, original label, sentence.
+    "cola": GlueProcessor("CoLA", _BINARY, ("mcc", "accuracy"),
+                          train=Split("train.tsv", False, _columns(3, None, 1), 4),
+                          dev=Split("dev.tsv", False, _columns(3, None, 1), 4),
+                          test=Split("test.tsv", True, _columns(1), 2)),
+    "sst-2": GlueProcessor("SST-2", _BINARY, ("accuracy",),
+                           train=Split("train.tsv", True, _columns(0, None, 1), 2),
+                           dev=Split("dev.tsv", True, _columns(0, None, 1), 2),
+                           test=Split("test.tsv", True, _columns(1), 2)),
+    "mrpc": _pair_task("MRPC", _BINARY, ("f1", "accuracy"), 3, 4, 0, 3, 4, 5, 5),
+    "sts-b": _pair_task("STS-B", None, ("pearson", "spearman"), 7, 8, -1, 7, 8, 10, 9),
+    "qqp": _pair_task("QQP", _BINARY, ("f1", "accuracy"), 3, 4, 5, 1, 2, 6, 3),
+    "mnli": GlueProcessor("MNLI", ["contradiction", "entailment", "neutral"], ("accuracy",),
+                          train=Split("train.tsv", True, _columns(8, 9, -1), 11),
+                          dev=Split("dev_matched.tsv", True, _columns(8, 9, -1), 11),
+                          test=Split("test_matched.tsv", True, _columns(8, 9), 10),
+                          extra_dev={"dev_mismatched": Split("dev_mismatched.tsv", True, _columns(8, 9, -1), 11)}),
+    "qnli": _pair_task("QNLI", _NLI2, ("accuracy",), 1, 2, -1, 1, 2, 4, 3),
+    "rte": _pair_task("RTE", _NLI2, ("accuracy",), 1, 2, -1, 1, 2, 4, 3),
+    "wnli": _pair_task("WNLI", _BINARY, ("accuracy",), 1, 2, -1, 1, 2, 4, 3),
+    # The packaged demo: short movie-review sentences written for this project (positive / negative).
+    "demo": GlueProcessor("demo", ["negative", "positive"], ("accuracy", "f1"),
+                          train=Split("train.tsv", True, _columns(0, None, 1), 2),
+                          dev=Split("dev.tsv", True, _columns(0, None, 1), 2),
+                          test=Split("test.tsv", True, _columns(0), 1)),
+}
+ALIASES = {"sst2": "sst-2", "stsb": "sts-b", "sts_b": "sts-b"}
+
+
+def csv_processor(train_file=None, dev_file=None, test_file=None, text_a_column="0", text_b_column=None,
+                  label_column="1", label_list=None, delimiter="\t", skip_header=True) -> GlueProcessor:
+    """A task over any delimited files: columns by index or by header name; `label_list=None` means regression."""
+
+    def split(path, with_label):
+        if path is None:
+            return None
+        header = read_rows(path, delimiter)[0] if skip_header else []
+
+        def index(column):
+            if column is None:
+                return None
+            if str(column).lstrip("-").isdigit():
+                return int(column)
+            if column not in header:
+                raise ValueError(f"{path}: no column named {column!r}; the header has {header}.")
+            return header.index(column)
+
+        a, b, label = index(text_a_column), index(text_b_column), index(label_column) if with_label else None
+        needed = max(abs(i) + (0 if i < 0 else 1) for i in (a, b, label) if i is not None)
+        return Split(os.fspath(path), skip_header, _columns(a, b, label), needed)
+
+    if label_list:
+        metrics = ("accuracy", "f1") if len(label_list) == 2 else ("accuracy",)
+    else:
+        metrics = ("pearson", "spearman")
+    return GlueProcessor("csv", list(label_list) if label_list else None, metrics, train=split(train_file, True),
+                         dev=split(dev_file, True), test=split(test_file, False), delimiter=delimiter)
+
+
+def get_processor(task_name: str) -> GlueProcessor:
+    key = ALIASES.get(task_name.lower(), task_name.lower())
+    if key not in PROCESSORS:
+        known = ", ".join(p.name for p in PROCESSORS.values())
+        raise ValueError(f"Unknown task_name {task_name!r}; known tasks: {known}, csv (with --train_file etc.).")
+    return PROCESSORS[key]
+
+
+def task_names() -> Sequence[str]:
+    return [p.name for p in PROCESSORS.values()] + ["csv"]

@@ -1,0 +1,99 @@
+"""absl flags shared by run_classifier.py and run_squad.py, and their validation.
+
+google-research/bert's names and defaults come first, so old command lines work; tfx_transfer's own flags
+follow. TPU-only flags are accepted and ignored with a warning. `validate_*` raise `FlagError` with one line that
+names the flag, its value and the fix; the scripts print it and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import flags, logging
+
+from tfx_transfer.adaptation.adapter_config import KINDS
+from tfx_transfer.adaptation.strategies import STRATEGIES
+
+FLAGS = flags.FLAGS
+TPU_FLAGS = ("use_tpu", "tpu_name", "tpu_zone", "gcp_project", "master", "num_tpu_cores", "iterations_per_loop")
+
+
+class FlagError(ValueError):
+    """A bad flag value; the message is one line naming the flag, the value and the fix."""
+
+
+def define_common_flags(max_seq_length: int, train_batch_size: int = 32, learning_rate: float = 5e-5,
+                        num_train_epochs: float = 3.0):
+    """Flags both scripts share (google-research/bert names and defaults, then ours)."""
+    flags.DEFINE_string("bert_config_file", None, "bert_config.json of the pretrained model (with --init_checkpoint).")
+    flags.DEFINE_string("vocab_file", None, "vocab.txt the model was trained with (with --init_checkpoint).")
+    flags.DEFINE_string("output_dir", None, "Where checkpoints, logs, results and the final model are written.")
+    flags.DEFINE_string("init_checkpoint", None, "Initial checkpoint: a Google bert_model.ckpt, a Hugging Face or "
+                        "tfx_transfer model directory, or a previous run's output_dir/final.")
+    flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (uncased models). Checked against the vocabulary.")
+    flags.DEFINE_integer("max_seq_length", max_seq_length, "Maximum tokens after WordPiece, special tokens included.")
+    flags.DEFINE_bool("do_train", False, "Train.")
+    flags.DEFINE_bool("do_predict", False, "Predict on the test/predict file.")
+    flags.DEFINE_integer("train_batch_size", train_batch_size, "Total batch size for training.")
+    flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for prediction.")
+    flags.DEFINE_float("learning_rate", learning_rate, "Peak learning rate of AdamW.")
+    flags.DEFINE_float("num_train_epochs", num_train_epochs, "Training epochs (fractions allowed).")
+    flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of training steps with linear learning-rate warmup.")
+    flags.DEFINE_integer("save_checkpoints_steps", 1000, "Save a resumable checkpoint every this many steps.")
+    for name in TPU_FLAGS:
+        if name in ("use_tpu",):
+            flags.DEFINE_bool(name, False, "Accepted for compatibility with google-research/bert; ignored.")
+        elif name in ("num_tpu_cores", "iterations_per_loop"):
+            flags.DEFINE_integer(name, None, "Accepted for compatibility with google-research/bert; ignored.")
+        else:
+            flags.DEFINE_string(name, None, "Accepted for compatibility with google-research/bert; ignored.")
+
+    flags.DEFINE_string("pretrained", None, "Model directory or packaged model name (config + vocab + weights in "
+                        "one); default all-MiniLM-L6-v2 when no --init_checkpoint is given.")
+    flags.DEFINE_enum("adaptation", "full", list(STRATEGIES), "Which weights train.")
+    flags.DEFINE_integer("adapter_size", 64, "Adapter bottleneck size (or PAL width).")
+    flags.DEFINE_enum("adapter_kind", None, list(KINDS), "Adapter kind (default: houlsby for --adaptation=adapters, "
+                      "lora for --adaptation=lora).")
+    flags.DEFINE_integer("lora_rank", 8, "LoRA rank r.")
+    flags.DEFINE_integer("top_k", 2, "Layers trained by --adaptation=top_k.")
+    flags.DEFINE_string("assignment_map", None, "JSON assignment map applied before the checkpoint's built-in rules.")
+    flags.DEFINE_integer("max_train_examples", None, "Use only the first N training examples.")
+    flags.DEFINE_integer("seed", 0, "Random seed (initialisation, dropout, data order).")
+    flags.DEFINE_bool("jit_compile", False, "Compile training and inference steps with XLA.")
+    flags.DEFINE_bool("run_eagerly", False, "Debugging: run training steps eagerly (no tf.function).")
+    flags.DEFINE_bool("bucket_by_length", True, "Pad each batch to a length bucket instead of max_seq_length.")
+    flags.DEFINE_float("weight_decay", 0.01, "Decoupled weight decay (not applied to LayerNorm and biases).")
+    flags.DEFINE_float("layerwise_lr_decay", 1.0, "Discriminative learning rates: depth d from the top trains at "
+                       "learning_rate x decay**d (1.0 = off).")
+
+
+def warn_ignored_tpu_flags():
+    for name in TPU_FLAGS:
+        if FLAGS[name].present:
+            logging.warning("--%s is a TPU flag of google-research/bert; it is accepted and ignored here.", name)
+
+
+def validate_common(max_seq_length_of_model: int, modes=("do_train", "do_predict")):
+    """Checks shared by both scripts; `modes` are the flags of which at least one must be set."""
+    if not any(FLAGS[m].value for m in modes):
+        raise FlagError(f"At least one of {', '.join('--' + m for m in modes)} must be set.")
+    if not FLAGS.output_dir:
+        raise FlagError("--output_dir is required: where results, checkpoints and the model are written.")
+    if os.path.isfile(FLAGS.output_dir):
+        raise FlagError(f"--output_dir={FLAGS.output_dir} is a file; give a directory.")
+    for name in ("train_batch_size", "predict_batch_size", "save_checkpoints_steps", "max_seq_length"):
+        if FLAGS[name].value is not None and FLAGS[name].value < 1:
+            raise FlagError(f"--{name}={FLAGS[name].value} must be >= 1.")
+    if FLAGS.num_train_epochs <= 0:
+        raise FlagError(f"--num_train_epochs={FLAGS.num_train_epochs} must be > 0.")
+    if FLAGS.learning_rate <= 0:
+        raise FlagError(f"--learning_rate={FLAGS.learning_rate} must be > 0.")
+    if not 0 <= FLAGS.warmup_proportion < 1:
+        raise FlagError(f"--warmup_proportion={FLAGS.warmup_proportion} must be in [0, 1).")
+    if FLAGS.max_seq_length > max_seq_length_of_model:
+        raise FlagError(f"Cannot use sequence length {FLAGS.max_seq_length} because the BERT model was only trained up "
+                        f"to sequence length {max_seq_length_of_model} (--max_seq_length).")
+    if FLAGS.max_train_examples is not None and FLAGS.max_train_examples < 1:
+        raise FlagError(f"--max_train_examples={FLAGS.max_train_examples} must be >= 1.")
+    if not 0 < FLAGS.layerwise_lr_decay <= 1:
+        raise FlagError(f"--layerwise_lr_decay={FLAGS.layerwise_lr_decay} must be in (0, 1].")

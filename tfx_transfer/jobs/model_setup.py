@@ -1,0 +1,102 @@
+"""From flags to a model: where the pretrained weights, config, vocabulary and casing come from, and the adapter
+configuration. Shared by run_classifier.py and run_squad.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional
+
+from absl import logging
+
+from tfx_transfer.adaptation.adapter_config import ADAPTATION_PATH_PATTERN, AdapterConfig
+from tfx_transfer.config import BertConfig
+from tfx_transfer.jobs.flags import FLAGS, FlagError
+from tfx_transfer.pretrained import DEFAULT_MODEL, resolve_pretrained
+from tfx_transfer.text.casing import case_mismatch
+from tfx_transfer.text.vocab import load_vocab
+
+
+@dataclasses.dataclass
+class ModelSource:
+    """What the task model is initialised from."""
+
+    config: BertConfig
+    weights_path: str
+    vocab_file: str
+    do_lower_case: bool
+    description: str
+
+
+def resolve_model_source() -> ModelSource:
+    """--init_checkpoint (+ --bert_config_file, --vocab_file) or --pretrained (default: the packaged MiniLM)."""
+    if FLAGS.init_checkpoint and FLAGS.pretrained:
+        raise FlagError("--init_checkpoint and --pretrained both name the initial model; pass only one.")
+    name = FLAGS.init_checkpoint or FLAGS.pretrained or DEFAULT_MODEL
+    flag = "--init_checkpoint" if FLAGS.init_checkpoint else "--pretrained"
+    files = None
+    try:
+        files = resolve_pretrained(name)
+    except FileNotFoundError as e:
+        # A bare checkpoint prefix whose directory lacks the config or vocab: the flags must supply them.
+        prefix_exists = os.path.isfile(name + ".index")
+        if not (FLAGS.init_checkpoint and prefix_exists and FLAGS.bert_config_file and FLAGS.vocab_file):
+            raise FlagError(f"{flag}={name}: {e}") from None
+    config_file = FLAGS.bert_config_file or (files.config_file if files else None)
+    if FLAGS.bert_config_file:
+        config = BertConfig.from_json_file(FLAGS.bert_config_file)
+    elif files is not None:
+        config = files.config
+    else:
+        raise FlagError(f"{flag}={name}: pass --bert_config_file.")
+    vocab_file = FLAGS.vocab_file or files.vocab_file
+    if not os.path.isfile(vocab_file):
+        raise FlagError(f"--vocab_file={vocab_file}: file not found.")
+    weights_path = files.weights_path if files else name
+    vocab = load_vocab(vocab_file)
+    if len(vocab) > config.vocab_size:
+        raise FlagError(f"{vocab_file} has {len(vocab)} tokens but the model ({config_file or name}) has "
+                        f"vocab_size={config.vocab_size}: use the vocabulary the checkpoint was trained with.")
+    if FLAGS["do_lower_case"].present:
+        do_lower_case = FLAGS.do_lower_case
+        problem = case_mismatch(do_lower_case, vocab, weights_path)
+        if problem:
+            raise FlagError(f"--do_lower_case={do_lower_case}: {problem}")
+    else:
+        do_lower_case = files.do_lower_case if files else FLAGS.do_lower_case
+    return ModelSource(config, weights_path, vocab_file, do_lower_case, f"{flag}={name}")
+
+
+def adapter_config_from_flags() -> Optional[AdapterConfig]:
+    kind = FLAGS.adapter_kind
+    if FLAGS.adaptation == "adapters":
+        kind = kind or "houlsby"
+        if kind == "lora":
+            raise FlagError("--adapter_kind=lora goes with --adaptation=lora.")
+    elif FLAGS.adaptation == "lora":
+        if kind not in (None, "lora"):
+            raise FlagError(f"--adaptation=lora with --adapter_kind={kind}: use --adaptation=adapters for {kind}.")
+        kind = "lora"
+    if kind is None:
+        return None
+    if FLAGS.adapter_size < 1:
+        raise FlagError(f"--adapter_size={FLAGS.adapter_size} must be >= 1.")
+    if kind == "lora":
+        return AdapterConfig(kind="lora", lora_rank=FLAGS.lora_rank, lora_alpha=2.0 * FLAGS.lora_rank)
+    return AdapterConfig(kind=kind, size=FLAGS.adapter_size)
+
+
+def strategy_options() -> dict:
+    return {"k": FLAGS.top_k} if FLAGS.adaptation == "top_k" else {}
+
+
+def load_initial_weights(model, source: ModelSource, head_patterns=()):
+    """Loads `source` into the task model; adapters and the task head may stay newly initialised."""
+    from tfx_transfer.checkpoints.assignment_map import AssignmentMap
+    from tfx_transfer.checkpoints.loader import load_checkpoint
+
+    user_map = AssignmentMap.from_json_file(FLAGS.assignment_map) if FLAGS.assignment_map else None
+    report = load_checkpoint(model, source.weights_path, assignment_map=user_map,
+                             allow_missing=[ADAPTATION_PATH_PATTERN, *head_patterns])
+    logging.info("Initialised from %s\n%s", source.description, report)
+    return report

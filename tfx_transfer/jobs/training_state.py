@@ -1,0 +1,92 @@
+"""Resumable training state: model variables (weights and dropout RNG states), optimizer slots, step.
+
+A checkpoint is a directory `ckpt-<step>/` holding `variables.npz` and `state.json`, written to a temporary
+directory and renamed into place, so a run killed at any moment (even with kill -9) leaves the previous complete
+checkpoint intact. Restoring puts back every model and optimizer variable and the RNG states of dropout, so a
+resumed run reproduces an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from typing import Optional
+
+import numpy as np
+
+_NAME = re.compile(r"ckpt-(\d+)$")
+
+
+def _model_variables(model):
+    return list(model.variables)
+
+
+def _optimizer_variables(model):
+    optimizer = model.optimizer
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    return list(optimizer.variables)
+
+
+class TrainingCheckpoints:
+    """Checkpoints of one training run in `directory` (keeps the newest `keep`)."""
+
+    def __init__(self, directory: str, keep: int = 2):
+        self.directory = directory
+        self.keep = keep
+
+    def _complete(self):
+        if not os.path.isdir(self.directory):
+            return []
+        found = []
+        for name in os.listdir(self.directory):
+            match = _NAME.fullmatch(name)
+            path = os.path.join(self.directory, name)
+            if match and os.path.isfile(os.path.join(path, "state.json")):
+                found.append((int(match.group(1)), path))
+        return sorted(found)
+
+    def latest(self) -> Optional[str]:
+        found = self._complete()
+        return found[-1][1] if found else None
+
+    def save(self, model, step: int, extra: Optional[dict] = None) -> str:
+        os.makedirs(self.directory, exist_ok=True)
+        for name in os.listdir(self.directory):  # leftovers of a run killed while saving
+            if name.startswith(".tmp-ckpt-"):
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        model_vars, optimizer_vars = _model_variables(model), _optimizer_variables(model)
+        arrays = {f"m{i}": np.asarray(v) for i, v in enumerate(model_vars)}
+        arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(optimizer_vars)})
+        state = {"step": int(step), "model_paths": [v.path for v in model_vars],
+                 "optimizer_paths": [v.path for v in optimizer_vars], **(extra or {})}
+        tmp = tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=self.directory)
+        np.savez(os.path.join(tmp, "variables.npz"), **arrays)
+        with open(os.path.join(tmp, "state.json"), "w", encoding="utf-8") as f:
+            json.dump(state, f)
+        final = os.path.join(self.directory, f"ckpt-{step}")
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        for _, old in self._complete()[:-self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def restore(self, model, path: str) -> dict:
+        """Loads a checkpoint into `model` (built and compiled the same way). Returns its state dict."""
+        with open(os.path.join(path, "state.json"), encoding="utf-8") as f:
+            state = json.load(f)
+        model_vars, optimizer_vars = _model_variables(model), _optimizer_variables(model)
+        if [v.path for v in model_vars] != state["model_paths"] or \
+                [v.path for v in optimizer_vars] != state["optimizer_paths"]:
+            raise ValueError(f"{path}: the checkpoint was written by a different model or adaptation setup; use a "
+                             "new --output_dir or the same flags as the interrupted run.")
+        with np.load(os.path.join(path, "variables.npz")) as arrays:
+            for i, variable in enumerate(model_vars):
+                variable.assign(arrays[f"m{i}"])
+            for i, variable in enumerate(optimizer_vars):
+                variable.assign(arrays[f"o{i}"])
+        return state
