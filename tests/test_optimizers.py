@@ -25,3 +25,51 @@ def test_no_weight_decay_on_biases_and_layer_norms():
     assert [optimizer._use_weight_decay(v) for v in (dense.kernel, dense.bias, norm.gamma, norm.beta)] == \
         [True, False, False, False]
     assert optimizer.global_clipnorm == 1.0 and optimizer.epsilon == 1e-6
+
+
+def _train(optimizer, steps=5):
+    keras.utils.set_random_seed(0)
+    embedding = keras.layers.Embedding(50, 8)
+    inputs = keras.Input((4,), dtype="int32")
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(embedding(inputs))))
+    model.compile(optimizer=optimizer, loss="mse")
+    rng = np.random.default_rng(0)
+    model.fit(rng.integers(0, 50, (16, 4)), rng.normal(size=(16, 2)), batch_size=4, epochs=steps // 4 + 1, verbose=0)
+    return [np.asarray(w) for w in model.weights]
+
+
+def test_fused_adamw_equals_keras_adamw():
+    """Same updates as Keras's AdamW (dense and sparse embedding gradients), to float rounding."""
+    from tfx_transfer.adaptation.optimizers import FusedAdamW
+
+    kwargs = dict(learning_rate=1e-2, weight_decay=0.1, epsilon=1e-6, global_clipnorm=1.0)
+    for a, b in zip(_train(keras.optimizers.AdamW(**kwargs)), _train(FusedAdamW(**kwargs))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_layerwise_decay_scales_updates_by_depth():
+    from tfx_transfer import BertClassifier, BertEncoder
+    from tfx_transfer.adaptation.optimizers import layer_depths
+
+    model = BertClassifier(BertEncoder(vocab_size=30, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                                       intermediate_size=16, max_position_embeddings=16), 2)
+    depths = layer_depths([w.path for w in model.weights], 2)
+    assert depths["classifier/kernel"] == 0 and depths["pooler/dense/kernel"] == 0
+    assert depths["transformer_layer_1/output/kernel"] == 1 and depths["transformer_layer_0/output/kernel"] == 2
+    assert depths["embeddings/word_embeddings/embeddings"] == 3
+    optimizer = create_optimizer(1e-3, 10, layerwise_lr_decay=0.5, model=model)
+    assert optimizer.lr_multipliers["transformer_layer_0/output/kernel"] == 0.25
+    with pytest.raises(ValueError, match="layerwise_lr_decay needs the model"):
+        create_optimizer(1e-3, 10, layerwise_lr_decay=0.5)
+    # One step: with SGD-like Adam first steps (|update| = lr), a layer's change is lr x its multiplier.
+    before = {w.path: np.asarray(w).copy() for w in model.weights}
+    model.compile(optimizer=create_optimizer(1e-3, 10, weight_decay=0.0, layerwise_lr_decay=0.5, model=model, epsilon=1e-12,
+                                             global_clipnorm=None), loss="mse")
+    data = {"input_word_ids": np.ones((2, 4), "int32"), "input_mask": np.ones((2, 4), "int32"),
+            "input_type_ids": np.zeros((2, 4), "int32")}
+    model.fit(data, np.ones((2, 2)), verbose=0)
+    change = {p: np.abs(np.asarray(w) - before[p]).max() for p, w in ((w.path, w) for w in model.weights)}
+    # Constant schedule at step 0 of WarmupLinearDecay without warmup: lr = 1e-3.
+    assert change["classifier/bias"] == pytest.approx(1e-3, rel=1e-3)
+    assert change["transformer_layer_1/output/bias"] == pytest.approx(5e-4, rel=1e-3)
+    assert change["transformer_layer_0/output/bias"] == pytest.approx(2.5e-4, rel=1e-3)

@@ -2,7 +2,7 @@
 
     optimizer = create_optimizer(5e-5, num_train_steps=250, warmup_steps=25)
 
-- `AdamW` with weight decay 0.01 decoupled from the gradient (Loshchilov & Hutter; BERT's AdamWeightDecay: the
+- `AdamW` (`FusedAdamW`: TensorFlow's fused Adam kernel) with weight decay 0.01 decoupled from the gradient (Loshchilov & Hutter; BERT's AdamWeightDecay: the
   decay is lr x wd x w, not an L2 term in the loss), epsilon 1e-6, no decay on LayerNorm parameters and biases.
 - Gradients clipped at global norm 1.0, as in pre-training.
 - `WarmupLinearDecay`: the learning rate google-research/bert uses (linear warmup, then linear decay to 0).
@@ -45,6 +45,33 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "warmup_steps": self.warmup_steps}
 
 
+@keras.saving.register_keras_serializable(package="tfx_transfer")
+class FusedAdamW(keras.optimizers.AdamW):
+    """Keras AdamW whose Adam update runs as TensorFlow's fused `ResourceApplyAdam` kernel.
+
+    Same formula as `keras.optimizers.Adam.update_step` (alpha = lr sqrt(1 - b2^t) / (1 - b1^t); epsilon added to
+    sqrt(v)), one pass over each variable and its two slots instead of about eight: ~10% faster full fine-tuning
+    steps for MiniLM on this CPU (bench/). Weight decay, clipping and schedules are Keras's own.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        import tensorflow as tf
+
+        if not isinstance(variable, tf.Variable) or self.amsgrad:  # another backend or AMSGrad: Keras's path
+            return super().update_step(gradient, variable, learning_rate)
+        index = self._get_variable_index(variable)
+        m, v = self._momentums[index], self._velocities[index]
+        dtype = variable.dtype
+        if isinstance(gradient, tf.IndexedSlices):
+            gradient = tf.convert_to_tensor(gradient)
+        local_step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=m.value.handle, v=v.value.handle, beta1_power=tf.pow(beta_1, local_step),
+            beta2_power=tf.pow(beta_2, local_step), lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
+            epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype), use_locking=False)
+
+
 def create_optimizer(learning_rate, num_train_steps, warmup_steps=0, weight_decay=0.01, epsilon=1e-6,
                      global_clipnorm=1.0, exclude_from_weight_decay=NO_DECAY, layerwise_lr_decay=1.0, model=None):
     """AdamW with BERT's conventions and schedule (see the module docstring).
@@ -65,7 +92,7 @@ def create_optimizer(learning_rate, num_train_steps, warmup_steps=0, weight_deca
         depths = layer_depths([v.path for v in model.weights], num_layers)
         optimizer = LayerwiseAdamW({p: layerwise_lr_decay ** d for p, d in depths.items()}, **kwargs)
     else:
-        optimizer = keras.optimizers.AdamW(**kwargs)
+        optimizer = FusedAdamW(**kwargs)
     if weight_decay and exclude_from_weight_decay:
         optimizer.exclude_from_weight_decay(var_names=list(exclude_from_weight_decay))
     return optimizer
@@ -89,7 +116,7 @@ def layer_depths(paths, num_layers: int):
 
 
 @keras.saving.register_keras_serializable(package="tfx_transfer")
-class LayerwiseAdamW(keras.optimizers.AdamW):
+class LayerwiseAdamW(FusedAdamW):
     """AdamW whose learning rate (and decoupled weight decay) is multiplied per variable.
 
     Discriminative fine-tuning (Howard & Ruder 2018; ELECTRA's layer-wise decay): the variable at depth d from the

@@ -51,8 +51,10 @@ class _StepCallback(keras.callbacks.Callback):
 
 def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq_length: int, seed: int,
           checkpoint_dir: str, save_every_steps: int = 1000, bucket_by_length: bool = True,
-          log_dir: Optional[str] = None, verbose: int = 1) -> dict:
-    """Trains a compiled `model` on `split`. Returns {"steps", "resumed_from", "seconds", "examples_per_s"}."""
+          log_dir: Optional[str] = None, verbose: int = 1, callbacks=()) -> dict:
+    """Trains a compiled `model` on `split`. Returns {"steps", "resumed_from", "seconds", "examples_per_s"}.
+
+    `callbacks`: extra Keras callbacks (their batch indices restart at every epoch's `fit`)."""
     import tensorflow as tf
 
     checkpoints = TrainingCheckpoints(checkpoint_dir)
@@ -74,7 +76,7 @@ def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq
         plan = plan[: total - step]
         logging.info("Epoch %d: steps %d-%d of %d.", epoch + 1, step + 1, step + len(plan), total)
         model.fit(dataset(split, plan), epochs=1, verbose=verbose, shuffle=False,
-                  callbacks=[_StepCallback(step, checkpoints, save_every_steps, writer)])
+                  callbacks=[_StepCallback(step, checkpoints, save_every_steps, writer), *callbacks])
         step += len(plan)
     seconds = time.perf_counter() - start
     if step > resumed_from:
