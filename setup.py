@@ -30,7 +30,10 @@ setup(
     extras_require={
         # tokenizers: Hugging Face's reference tokenizer, an extra parity check in the tests.
         # scipy / scikit-learn: independent references for the metric functions.
-        "test": ["pytest>=8,<10", "tokenizers>=0.20,<1", "scipy>=1.11,<2", "scikit-learn>=1.4,<2"],
+        "test": ["pytest>=8,<10", "tokenizers>=0.20,<1", "scipy>=1.11,<2", "scikit-learn>=1.4,<2",
+                 "tensorflow-serving-api>=2.21,<2.22"],
+        # TF Serving warmup requests (PredictionLog protos) in exports.
+        "serving": ["tensorflow-serving-api>=2.21,<2.22"],
         # Install torch==2.13.0 (the local CPU wheel) BEFORE this extra, or pip fetches a CUDA build.
         "torch": ["torch==2.13.0", "transformers>=4.40,<6"],
     },

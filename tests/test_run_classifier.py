@@ -158,7 +158,7 @@ def test_csv_task_with_named_columns_and_adapters(tiny_model, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--task_name=SST-2", "--data_dir=."], "At least one of --do_train, --do_eval, --do_predict must be set"),
+    (["--task_name=SST-2", "--data_dir=."], "At least one of --do_train, --do_eval, --do_predict, --do_export must be set"),
     (["--task_name=NOPE", "--do_train"], "Unknown task_name 'NOPE'; known tasks: CoLA, SST-2, MRPC"),
     (["--task_name=SST-2", "--do_train"], "--data_dir is required for --task_name=SST-2"),
     (["--task_name=SST-2", "--data_dir=/nonexistent", "--do_train"], "--data_dir=/nonexistent: no such directory"),

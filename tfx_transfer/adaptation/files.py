@@ -36,12 +36,13 @@ def base_fingerprint(encoder, paths: Iterable[str]) -> str:
 
 
 def _head_config(model) -> Optional[dict]:
-    from tfx_transfer.models.classifier import BertClassifier
+    """The task model's own config without its encoder (None for a bare encoder)."""
+    from tfx_transfer.checkpoints.writers import find_encoder
 
-    if isinstance(model, BertClassifier):
-        return {"type": "BertClassifier", "num_classes": model.num_classes, "dropout": model.dropout,
-                "initializer_range": model.initializer_range}
-    return None
+    if model is find_encoder(model):
+        return None
+    config = {k: v for k, v in model.get_config().items() if k not in ("encoder", "name", "trainable")}
+    return {"type": type(model).__name__, **config}
 
 
 def save_adaptation(model, path, labels: Optional[list] = None, extra: Optional[dict] = None) -> Dict[str, object]:
@@ -117,15 +118,15 @@ def check_base(encoder, metadata, path="adaptation file"):
 
 
 def build_task_model(encoder, metadata):
-    from tfx_transfer.models.classifier import BertClassifier
+    from tfx_transfer import models
 
-    head = metadata.get("head")
-    if head is None:
+    head = dict(metadata.get("head") or {})
+    if not head:
         return encoder
-    if head["type"] != "BertClassifier":
-        raise ValueError(f"Unknown head type {head['type']!r} in the adaptation file.")
-    return BertClassifier(encoder, head["num_classes"], dropout=head["dropout"],
-                          initializer_range=head["initializer_range"])
+    kind = head.pop("type")
+    if kind not in models.__all__:
+        raise ValueError(f"Unknown head type {kind!r} in the adaptation file; known: {models.__all__}.")
+    return getattr(models, kind)(encoder, **head)
 
 
 def adapted_encoder(base_encoder, adapters: Optional[dict]):

@@ -18,10 +18,9 @@ from tfx_transfer.checkpoints.writers import find_encoder
 
 
 def merge_lora(model):
-    """A copy of `model` (an encoder or a `BertClassifier`) with every LoRA update added into its kernel and no
+    """A copy of `model` (an encoder or a task model such as `BertClassifier`) with every LoRA update added into its kernel and no
     LoRA variables: W' = W + (alpha / r) A B. Outputs equal the unmerged model's up to float rounding."""
     from tfx_transfer.encoders.bert_encoder import BertEncoder
-    from tfx_transfer.models.classifier import BertClassifier
 
     encoder = find_encoder(model)
     if encoder.adapters is None or encoder.adapters.kind != "lora":
@@ -40,15 +39,14 @@ def merge_lora(model):
         variable.assign(value)
     if model is encoder:
         return merged_encoder
-    if isinstance(model, BertClassifier):
-        merged = BertClassifier(merged_encoder, model.num_classes, dropout=model.dropout,
-                                initializer_range=model.initializer_range)
-        heads = model_variables(model)
-        for path, variable in model_variables(merged).items():
-            if path not in model_variables(merged_encoder):
-                variable.assign(heads[path])
-        return merged
-    raise ValueError(f"merge_lora supports BertEncoder and BertClassifier models, not {type(model).__name__}.")
+    config = {k: v for k, v in model.get_config().items() if k not in ("encoder", "trainable")}
+    merged = type(model)(merged_encoder, **config)
+    heads = model_variables(model)
+    encoder_paths = set(model_variables(merged_encoder))
+    for path, variable in model_variables(merged).items():
+        if path not in encoder_paths:
+            variable.assign(heads[path])
+    return merged
 
 
 def _identity_variables(encoder, layers: Optional[Iterable[int]]):

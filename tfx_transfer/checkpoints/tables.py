@@ -101,6 +101,9 @@ GOOGLE = NameTable(
         # run_classifier.py's head: output_weights is [num_labels, H].
         TensorName("classifier/kernel", "output_weights", _T, _transpose),
         TensorName("classifier/bias", "output_bias"),
+        # run_squad.py's head: cls/squad/output_weights is [2, H].
+        TensorName("span_logits/kernel", "cls/squad/output_weights", _T, _transpose),
+        TensorName("span_logits/bias", "cls/squad/output_bias"),
     ],
     # Optimizer slots (AdamWeightDecayOptimizer: adam_m/adam_v; tf.train.AdamOptimizer: Adam, Adam_1) and counters.
     ignore=[r".*/adam_[mv]", r".*/Adam(_\d+)?", r"global_step", r"beta[12]_power", r".*/Momentum"],

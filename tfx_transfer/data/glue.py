@@ -32,8 +32,9 @@ class Split:
 class GlueProcessor:
     """A task: its splits, labels (None for regression) and metrics (the first is the official one)."""
 
-    def __init__(self, name, labels, metrics, train, dev, test, extra_dev=None, delimiter="\t"):
+    def __init__(self, name, labels, metrics, train, dev, test, extra_dev=None, delimiter="\t", pairs=False):
         self.name = name
+        self.pairs = pairs  # examples have a second text (text_b)
         self.delimiter = delimiter
         self.labels = labels
         self.metrics = metrics
@@ -97,7 +98,7 @@ def _pair_task(name, labels, metrics, a, b, label, test_a, test_b, columns, test
     return GlueProcessor(name, labels, metrics,
                          train=Split(train, True, _columns(a, b, label), columns),
                          dev=Split(dev, True, _columns(a, b, label), columns),
-                         test=Split(test, True, _columns(test_a, test_b), test_columns))
+                         test=Split(test, True, _columns(test_a, test_b), test_columns), pairs=True)
 
 
 _BINARY = ["0", "1"]
@@ -120,7 +121,8 @@ PROCESSORS: Dict[str, GlueProcessor] = {
                           train=Split("train.tsv", True, _columns(8, 9, -1), 11),
                           dev=Split("dev_matched.tsv", True, _columns(8, 9, -1), 11),
                           test=Split("test_matched.tsv", True, _columns(8, 9), 10),
-                          extra_dev={"dev_mismatched": Split("dev_mismatched.tsv", True, _columns(8, 9, -1), 11)}),
+                          extra_dev={"dev_mismatched": Split("dev_mismatched.tsv", True, _columns(8, 9, -1), 11)},
+                          pairs=True),
     "qnli": _pair_task("QNLI", _NLI2, ("accuracy",), 1, 2, -1, 1, 2, 4, 3),
     "rte": _pair_task("RTE", _NLI2, ("accuracy",), 1, 2, -1, 1, 2, 4, 3),
     "wnli": _pair_task("WNLI", _BINARY, ("accuracy",), 1, 2, -1, 1, 2, 4, 3),
@@ -160,7 +162,8 @@ def csv_processor(train_file=None, dev_file=None, test_file=None, text_a_column=
     else:
         metrics = ("pearson", "spearman")
     return GlueProcessor("csv", list(label_list) if label_list else None, metrics, train=split(train_file, True),
-                         dev=split(dev_file, True), test=split(test_file, False), delimiter=delimiter)
+                         dev=split(dev_file, True), test=split(test_file, False), delimiter=delimiter,
+                         pairs=text_b_column is not None)
 
 
 def get_processor(task_name: str) -> GlueProcessor:

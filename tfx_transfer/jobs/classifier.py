@@ -12,22 +12,22 @@ Outputs in --output_dir (google-research/bert's, plus ours):
 from __future__ import annotations
 
 import os
-import shutil
 
 import keras
 import numpy as np
-from absl import flags, logging
+from absl import logging
 
 from tfx_transfer.adaptation.optimizers import create_optimizer
 from tfx_transfer.adaptation.strategies import apply_strategy
 from tfx_transfer.data.glue import csv_processor, get_processor, task_names
 from tfx_transfer.data.pipeline import encode_examples
 from tfx_transfer.encoders.bert_encoder import BertEncoder
-from tfx_transfer.io_utils import atomic_directory, write_json
 from tfx_transfer.jobs import trainer
-from tfx_transfer.jobs.flags import FLAGS, FlagError, define_common_flags, validate_common, warn_ignored_tpu_flags
+from tfx_transfer.jobs.cli import run_main
+from tfx_transfer.jobs.flags import FLAGS, FlagError, define, define_common_flags, validate_common, warn_ignored_tpu_flags
 from tfx_transfer.jobs.model_setup import (adapter_config_from_flags, load_initial_weights, resolve_model_source,
                                            strategy_options)
+from tfx_transfer.jobs.outputs import save_final, write_text
 from tfx_transfer.metrics.glue import compute
 from tfx_transfer.models.classifier import BertClassifier
 from tfx_transfer.text.tokenizer import BertTokenizer
@@ -35,19 +35,19 @@ from tfx_transfer.text.tokenizer import BertTokenizer
 
 def define_flags():
     define_common_flags(max_seq_length=128)
-    flags.DEFINE_string("task_name", None, f"The task: {', '.join(task_names())}.")
-    flags.DEFINE_string("data_dir", None, "Directory with the task's .tsv files.")
-    flags.DEFINE_bool("do_eval", False, "Evaluate on the dev set.")
-    flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for evaluation.")
-    flags.DEFINE_string("train_file", None, "csv task: training file.")
-    flags.DEFINE_string("dev_file", None, "csv task: evaluation file.")
-    flags.DEFINE_string("test_file", None, "csv task: prediction file.")
-    flags.DEFINE_string("text_a_column", "0", "csv task: first text column (index or header name).")
-    flags.DEFINE_string("text_b_column", None, "csv task: second text column for pairs.")
-    flags.DEFINE_string("label_column", "1", "csv task: label column (index or header name).")
-    flags.DEFINE_list("label_list", None, "csv task: the labels (comma separated); omit for regression.")
-    flags.DEFINE_string("delimiter", "\t", "csv task: field delimiter.")
-    flags.DEFINE_bool("skip_header", True, "csv task: the files start with a header row.")
+    define.DEFINE_string("task_name", None, f"The task: {', '.join(task_names())}.")
+    define.DEFINE_string("data_dir", None, "Directory with the task's .tsv files.")
+    define.DEFINE_bool("do_eval", False, "Evaluate on the dev set.")
+    define.DEFINE_integer("eval_batch_size", 8, "Total batch size for evaluation.")
+    define.DEFINE_string("train_file", None, "csv task: training file.")
+    define.DEFINE_string("dev_file", None, "csv task: evaluation file.")
+    define.DEFINE_string("test_file", None, "csv task: prediction file.")
+    define.DEFINE_string("text_a_column", "0", "csv task: first text column (index or header name).")
+    define.DEFINE_string("text_b_column", None, "csv task: second text column for pairs.")
+    define.DEFINE_string("label_column", "1", "csv task: label column (index or header name).")
+    define.DEFINE_list("label_list", None, "csv task: the labels (comma separated); omit for regression.")
+    define.DEFINE_string("delimiter", "\t", "csv task: field delimiter.")
+    define.DEFINE_bool("skip_header", True, "csv task: the files start with a header row.")
 
 
 def _processor():
@@ -72,13 +72,6 @@ def _processor():
     if not os.path.isdir(FLAGS.data_dir):
         raise FlagError(f"--data_dir={FLAGS.data_dir}: no such directory.")
     return processor, FLAGS.data_dir
-
-
-def _write_text(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _loss(processor):
@@ -112,31 +105,12 @@ def evaluate(model, processor, split, name="eval"):
     return results
 
 
-def _save_final(model, source, processor, tokenizer):
-    from tfx_transfer.adaptation.files import save_adaptation
-
-    directory = os.path.join(FLAGS.output_dir, "final")
-    with atomic_directory(directory, overwrite=True) as tmp:
-        model.save(os.path.join(tmp, "model.keras"))
-        write_json(os.path.join(tmp, "config.json"), model.encoder.bert_config.to_hf_dict())
-        shutil.copyfile(source.vocab_file, os.path.join(tmp, "vocab.txt"))
-        write_json(os.path.join(tmp, "tokenizer_config.json"), {"do_lower_case": tokenizer.do_lower_case})
-        write_json(os.path.join(tmp, "task.json"), {
-            "task": processor.name, "labels": processor.labels, "metrics": list(processor.metrics),
-            "max_seq_length": FLAGS.max_seq_length, "do_lower_case": tokenizer.do_lower_case,
-            "adaptation": FLAGS.adaptation, "initialised_from": source.description})
-        if FLAGS.adaptation != "full":
-            save_adaptation(model, os.path.join(tmp, "adapter.safetensors"), labels=processor.labels,
-                            extra={"task": processor.name})
-    logging.info("Saved the final model to %s", directory)
-
-
 def run():
     """Runs the job described by the flags; raises FlagError/ValueError/FileNotFoundError with one-line messages."""
     warn_ignored_tpu_flags()
     processor, data_dir = _processor()
     source = resolve_model_source()
-    validate_common(source.config.max_position_embeddings, modes=("do_train", "do_eval", "do_predict"))
+    validate_common(source.config.max_position_embeddings, modes=("do_train", "do_eval", "do_predict", "do_export"))
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     keras.utils.set_random_seed(FLAGS.seed)
     tokenizer = BertTokenizer(source.vocab_file, source.do_lower_case)
@@ -171,7 +145,10 @@ def run():
         logging.info("Trained to step %d (%s); %.1f examples/s.", global_step,
                      f"resumed from {result['resumed_from']}" if result["resumed_from"] else "from the start",
                      result["examples_per_s"])
-        _save_final(model, source, processor, tokenizer)
+        save_final(model, FLAGS.output_dir, source.vocab_file, tokenizer.do_lower_case,
+                   {"task": processor.name, "labels": labels, "metrics": list(processor.metrics),
+                    "max_seq_length": FLAGS.max_seq_length, "initialised_from": source.description},
+                   FLAGS.adaptation, labels)
 
     if FLAGS.do_eval:
         results = evaluate(model, processor, encode(processor.dev_examples(data_dir)))
@@ -179,7 +156,7 @@ def run():
             results.update(evaluate(model, processor, encode(examples), name=f"eval_{name}"))
         results["global_step"] = global_step
         lines = [f"{key} = {value}" for key, value in results.items()]
-        _write_text(os.path.join(FLAGS.output_dir, "eval_results.txt"), "\n".join(lines) + "\n")
+        write_text(os.path.join(FLAGS.output_dir, "eval_results.txt"), "\n".join(lines) + "\n")
         logging.info("***** Eval results *****\n  %s", "\n  ".join(lines))
 
     if FLAGS.do_predict:
@@ -190,29 +167,26 @@ def run():
                                   bucket_by_length=FLAGS.bucket_by_length)
         scores = _scores(processor, outputs)
         rows = ["\t".join(f"{p:.6f}" for p in np.atleast_1d(row)) for row in scores]
-        _write_text(os.path.join(FLAGS.output_dir, "test_results.tsv"), "\n".join(rows) + "\n")
+        write_text(os.path.join(FLAGS.output_dir, "test_results.tsv"), "\n".join(rows) + "\n")
         predictions = scores if processor.is_regression else [labels[i] for i in scores.argmax(axis=1)]
         submission = ["index\tprediction"] + [
             f"{i}\t{p:.3f}" if processor.is_regression else f"{i}\t{p}" for i, p in enumerate(predictions)]
-        _write_text(os.path.join(FLAGS.output_dir, f"{processor.name}.tsv"), "\n".join(submission) + "\n")
+        write_text(os.path.join(FLAGS.output_dir, f"{processor.name}.tsv"), "\n".join(submission) + "\n")
         logging.info("Wrote test_results.tsv and %s.tsv (%d predictions).", processor.name, len(test))
         for example, prediction, score in list(zip(test, predictions, scores))[:3]:
             confidence = f"{score:.3f}" if processor.is_regression else f"p={np.max(score):.3f}"
             print(f"  {example.text_a!r} -> {prediction} ({confidence})", flush=True)
+
+    if FLAGS.export_dir and (FLAGS.do_train or FLAGS.do_export):
+        from tfx_transfer.export import export_for_serving
+
+        path = export_for_serving(model, FLAGS.export_dir, tokenizer, labels=labels,
+                                  max_seq_length=FLAGS.max_seq_length, pairs=processor.pairs,
+                                  version=FLAGS.export_version)
+        print(f"  exported for TF Serving: {path}", flush=True)
     return 0
 
 
 def main(argv):
     """absl entry point: one-line errors and exit code 2 for bad input."""
-    import sys
-
-    from tfx_transfer.checkpoints.report import CheckpointMismatchError
-
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
-    try:
-        return run()
-    except (FlagError, ValueError, FileNotFoundError, FileExistsError, KeyError, CheckpointMismatchError) as e:
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
+    return run_main(run, argv)

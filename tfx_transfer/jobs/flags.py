@@ -22,48 +22,68 @@ class FlagError(ValueError):
     """A bad flag value; the message is one line naming the flag, the value and the fix."""
 
 
+class _Definer:
+    """`flags.DEFINE_*` that skips names already defined, so both scripts' flags can live in one process (tests)."""
+
+    def __getattr__(self, kind):
+        define = getattr(flags, kind)
+
+        def once(name, *args, **kwargs):
+            if name not in FLAGS:
+                define(name, *args, **kwargs)
+        return once
+
+
+define = _Definer()
+
+
 def define_common_flags(max_seq_length: int, train_batch_size: int = 32, learning_rate: float = 5e-5,
                         num_train_epochs: float = 3.0):
     """Flags both scripts share (google-research/bert names and defaults, then ours)."""
-    flags.DEFINE_string("bert_config_file", None, "bert_config.json of the pretrained model (with --init_checkpoint).")
-    flags.DEFINE_string("vocab_file", None, "vocab.txt the model was trained with (with --init_checkpoint).")
-    flags.DEFINE_string("output_dir", None, "Where checkpoints, logs, results and the final model are written.")
-    flags.DEFINE_string("init_checkpoint", None, "Initial checkpoint: a Google bert_model.ckpt, a Hugging Face or "
+    define.DEFINE_string("bert_config_file", None, "bert_config.json of the pretrained model (with --init_checkpoint).")
+    define.DEFINE_string("vocab_file", None, "vocab.txt the model was trained with (with --init_checkpoint).")
+    define.DEFINE_string("output_dir", None, "Where checkpoints, logs, results and the final model are written.")
+    define.DEFINE_string("init_checkpoint", None, "Initial checkpoint: a Google bert_model.ckpt, a Hugging Face or "
                         "tfx_transfer model directory, or a previous run's output_dir/final.")
-    flags.DEFINE_bool("do_lower_case", True, "Lower-case the input (uncased models). Checked against the vocabulary.")
-    flags.DEFINE_integer("max_seq_length", max_seq_length, "Maximum tokens after WordPiece, special tokens included.")
-    flags.DEFINE_bool("do_train", False, "Train.")
-    flags.DEFINE_bool("do_predict", False, "Predict on the test/predict file.")
-    flags.DEFINE_integer("train_batch_size", train_batch_size, "Total batch size for training.")
-    flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for prediction.")
-    flags.DEFINE_float("learning_rate", learning_rate, "Peak learning rate of AdamW.")
-    flags.DEFINE_float("num_train_epochs", num_train_epochs, "Training epochs (fractions allowed).")
-    flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of training steps with linear learning-rate warmup.")
-    flags.DEFINE_integer("save_checkpoints_steps", 1000, "Save a resumable checkpoint every this many steps.")
+    define.DEFINE_bool("do_lower_case", True, "Lower-case the input (uncased models). Checked against the vocabulary.")
+    define.DEFINE_integer("max_seq_length", max_seq_length, "Maximum tokens after WordPiece, special tokens included.")
+    define.DEFINE_bool("do_train", False, "Train.")
+    define.DEFINE_bool("do_predict", False, "Predict on the test/predict file.")
+    define.DEFINE_integer("train_batch_size", train_batch_size, "Total batch size for training.")
+    define.DEFINE_integer("predict_batch_size", 8, "Total batch size for prediction.")
+    define.DEFINE_float("learning_rate", learning_rate, "Peak learning rate of AdamW.")
+    define.DEFINE_float("num_train_epochs", num_train_epochs, "Training epochs (fractions allowed).")
+    define.DEFINE_float("warmup_proportion", 0.1, "Fraction of training steps with linear learning-rate warmup.")
+    define.DEFINE_integer("save_checkpoints_steps", 1000, "Save a resumable checkpoint every this many steps.")
     for name in TPU_FLAGS:
         if name in ("use_tpu",):
-            flags.DEFINE_bool(name, False, "Accepted for compatibility with google-research/bert; ignored.")
+            define.DEFINE_bool(name, False, "Accepted for compatibility with google-research/bert; ignored.")
         elif name in ("num_tpu_cores", "iterations_per_loop"):
-            flags.DEFINE_integer(name, None, "Accepted for compatibility with google-research/bert; ignored.")
+            define.DEFINE_integer(name, None, "Accepted for compatibility with google-research/bert; ignored.")
         else:
-            flags.DEFINE_string(name, None, "Accepted for compatibility with google-research/bert; ignored.")
+            define.DEFINE_string(name, None, "Accepted for compatibility with google-research/bert; ignored.")
 
-    flags.DEFINE_string("pretrained", None, "Model directory or packaged model name (config + vocab + weights in "
+    define.DEFINE_string("pretrained", None, "Model directory or packaged model name (config + vocab + weights in "
                         "one); default all-MiniLM-L6-v2 when no --init_checkpoint is given.")
-    flags.DEFINE_enum("adaptation", "full", list(STRATEGIES), "Which weights train.")
-    flags.DEFINE_integer("adapter_size", 64, "Adapter bottleneck size (or PAL width).")
-    flags.DEFINE_enum("adapter_kind", None, list(KINDS), "Adapter kind (default: houlsby for --adaptation=adapters, "
+    define.DEFINE_enum("adaptation", "full", list(STRATEGIES), "Which weights train.")
+    define.DEFINE_integer("adapter_size", 64, "Adapter bottleneck size (or PAL width).")
+    define.DEFINE_enum("adapter_kind", None, list(KINDS), "Adapter kind (default: houlsby for --adaptation=adapters, "
                       "lora for --adaptation=lora).")
-    flags.DEFINE_integer("lora_rank", 8, "LoRA rank r.")
-    flags.DEFINE_integer("top_k", 2, "Layers trained by --adaptation=top_k.")
-    flags.DEFINE_string("assignment_map", None, "JSON assignment map applied before the checkpoint's built-in rules.")
-    flags.DEFINE_integer("max_train_examples", None, "Use only the first N training examples.")
-    flags.DEFINE_integer("seed", 0, "Random seed (initialisation, dropout, data order).")
-    flags.DEFINE_bool("jit_compile", False, "Compile training and inference steps with XLA.")
-    flags.DEFINE_bool("run_eagerly", False, "Debugging: run training steps eagerly (no tf.function).")
-    flags.DEFINE_bool("bucket_by_length", True, "Pad each batch to a length bucket instead of max_seq_length.")
-    flags.DEFINE_float("weight_decay", 0.01, "Decoupled weight decay (not applied to LayerNorm and biases).")
-    flags.DEFINE_float("layerwise_lr_decay", 1.0, "Discriminative learning rates: depth d from the top trains at "
+    define.DEFINE_integer("lora_rank", 8, "LoRA rank r.")
+    define.DEFINE_integer("top_k", 2, "Layers trained by --adaptation=top_k.")
+    define.DEFINE_string("assignment_map", None, "JSON assignment map applied before the checkpoint's built-in rules.")
+    define.DEFINE_integer("max_train_examples", None, "Use only the first N training examples.")
+    define.DEFINE_integer("seed", 0, "Random seed (initialisation, dropout, data order).")
+    define.DEFINE_bool("jit_compile", False, "Compile training and inference steps with XLA.")
+    define.DEFINE_bool("run_eagerly", False, "Debugging: run training steps eagerly (no tf.function).")
+    define.DEFINE_bool("bucket_by_length", True, "Pad each batch to a length bucket instead of max_seq_length.")
+    define.DEFINE_float("weight_decay", 0.01, "Decoupled weight decay (not applied to LayerNorm and biases).")
+    define.DEFINE_string("export_dir", None, "Export a TF Serving SavedModel (raw-text signatures) under this base "
+                         "directory as <export_dir>/<version>/, after training or with --do_export.")
+    define.DEFINE_bool("do_export", False, "Export the model named by --init_checkpoint (e.g. a finished run's "
+                       "output_dir/final) without training; needs --export_dir.")
+    define.DEFINE_integer("export_version", None, "Version number of the export (default: the next one).")
+    define.DEFINE_float("layerwise_lr_decay", 1.0, "Discriminative learning rates: depth d from the top trains at "
                        "learning_rate x decay**d (1.0 = off).")
 
 
@@ -73,10 +93,12 @@ def warn_ignored_tpu_flags():
             logging.warning("--%s is a TPU flag of google-research/bert; it is accepted and ignored here.", name)
 
 
-def validate_common(max_seq_length_of_model: int, modes=("do_train", "do_predict")):
+def validate_common(max_seq_length_of_model: int, modes=("do_train", "do_predict", "do_export")):
     """Checks shared by both scripts; `modes` are the flags of which at least one must be set."""
     if not any(FLAGS[m].value for m in modes):
         raise FlagError(f"At least one of {', '.join('--' + m for m in modes)} must be set.")
+    if FLAGS.do_export and not FLAGS.export_dir:
+        raise FlagError("--do_export needs --export_dir: the TF Serving model base directory.")
     if not FLAGS.output_dir:
         raise FlagError("--output_dir is required: where results, checkpoints and the model are written.")
     if os.path.isfile(FLAGS.output_dir):

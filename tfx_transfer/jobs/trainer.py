@@ -87,18 +87,27 @@ def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq
 
 
 def predict(model, split: EncodedSplit, *, batch_size: int, max_seq_length: int, jit_compile: bool = False,
-            bucket_by_length: bool = True) -> np.ndarray:
-    """Model outputs for every example of `split`, in file order ([N, ...] float32)."""
+            bucket_by_length: bool = True, per_token: bool = False):
+    """Model outputs for every example of `split`, in file order: an array [N, ...], or a dict of them for
+    dict-output models. With `per_token`, outputs are [B, T] per batch and are returned as [N, L], L the split's
+    longest example (positions beyond an example's length hold zeros)."""
     import tensorflow as tf
 
     plan = plan_batches(split.lengths, batch_size, max_seq_length, shuffle=False,
                         bucket_by_length=bucket_by_length)
     forward = tf.function(lambda inputs: model(inputs, training=False), jit_compile=jit_compile,
                           reduce_retracing=True)
-    outputs = None
+    width = split.word_ids.shape[1]
+    collected = {}
     for batch, inputs in zip(plan, dataset(split, plan, with_labels=False)):
-        values = np.asarray(forward(inputs))
-        if outputs is None:
-            outputs = np.zeros((len(split),) + values.shape[1:], np.float32)
-        outputs[batch.indices] = values
-    return outputs
+        values = forward(inputs)
+        for key, value in (values.items() if isinstance(values, dict) else [(None, values)]):
+            value = np.asarray(value)
+            if key not in collected:
+                shape = (len(split), width) + value.shape[2:] if per_token else (len(split),) + value.shape[1:]
+                collected[key] = np.zeros(shape, np.float32)
+            if per_token:
+                collected[key][batch.indices, :min(width, value.shape[1])] = value[:, :width]
+            else:
+                collected[key][batch.indices] = value
+    return collected[None] if list(collected) == [None] else collected

@@ -1,5 +1,6 @@
 """Task models: an encoder plus a head, as keras.Model."""
 
 from tfx_transfer.models.classifier import BertClassifier
+from tfx_transfer.models.span_labeler import BertSpanLabeler, span_loss
 
-__all__ = ["BertClassifier"]
+__all__ = ["BertClassifier", "BertSpanLabeler", "span_loss"]

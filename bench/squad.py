@@ -1,0 +1,110 @@
+"""run_squad.py on the packaged MiniLM: train on the first 11 SQuAD v1.1 train articles, evaluate on the full dev
+set (and on its first 1,000 questions, the reference slice of ../shared/DESIGN.md's HF measurement).
+
+    python bench/squad.py          # writes results/squad.{json,md}; about an hour on 2 cores
+
+Settings: 1 epoch, max_seq_length 384, doc_stride 128, batch 16, lr 5e-5 (full) / 1e-3 (adapters, size 64),
+warmup 10%, seed 0, length-bucketed batches. Each run is the real command line in its own process; peak RSS from
+/usr/bin/time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import REPO, SHARED_DATA, write_results  # noqa: E402
+
+TRAIN = SHARED_DATA / "squad" / "train-v1.1.first11articles.json"
+DEV = SHARED_DATA / "squad" / "dev-v1.1.json"
+SETUPS = {"full": ["--adaptation=full", "--learning_rate=5e-5"],
+          "adapters": ["--adaptation=adapters", "--adapter_size=64", "--learning_rate=1e-3"]}
+# HF transformers + PyTorch on this machine, same model and budget (DESIGN / issue 6).
+REFERENCE = {"em_first_1000": 34.0, "f1_first_1000": 43.6, "train_features_per_s": 2.5, "predict_features_per_s": 15.0,
+             "peak_rss_gib": 5.3}
+
+
+def first_questions(dataset, n):
+    """The dataset's first n questions in file order, as a dataset."""
+    out, left = [], n
+    for article in dataset:
+        paragraphs = []
+        for paragraph in article["paragraphs"]:
+            if left <= 0:
+                break
+            qas = paragraph["qas"][:left]
+            left -= len(qas)
+            paragraphs.append(dict(paragraph, qas=qas))
+        if paragraphs:
+            out.append(dict(article, paragraphs=paragraphs))
+        if left <= 0:
+            break
+    return out
+
+
+def run(setup, output_dir):
+    command = ["/usr/bin/time", "-f", "MAXRSS %M", sys.executable, os.path.join(REPO, "run_squad.py"),
+               f"--train_file={TRAIN}", f"--predict_file={DEV}", f"--output_dir={output_dir}", "--do_train",
+               "--do_predict", "--eval", "--max_seq_length=384", "--doc_stride=128", "--train_batch_size=16",
+               "--predict_batch_size=32", "--num_train_epochs=1", "--seed=0", *SETUPS[setup]]
+    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    if result.returncode:
+        raise SystemExit(f"{setup} failed:\n{result.stderr[-3000:]}")
+    log = result.stderr
+    feature_times = re.findall(r"(\d+) questions -> (\d+) features in ([\d.]+) s", log)
+    train_speed = re.findall(r"Trained to step \d+; ([\d.]+) features/s", log)
+    predict_speed = re.findall(r"Predicted (\d+) features in ([\d.]+) s \(([\d.]+) features/s\)", log)
+    rss = re.findall(r"MAXRSS (\d+)", log)
+    with open(os.path.join(output_dir, "eval_results.json"), encoding="utf-8") as f:
+        full = json.load(f)
+    with open(os.path.join(output_dir, "predictions.json"), encoding="utf-8") as f:
+        predictions = json.load(f)
+    from tfx_transfer.metrics.squad import evaluate
+
+    with open(DEV, encoding="utf-8") as f:
+        dev = json.load(f)["data"]
+    subset = first_questions(dev, 1000)
+    ids = {qa["id"] for a in subset for p in a["paragraphs"] for qa in p["qas"]}
+    first = evaluate(subset, {q: t for q, t in predictions.items() if q in ids})
+    return {"setup": setup, "em": full["exact_match"], "f1": full["f1"], "em_first_1000": first["exact_match"],
+            "f1_first_1000": first["f1"],
+            "feature_building": [{"questions": int(q), "features": int(n), "seconds": float(s)}
+                                 for q, n, s in feature_times],
+            "train_features_per_s": float(train_speed[-1]) if train_speed else None,
+            "predict_features_per_s": float(predict_speed[-1][2]) if predict_speed else None,
+            "peak_rss_gib": int(rss[-1]) / 2 ** 20 if rss else None, "command": " ".join(command[3:])}
+
+
+def main():
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for setup in SETUPS:
+            r = run(setup, os.path.join(tmp, setup))
+            results.append(r)
+            print(json.dumps(r), flush=True)
+    lines = ["# SQuAD v1.1: run_squad.py with the packaged all-MiniLM-L6-v2", "",
+             f"Train: `{TRAIN.name}` (3,807 questions, 1 epoch); predict + official metrics: the full `{DEV.name}` "
+             "(10,570 questions) and its first 1,000 questions. max_seq_length 384, doc_stride 128, batch 16, seed 0. "
+             "Command: `python bench/squad.py`.", "",
+             "| setup | EM / F1 (full dev) | EM / F1 (first 1,000) | train features/s | predict features/s | "
+             "features: train / dev (s) | peak RSS GiB |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        times = " / ".join(f"{b['seconds']:.1f}" for b in r["feature_building"])
+        lines.append(f"| {r['setup']} | {r['em']:.2f} / {r['f1']:.2f} | {r['em_first_1000']:.2f} / "
+                     f"{r['f1_first_1000']:.2f} | {r['train_features_per_s']:.2f} | {r['predict_features_per_s']:.1f} | "
+                     f"{times} | {r['peak_rss_gib']:.2f} |")
+    ref = REFERENCE
+    lines.append(f"| HF transformers + PyTorch (DESIGN reference, fixed 384) | | {ref['em_first_1000']} / "
+                 f"{ref['f1_first_1000']} | {ref['train_features_per_s']} | {ref['predict_features_per_s']} | | "
+                 f"{ref['peak_rss_gib']} |")
+    write_results("squad", {"results": results, "reference": REFERENCE}, lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""A TF Serving SavedModel for a text classifier that takes raw text.
+
+Signatures (`saved_model_cli show --all` lists them):
+  serving_default(text [B] string[, text_b [B] string]) -> probabilities [B, C], logits [B, C], label_id [B] int32,
+                  label [B] string; regression tasks -> score [B]
+  from_ids(input_word_ids, input_mask, input_type_ids [B, T] int32) -> the same outputs, for clients that tokenise
+Tokenisation (tensorflow-text) runs inside the graph with the model's own vocabulary (shipped in assets/) and
+casing; texts longer than max_seq_length tokens are truncated. Loading needs the TF Text ops registered
+(`import tensorflow_text`; TF Serving builds that include them).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import tensorflow as tf
+
+from tfx_transfer.text.packer import BertPacker
+
+
+class ClassifierServingModule(tf.Module):
+    """Holds the Keras model, the tokenizer and the label names; see the module docstring."""
+
+    def __init__(self, model, tokenizer, max_seq_length: int, labels: Optional[Sequence[str]], pairs: bool,
+                 vocab_file: str):
+        super().__init__(name="classifier_serving")
+        self.model = model
+        self.wordpiece = tokenizer._wordpiece
+        self._tokenizer = tokenizer
+        self.packer = BertPacker.for_tokenizer(tokenizer, max_seq_length, pad_to_max_length=False)
+        self.regression = labels is None
+        self.label_names = tf.constant(list(labels or []), tf.string)
+        self.pairs = pairs
+        self.vocab_file = tf.saved_model.Asset(vocab_file)
+        self.do_lower_case = tf.Variable(tokenizer.do_lower_case, trainable=False, name="do_lower_case")
+        self.max_seq_length = tf.Variable(max_seq_length, trainable=False, name="max_seq_length")
+
+    def _outputs(self, inputs):
+        logits = tf.cast(self.model(inputs, training=False), tf.float32)
+        if self.regression:
+            return {"score": logits[:, 0]}
+        label_id = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1), "label_id": label_id,
+                "label": tf.gather(self.label_names, label_id)}
+
+    def _from_text(self, text, text_b=None):
+        segments = [self._tokenizer.tokenize(text)]
+        if text_b is not None:
+            segments.append(self._tokenizer.tokenize(text_b))
+        return self._outputs(self.packer(segments))
+
+    def signatures(self):
+        ids_spec = {name: tf.TensorSpec([None, None], tf.int32, name=name)
+                    for name in ("input_word_ids", "input_mask", "input_type_ids")}
+        from_ids = tf.function(lambda input_word_ids, input_mask, input_type_ids: self._outputs(
+            {"input_word_ids": input_word_ids, "input_mask": input_mask, "input_type_ids": input_type_ids}),
+            input_signature=[ids_spec["input_word_ids"], ids_spec["input_mask"], ids_spec["input_type_ids"]])
+        if self.pairs:
+            serve = tf.function(lambda text, text_b: self._from_text(text, text_b),
+                                input_signature=[tf.TensorSpec([None], tf.string, name="text"),
+                                                 tf.TensorSpec([None], tf.string, name="text_b")])
+        else:
+            serve = tf.function(lambda text: self._from_text(text),
+                                input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        self.serve, self.serve_ids = serve, from_ids
+        return {"serving_default": serve.get_concrete_function(), "from_ids": from_ids.get_concrete_function()}

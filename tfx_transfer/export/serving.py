@@ -1,0 +1,98 @@
+"""`export_for_serving`: a versioned, atomic TF Serving SavedModel that takes raw text, with warmup requests.
+
+    from tfx_transfer.export import export_for_serving
+    path = export_for_serving(model, "/models/sst2", tokenizer, labels=["negative", "positive"], max_seq_length=128)
+    # -> /models/sst2/1/{saved_model.pb, variables/, assets/vocab.txt, assets.extra/tf_serving_warmup_requests}
+
+LoRA models are merged first (one SavedModel per task is what TF Serving loads); adapters stay as layers.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+from absl import logging
+
+from tfx_transfer.export.versioning import new_version_directory
+
+WARMUP_TEXTS = ["A short warmup sentence.", "Warmup request number two, somewhat longer than the first one, so that a "
+                "second length is traced as well before real traffic arrives."]
+
+
+def _merged(model):
+    from tfx_transfer.adaptation.surgery import merge_lora
+    from tfx_transfer.checkpoints.writers import find_encoder
+
+    encoder = find_encoder(model)
+    if encoder.adapters is not None and encoder.adapters.kind == "lora":
+        logging.info("Merging LoRA updates into the frozen kernels for serving.")
+        return merge_lora(model)
+    return model
+
+
+def write_warmup_requests(directory: str, requests) -> Optional[str]:
+    """assets.extra/tf_serving_warmup_requests: TFRecord of PredictionLog protos (needs tensorflow-serving-api).
+
+    `requests`: list of (signature_name, {input name: list of strings}). Returns the file, or None when the optional
+    dependency is missing (TF Serving then just starts cold)."""
+    try:
+        from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    except ImportError:
+        logging.warning("tensorflow-serving-api is not installed: no warmup requests written "
+                        "(pip install tensorflow-serving-api).")
+        return None
+    import tensorflow as tf
+
+    extra = os.path.join(directory, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    path = os.path.join(extra, "tf_serving_warmup_requests")
+    with tf.io.TFRecordWriter(path) as writer:
+        for signature, inputs in requests:
+            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(signature_name=signature))
+            for name, values in inputs.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(values, dtype=tf.string))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+    return path
+
+
+def export_for_serving(model, export_base: str, tokenizer, labels: Optional[Sequence[str]] = None,
+                       max_seq_length: int = 128, pairs: bool = False, version: Optional[int] = None,
+                       warmup: bool = True, task: str = "classifier", **squad_options) -> str:
+    """Exports `model` (a `BertClassifier`, or a `BertSpanLabeler` with task="squad") under `export_base/<version>`.
+
+    Args:
+        model: the trained task model. tokenizer: its `BertTokenizer` (vocab + casing).
+        labels: class names (None: regression). max_seq_length: truncation length. pairs: the task reads two texts.
+        version: explicit version (must not exist); default the next integer. warmup: write warmup requests.
+        task: "classifier" or "squad"; squad_options go to `SquadServingModule` (doc_stride, max_query_length, ...).
+
+    Returns:
+        The version directory.
+    """
+    import tensorflow as tf
+
+    model = _merged(model)
+    if task == "classifier":
+        from tfx_transfer.export.classifier_module import ClassifierServingModule
+
+        module = ClassifierServingModule(model, tokenizer, max_seq_length, labels, pairs, tokenizer.vocab_file)
+        inputs = {"text": WARMUP_TEXTS}
+        if pairs:
+            inputs["text_b"] = list(reversed(WARMUP_TEXTS))
+    elif task == "squad":
+        from tfx_transfer.export.squad_module import SquadServingModule
+
+        module = SquadServingModule(model, tokenizer, max_seq_length, tokenizer.vocab_file, **squad_options)
+        inputs = {"question": ["What is warming up?", "Why?"], "context": WARMUP_TEXTS}
+    else:
+        raise ValueError(f"task={task!r}: choose 'classifier' or 'squad'.")
+    signatures = module.signatures()
+    with new_version_directory(export_base, version) as (tmp, number):
+        tf.saved_model.save(module, tmp, signatures=signatures)
+        if warmup:
+            write_warmup_requests(tmp, [("serving_default", inputs)])
+    path = os.path.join(os.path.abspath(export_base), str(number))
+    logging.info("Exported version %d to %s", number, path)
+    return path
