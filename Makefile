@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-0.1.0-2
 RUN    := TF_CPP_MIN_LOG_LEVEL=2 $(PY)
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench bench-all clean
 
 setup: $(STAMP)
 
@@ -30,9 +30,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(RUN) -m pytest -q tests
 
+# Speed and accuracy targets (bench/README.md). `make bench` takes about 40 minutes on 2 cores;
+# `make bench-all` adds SQuAD and the full MRPC/RTE/STS-B runs (about 2 more hours).
 bench: $(STAMP)
 	$(RUN) bench/encoder_inference.py
+	$(RUN) bench/sst2_peers.py
 	$(RUN) bench/sst2_adaptation.py
+
+bench-all: bench
+	$(RUN) bench/squad.py
+	$(RUN) bench/glue_tasks.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .demo_output

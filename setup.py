@@ -14,13 +14,15 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["tfx_transfer", "tfx_transfer.*"]),
+    packages=find_packages(include=["tfx_transfer", "tfx_transfer.*", "hub_modules"]),
     package_data={"tfx_transfer": ["**/*.md", "**/*.txt", "**/*.tsv", "**/*.json"]},
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "keras>=3.15,<4",
         "tensorflow-text>=2.21,<2.22",
         "tensorflow-hub>=0.16,<0.17",
+        # tensorflow-hub 0.16 imports pkg_resources, which setuptools removed in 81.
+        "setuptools<81",
         "tensorboard>=2.21,<2.22",
         "keras-hub>=0.32,<0.33",
         "absl-py>=2.1,<3",

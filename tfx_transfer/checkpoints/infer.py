@@ -12,11 +12,7 @@ from tfx_transfer.config import BertConfig
 
 
 def infer_config(path: str, hidden_act: str = "gelu_approximate") -> BertConfig:
-    """BertConfig of a Model Garden / TF Hub BERT encoder checkpoint or SavedModel.
-
-    Args:
-        path: the checkpoint or SavedModel.
-        hidden_act: not recorded in the weights; Model Garden's "gelu" is the tanh approximation.
+    """BertConfig of a Model Garden / TF Hub BERT encoder checkpoint or SavedModel (see `infer_config_from_shapes`).
 
     Raises:
         ValueError: the names are not Model Garden's, or a needed tensor is missing.
@@ -27,11 +23,20 @@ def infer_config(path: str, hidden_act: str = "gelu_approximate") -> BertConfig:
     if fmt != "model_garden":
         raise ValueError(f"{path}: cannot infer the architecture of a {fmt} checkpoint; pass its config file "
                          "(config.json or bert_config.json).")
-    shapes = {re.sub(r":0$", "", name): shape for name, shape in reader.shapes().items()}
+    return infer_config_from_shapes(reader.shapes(), path, hidden_act)
+
+
+def infer_config_from_shapes(shapes, source: str, hidden_act: str = "gelu_approximate") -> BertConfig:
+    """BertConfig from {Model Garden variable name: shape}.
+
+    Args:
+        hidden_act: not recorded in the weights; Model Garden's "gelu" is the tanh approximation.
+    """
+    shapes = {re.sub(r":0$", "", name): tuple(shape) for name, shape in shapes.items()}
 
     def shape(name):
         if name not in shapes:
-            raise ValueError(f"{path}: tensor {name!r} is missing; cannot infer the architecture.")
+            raise ValueError(f"{source}: tensor {name!r} is missing; cannot infer the architecture.")
         return shapes[name]
 
     vocab_size, hidden_size = shape("word_embeddings/embeddings")
@@ -42,4 +47,4 @@ def infer_config(path: str, hidden_act: str = "gelu_approximate") -> BertConfig:
         intermediate_size=shape("transformer/layer_0/intermediate/kernel")[1], hidden_act=hidden_act,
         max_position_embeddings=shape("position_embedding/embeddings")[0],
         type_vocab_size=shape("type_embeddings/embeddings")[0])
-    return config.validate(source=path)
+    return config.validate(source=source)

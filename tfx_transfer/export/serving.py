@@ -24,6 +24,9 @@ def _merged(model):
     from tfx_transfer.adaptation.surgery import merge_lora
     from tfx_transfer.checkpoints.writers import find_encoder
 
+    encoder = getattr(model, "encoder", None)
+    if encoder is None or not hasattr(encoder, "adapters"):  # a black-box Hub encoder: nothing to merge
+        return model
     encoder = find_encoder(model)
     if encoder.adapters is not None and encoder.adapters.kind == "lora":
         logging.info("Merging LoRA updates into the frozen kernels for serving.")

@@ -18,15 +18,12 @@ import numpy as np
 from absl import logging
 
 from tfx_transfer.adaptation.optimizers import create_optimizer
-from tfx_transfer.adaptation.strategies import apply_strategy
 from tfx_transfer.data.glue import csv_processor, get_processor, task_names
 from tfx_transfer.data.pipeline import encode_examples
-from tfx_transfer.encoders.bert_encoder import BertEncoder
 from tfx_transfer.jobs import trainer
 from tfx_transfer.jobs.cli import run_main
 from tfx_transfer.jobs.flags import FLAGS, FlagError, define, define_common_flags, validate_common, warn_ignored_tpu_flags
-from tfx_transfer.jobs.model_setup import (adapter_config_from_flags, load_initial_weights, resolve_model_source,
-                                           strategy_options)
+from tfx_transfer.jobs.model_setup import build_encoder, prepare_model, resolve_model_source
 from tfx_transfer.jobs.outputs import save_final, write_text
 from tfx_transfer.metrics.glue import compute
 from tfx_transfer.models.classifier import BertClassifier
@@ -110,15 +107,13 @@ def run():
     warn_ignored_tpu_flags()
     processor, data_dir = _processor()
     source = resolve_model_source()
-    validate_common(source.config.max_position_embeddings, modes=("do_train", "do_eval", "do_predict", "do_export"))
+    validate_common(source.max_positions, modes=("do_train", "do_eval", "do_predict", "do_export"))
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     keras.utils.set_random_seed(FLAGS.seed)
     tokenizer = BertTokenizer(source.vocab_file, source.do_lower_case)
     labels = processor.labels
-    encoder = BertEncoder.from_bert_config(source.config, adapters=adapter_config_from_flags())
-    model = BertClassifier(encoder, 1 if processor.is_regression else len(labels))
-    load_initial_weights(model, source, head_patterns=[r"classifier/.*"])
-    logging.info("%s", apply_strategy(model, FLAGS.adaptation, **strategy_options()))
+    model = BertClassifier(build_encoder(source), 1 if processor.is_regression else len(labels))
+    prepare_model(model, source, head_patterns=[r"classifier/.*"])
 
     def encode(examples):
         return encode_examples(examples, tokenizer, FLAGS.max_seq_length, labels)

@@ -63,6 +63,9 @@ def define_common_flags(max_seq_length: int, train_batch_size: int = 32, learnin
         else:
             define.DEFINE_string(name, None, "Accepted for compatibility with google-research/bert; ignored.")
 
+    define.DEFINE_string("hub_module_handle", None, "A TF Hub BERT encoder (SavedModel path or handle) instead of a "
+                         "checkpoint: vocab and casing come from the module. --adaptation=full/feature_extraction use it "
+                         "as a black box; other adaptations unwrap it (BertEncoder.from_hub).")
     define.DEFINE_string("pretrained", None, "Model directory or packaged model name (config + vocab + weights in "
                         "one); default all-MiniLM-L6-v2 when no --init_checkpoint is given.")
     define.DEFINE_enum("adaptation", "full", list(STRATEGIES), "Which weights train.")

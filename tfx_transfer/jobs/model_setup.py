@@ -7,6 +7,7 @@ import dataclasses
 import os
 from typing import Optional
 
+import numpy as np
 from absl import logging
 
 from tfx_transfer.adaptation.adapter_config import ADAPTATION_PATH_PATTERN, AdapterConfig
@@ -19,19 +20,57 @@ from tfx_transfer.text.vocab import load_vocab
 
 @dataclasses.dataclass
 class ModelSource:
-    """What the task model is initialised from."""
+    """What the task model is initialised from. `hub_handle` is set for TF Hub modules (weights inside)."""
 
-    config: BertConfig
+    config: Optional[BertConfig]
     weights_path: str
     vocab_file: str
     do_lower_case: bool
     description: str
+    hub_handle: Optional[str] = None
+
+    @property
+    def max_positions(self) -> int:
+        return self.config.max_position_embeddings if self.config else 512
+
+
+def _hub_source() -> ModelSource:
+    import json
+
+    import tensorflow_hub as hub
+
+    from tfx_transfer.checkpoints.infer import infer_config_from_shapes
+    from tfx_transfer.encoders.hub_encoder import describe_interface, load_module
+
+    handle = FLAGS.hub_module_handle
+    path = handle if os.path.exists(handle) else hub.resolve(handle)
+    module = load_module(path)
+    if not hasattr(module, "vocab_file"):
+        raise FlagError(f"--hub_module_handle={handle}: the module has no vocab_file asset, so its tokenisation is "
+                        f"unknown; it offers {describe_interface(module)}.")
+    config_file = os.path.join(path, "assets.extra", "config.json")
+    config = None
+    if os.path.isfile(config_file):
+        with open(config_file, encoding="utf-8") as f:
+            config = BertConfig.from_dict(json.load(f), source=config_file)
+    else:
+        try:
+            config = infer_config_from_shapes({v.name: v.shape for v in getattr(module, "variables", [])}, path)
+        except ValueError:
+            config = None  # a black box of unknown layout: usable, but not unwrappable
+    lower = bool(module.do_lower_case.numpy()) if hasattr(module, "do_lower_case") else FLAGS.do_lower_case
+    return ModelSource(config, path, module.vocab_file.asset_path.numpy().decode(), lower,
+                       f"--hub_module_handle={handle}", hub_handle=path)
 
 
 def resolve_model_source() -> ModelSource:
-    """--init_checkpoint (+ --bert_config_file, --vocab_file) or --pretrained (default: the packaged MiniLM)."""
-    if FLAGS.init_checkpoint and FLAGS.pretrained:
-        raise FlagError("--init_checkpoint and --pretrained both name the initial model; pass only one.")
+    """--hub_module_handle, --init_checkpoint (+ --bert_config_file, --vocab_file) or --pretrained (default: the
+    packaged MiniLM)."""
+    named = [f for f in ("hub_module_handle", "init_checkpoint", "pretrained") if FLAGS[f].value]
+    if len(named) > 1:
+        raise FlagError(f"{' and '.join('--' + f for f in named)} all name the initial model; pass only one.")
+    if FLAGS.hub_module_handle:
+        return _hub_source()
     name = FLAGS.init_checkpoint or FLAGS.pretrained or DEFAULT_MODEL
     flag = "--init_checkpoint" if FLAGS.init_checkpoint else "--pretrained"
     files = None
@@ -88,6 +127,39 @@ def adapter_config_from_flags() -> Optional[AdapterConfig]:
 
 def strategy_options() -> dict:
     return {"k": FLAGS.top_k} if FLAGS.adaptation == "top_k" else {}
+
+
+def build_encoder(source: ModelSource):
+    """The encoder for `source`: a from-scratch `BertEncoder` (weights loaded later by `load_initial_weights`), a
+    black-box `HubEncoder` (--adaptation full or feature_extraction), or a Hub module unwrapped by `from_hub`."""
+    from tfx_transfer.encoders.bert_encoder import BertEncoder
+
+    adapters = adapter_config_from_flags()
+    if not source.hub_handle:
+        return BertEncoder.from_bert_config(source.config, adapters=adapters)
+    if FLAGS.adaptation in ("full", "feature_extraction") and adapters is None:
+        from tfx_transfer.encoders.hub_encoder import HubEncoder
+
+        return HubEncoder(source.hub_handle, trainable=FLAGS.adaptation == "full")
+    encoder = BertEncoder.from_hub(source.hub_handle, adapters=adapters)
+    logging.info("Unwrapped the Hub module into a transparent encoder:\n%s", encoder.load_report)
+    return encoder
+
+
+def prepare_model(model, source: ModelSource, head_patterns=()):
+    """Loads the initial weights (unless they came with a Hub module) and applies the --adaptation strategy."""
+    from tfx_transfer.adaptation.strategies import apply_strategy
+    from tfx_transfer.encoders.hub_encoder import HubEncoder
+
+    if not source.hub_handle:
+        load_initial_weights(model, source, head_patterns)
+    if isinstance(model.encoder, HubEncoder):
+        trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+        total = sum(int(np.prod(v.shape)) for v in model.weights)
+        logging.info("Black-box Hub encoder (%s): training %d of %d parameters.",
+                     "fine-tuned" if model.encoder.trainable else "frozen", trainable, total)
+        return
+    logging.info("%s", apply_strategy(model, FLAGS.adaptation, **strategy_options()))
 
 
 def load_initial_weights(model, source: ModelSource, head_patterns=()):

@@ -29,11 +29,12 @@ def save_final(model, output_dir: str, vocab_file: str, do_lower_case: bool, tas
     directory = os.path.join(output_dir, "final")
     with atomic_directory(directory, overwrite=True) as tmp:
         model.save(os.path.join(tmp, "model.keras"))
-        write_json(os.path.join(tmp, "config.json"), model.encoder.bert_config.to_hf_dict())
+        if hasattr(model.encoder, "bert_config"):  # a black-box Hub encoder has no config of ours
+            write_json(os.path.join(tmp, "config.json"), model.encoder.bert_config.to_hf_dict())
         shutil.copyfile(vocab_file, os.path.join(tmp, "vocab.txt"))
         write_json(os.path.join(tmp, "tokenizer_config.json"), {"do_lower_case": do_lower_case})
         write_json(os.path.join(tmp, "task.json"), {**task, "do_lower_case": do_lower_case, "adaptation": adaptation})
-        if adaptation != "full":
+        if adaptation != "full" and hasattr(model.encoder, "bert_config"):
             save_adaptation(model, os.path.join(tmp, "adapter.safetensors"), labels=labels,
                             extra={"task": task.get("task")})
     logging.info("Saved the final model to %s", directory)

@@ -14,14 +14,11 @@ import keras
 from absl import logging
 
 from tfx_transfer.adaptation.optimizers import create_optimizer
-from tfx_transfer.adaptation.strategies import apply_strategy
 from tfx_transfer.data.squad import build_features, features_to_split, postprocess, read_squad
-from tfx_transfer.encoders.bert_encoder import BertEncoder
 from tfx_transfer.jobs import trainer
 from tfx_transfer.jobs.cli import run_main
 from tfx_transfer.jobs.flags import FLAGS, FlagError, define, define_common_flags, validate_common, warn_ignored_tpu_flags
-from tfx_transfer.jobs.model_setup import (adapter_config_from_flags, load_initial_weights, resolve_model_source,
-                                           strategy_options)
+from tfx_transfer.jobs.model_setup import build_encoder, prepare_model, resolve_model_source
 from tfx_transfer.jobs.outputs import save_final, write_text
 from tfx_transfer.metrics.squad import evaluate
 from tfx_transfer.models.span_labeler import BertSpanLabeler
@@ -45,7 +42,7 @@ def define_flags():
 
 
 def _validate(source):
-    validate_common(source.config.max_position_embeddings)
+    validate_common(source.max_positions)
     if FLAGS.do_train and not FLAGS.train_file:
         raise FlagError("If --do_train is True, then --train_file must be specified.")
     if FLAGS.do_predict and not FLAGS.predict_file:
@@ -81,10 +78,8 @@ def run():
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     keras.utils.set_random_seed(FLAGS.seed)
     tokenizer = BertTokenizer(source.vocab_file, source.do_lower_case)
-    encoder = BertEncoder.from_bert_config(source.config, adapters=adapter_config_from_flags())
-    model = BertSpanLabeler(encoder)
-    load_initial_weights(model, source, head_patterns=[r"span_logits/.*"])
-    logging.info("%s", apply_strategy(model, FLAGS.adaptation, **strategy_options()))
+    model = BertSpanLabeler(build_encoder(source))
+    prepare_model(model, source, head_patterns=[r"span_logits/.*"])
 
     global_step = 0
     if FLAGS.do_train:

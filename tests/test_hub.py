@@ -1,0 +1,194 @@
+"""TF Hub both ways: HubEncoder (black box, trainable), BertEncoder.from_hub (unwrapped), hub_modules exports
+consumed by tf-keras hub.KerasLayer, and --hub_module_handle on both scripts."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hub_modules.encoder import export_encoder
+from hub_modules.preprocessor import export_preprocessor
+from tfx_transfer import AdapterConfig, BertClassifier, BertEncoder, BertTokenizer
+from tfx_transfer.checkpoints import CheckpointMismatchError
+from tfx_transfer.encoders import HubEncoder
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SENTENCES = ["Transfer learning with TF Hub.", "A second, somewhat longer sentence for the batch.", ""]
+
+
+@pytest.fixture(scope="module")
+def minilm_hub(minilm_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("hub")
+    encoder = BertEncoder.from_pretrained(minilm_dir)
+    tokenizer = BertTokenizer.from_pretrained(minilm_dir)
+    encoder_path = export_encoder(encoder, tokenizer.vocab_file, True, str(root / "encoder"))
+    preprocessor_path = export_preprocessor(tokenizer, 32, str(root / "preprocessor"))
+    return encoder, encoder_path, preprocessor_path
+
+
+def _preprocess(path, texts):
+    import tensorflow_text  # noqa: F401
+
+    return {k: v.numpy() for k, v in tf.saved_model.load(path)(tf.constant(texts)).items()}
+
+
+def test_hub_encoder_and_from_hub_equal_bert_encoder(minilm_hub):
+    encoder, encoder_path, preprocessor_path = minilm_hub
+    inputs = _preprocess(preprocessor_path, SENTENCES)
+    expected = encoder(inputs)
+    hub_encoder = HubEncoder(encoder_path)
+    assert hub_encoder.vocab_file.endswith("vocab.txt") and hub_encoder.do_lower_case is True
+    for candidate in (hub_encoder, BertEncoder.from_hub(encoder_path)):
+        out = candidate(inputs)
+        for key in ("sequence_output", "pooled_output"):
+            np.testing.assert_allclose(np.asarray(out[key]), np.asarray(expected[key]), atol=1e-5)
+    unwrapped = BertEncoder.from_hub(encoder_path)
+    assert not unwrapped.load_report.missing_in_checkpoint and unwrapped.pretrained.do_lower_case
+
+
+def test_preprocessor_interface(minilm_hub):
+    import tensorflow_text  # noqa: F401
+
+    _, _, preprocessor_path = minilm_hub
+    pre = tf.saved_model.load(preprocessor_path)
+    tokens_a = pre.tokenize(tf.constant(["hello world"]))
+    tokens_b = pre.tokenize(tf.constant(["a pair"]))
+    assert tokens_a.shape.rank == 3
+    packed = pre.bert_pack_inputs([tokens_a, tokens_b], seq_length=tf.constant(10))
+    special = {k: int(v) for k, v in pre.tokenize.get_special_tokens_dict().items()}
+    ids = packed["input_word_ids"].numpy()[0]
+    assert ids[0] == special["start_of_sequence_id"] and list(packed["input_type_ids"].numpy()[0][:7]) == \
+        [0, 0, 0, 0, 1, 1, 1]
+    assert ids.shape == (10,) and special["vocab_size"] == 30522
+
+
+def test_fine_tuning_through_a_hub_encoder(minilm_hub, tmp_path):
+    _, encoder_path, preprocessor_path = minilm_hub
+    inputs = _preprocess(preprocessor_path, SENTENCES * 2)
+    labels = np.array([0, 1, 0, 1, 0, 1])
+    for trainable in (True, False):
+        hub_encoder = HubEncoder(encoder_path, trainable=trainable)
+        model = BertClassifier(hub_encoder, 2)
+        before = [np.asarray(v).copy() for v in hub_encoder._module.variables]
+        model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(True))
+        model.fit(inputs, labels, epochs=1, batch_size=6, verbose=0)
+        changed = sum(not np.array_equal(b, np.asarray(v)) for b, v in zip(before, hub_encoder._module.variables))
+        assert (changed > 0) == trainable, (trainable, changed)
+    # training=True reaches the dropout inside the module.
+    hub_encoder = HubEncoder(encoder_path)
+    a = np.asarray(hub_encoder(inputs, training=False)["pooled_output"])
+    b = np.asarray(hub_encoder(inputs, training=True)["pooled_output"])
+    assert np.abs(a - b).max() > 1e-3
+    # .keras round trip of a model holding the Hub encoder.
+    path = str(tmp_path / "hub_classifier.keras")
+    model.save(path)
+    restored = keras.models.load_model(path)
+    np.testing.assert_allclose(np.asarray(restored(inputs)), np.asarray(model(inputs)), atol=1e-6)
+
+
+def test_from_hub_with_adapters_and_model_garden_names(minilm_hub, tmp_path):
+    encoder, encoder_path, preprocessor_path = minilm_hub
+    adapted = BertEncoder.from_hub(encoder_path, adapters=AdapterConfig(size=8, zero_init_up=True))
+    inputs = _preprocess(preprocessor_path, SENTENCES)
+    np.testing.assert_allclose(np.asarray(adapted(inputs)["pooled_output"]),
+                               np.asarray(encoder(inputs)["pooled_output"]), atol=1e-5)
+    # A tfhub.dev-style module (Model Garden variable names, no tfx paths) unwraps through the name tables.
+    from tfx_transfer.checkpoints import MODEL_GARDEN
+    from tfx_transfer.checkpoints.loader import model_variables
+
+    arrays = MODEL_GARDEN.export({p: np.asarray(v) for p, v in model_variables(encoder).items()}, encoder.bert_config)
+    module = tf.Module()
+    module.weights = [tf.Variable(value, name=name) for name, value in arrays.items()]
+    module.vocab_file = tf.saved_model.Asset(encoder.pretrained.vocab_file)
+    module.do_lower_case = tf.Variable(True)
+
+    class Reusable(tf.Module):
+        variables = None
+
+    reusable = Reusable()
+    reusable.variables = module.weights
+    reusable.vocab_file, reusable.do_lower_case = module.vocab_file, module.do_lower_case
+    tf.saved_model.save(reusable, str(tmp_path / "garden"))
+    garden = BertEncoder.from_hub(str(tmp_path / "garden"), hidden_act="gelu")
+    assert garden.load_report.format == "model_garden" and garden.bert_config.num_hidden_layers == 6
+    np.testing.assert_allclose(np.asarray(garden(inputs)["pooled_output"]), np.asarray(encoder(inputs)["pooled_output"]),
+                               atol=1e-5)
+    # Unknown layouts: the report says what could not be mapped.
+    broken = Reusable()
+    broken.variables = [v for i, v in enumerate(module.weights) if i != 3]  # drops embeddings/layer_norm/gamma
+    broken.vocab_file, broken.do_lower_case = module.vocab_file, module.do_lower_case
+    tf.saved_model.save(broken, str(tmp_path / "broken"))
+    with pytest.raises(CheckpointMismatchError, match="not in the checkpoint"):
+        BertEncoder.from_hub(str(tmp_path / "broken"), hidden_act="gelu")
+
+
+def test_bad_handles(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="is not a SavedModel"):
+        HubEncoder(str(tmp_path / "empty"))
+    module = tf.Module()
+    module.v = tf.Variable(1.0)
+    module.double = tf.function(lambda x: 2 * x, input_signature=[tf.TensorSpec([], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path / "other"))
+    with pytest.raises(ValueError, match="has no BERT encoder interface .* it offers: signatures"):
+        HubEncoder(str(tmp_path / "other"))
+
+
+def test_tf_keras_hub_keras_layer_consumes_our_exports(minilm_hub, tmp_path):
+    """Other people's code: tf-keras + hub.KerasLayer(trainable=True), one fine-tuning step, in a fresh process."""
+    _, encoder_path, preprocessor_path = minilm_hub
+    script = f"""
+import json, numpy as np, tensorflow as tf, tensorflow_hub as hub, tensorflow_text
+import tf_keras
+preprocess = hub.load({preprocessor_path!r})
+inputs = preprocess(tf.constant(["a good film", "a bad film"]))
+layer = hub.KerasLayer({encoder_path!r}, trainable=True)
+text_in = {{k: tf_keras.Input(shape=(None,), dtype=tf.int32, name=k) for k in inputs}}
+logits = tf_keras.layers.Dense(2)(layer(text_in)["pooled_output"])
+model = tf_keras.Model(text_in, logits)
+model.compile(optimizer=tf_keras.optimizers.Adam(1e-3),
+              loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+before = [v.numpy().copy() for v in layer.trainable_variables]
+model.fit(dict(inputs), np.array([1, 0]), epochs=1, verbose=0)
+changed = sum(not np.array_equal(b, v.numpy()) for b, v in zip(before, layer.trainable_variables))
+print(json.dumps({{"trainable": len(layer.trainable_variables), "changed": changed}}))
+"""
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["trainable"] == 103 and report["changed"] > 0
+
+
+def test_scripts_take_a_hub_module(minilm_hub, tmp_path):
+    """run_classifier.py and run_squad.py with --hub_module_handle: black box and unwrapped with adapters."""
+    _, encoder_path, _ = minilm_hub
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    common = ["--max_seq_length=32", "--train_batch_size=8", "--num_train_epochs=0.5", "--learning_rate=1e-4"]
+    for extra in (["--adaptation=full"], ["--adaptation=adapters", "--adapter_size=8"]):
+        out = tmp_path / extra[0].split("=")[1]
+        result = subprocess.run([sys.executable, "run_classifier.py", "--task_name=demo", "--do_train", "--do_eval",
+                                 f"--hub_module_handle={encoder_path}", f"--output_dir={out}", *common, *extra],
+                                capture_output=True, text=True, env=env, cwd=REPO)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "eval_accuracy" in (out / "eval_results.txt").read_text()
+    conflict = subprocess.run([sys.executable, "run_classifier.py", "--task_name=demo", "--do_train",
+                               f"--hub_module_handle={encoder_path}", "--init_checkpoint=x",
+                               f"--output_dir={tmp_path / 'c'}"], capture_output=True, text=True, env=env, cwd=REPO)
+    assert conflict.returncode == 2 and "pass only one" in conflict.stderr
+    context = "The Normans gave their name to Normandy, a region in France."
+    squad = {"data": [{"paragraphs": [{"context": context, "qas": [
+        {"id": "q1", "question": "Who gave a name to Normandy?", "answers": [{"text": "The Normans", "answer_start": 0}]}]}]}]}
+    (tmp_path / "squad.json").write_text(json.dumps(squad), encoding="utf-8")
+    result = subprocess.run([sys.executable, "run_squad.py", f"--train_file={tmp_path / 'squad.json'}",
+                             f"--predict_file={tmp_path / 'squad.json'}", "--do_train", "--do_predict", "--eval",
+                             f"--hub_module_handle={encoder_path}", f"--output_dir={tmp_path / 'squad'}",
+                             "--max_seq_length=48", "--max_query_length=16", "--doc_stride=16", "--train_batch_size=2",
+                             "--num_train_epochs=1"], capture_output=True, text=True, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "squad" / "predictions.json").is_file()
