@@ -9,14 +9,16 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-flags.DEFINE_string("vocab_file", None, "WordPiece vocab.txt (default: the packaged MiniLM's).")
-flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased models).")
-flags.DEFINE_integer("seq_length", 128, "Length of the packed inputs `__call__` returns.")
-flags.DEFINE_string("export_path", None, "Directory to write (atomically).")
-flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty --export_path.")
-FLAGS = flags.FLAGS
+# A private flag registry: importing this module never clashes with the scripts' flags.
+FLAGS = flags.FlagValues()
+
+flags.DEFINE_string("vocab_file", None, "WordPiece vocab.txt (default: the packaged MiniLM's).", flag_values=FLAGS)
+flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased models).", flag_values=FLAGS)
+flags.DEFINE_integer("seq_length", 128, "Length of the packed inputs `__call__` returns.", flag_values=FLAGS)
+flags.DEFINE_string("export_path", None, "Directory to write (atomically).", flag_values=FLAGS)
+flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty --export_path.", flag_values=FLAGS)
 
 
 def run():
@@ -36,11 +38,19 @@ def run():
     return 0
 
 
-def main(argv):
+def main(argv=None) -> int:
+    """Parses flags from `argv` (default sys.argv), runs the export; one-line errors and exit code 2."""
     from tfx_transfer.jobs.cli import run_main
 
-    return run_main(run, argv)
+    argv = sys.argv if argv is None else argv
+    try:
+        FLAGS.unparse_flags()
+        rest = FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return run_main(run, rest)
 
 
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    sys.exit(main())

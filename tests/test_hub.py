@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hub_modules.encoder import export_encoder
-from hub_modules.preprocessor import export_preprocessor
-from tfx_transfer import AdapterConfig, BertClassifier, BertEncoder, BertTokenizer
+from tfx_transfer import AdapterConfig, BertClassifier, BertEncoder
 from tfx_transfer.checkpoints import CheckpointMismatchError
 from tfx_transfer.encoders import HubEncoder
 
@@ -23,12 +21,16 @@ SENTENCES = ["Transfer learning with TF Hub.", "A second, somewhat longer senten
 
 @pytest.fixture(scope="module")
 def minilm_hub(minilm_dir, tmp_path_factory):
+    """The packaged MiniLM exported through the two command lines."""
+    from hub_modules import export_encoder as encoder_cli, export_preprocessor as preprocessor_cli
+
     root = tmp_path_factory.mktemp("hub")
-    encoder = BertEncoder.from_pretrained(minilm_dir)
-    tokenizer = BertTokenizer.from_pretrained(minilm_dir)
-    encoder_path = export_encoder(encoder, tokenizer.vocab_file, True, str(root / "encoder"))
-    preprocessor_path = export_preprocessor(tokenizer, 32, str(root / "preprocessor"))
-    return encoder, encoder_path, preprocessor_path
+    encoder_path, preprocessor_path = str(root / "encoder"), str(root / "preprocessor")
+    assert encoder_cli.main(["export_encoder", f"--pretrained={minilm_dir}", f"--export_path={encoder_path}"]) == 0
+    assert preprocessor_cli.main(["export_preprocessor", f"--vocab_file={minilm_dir}/vocab.txt", "--seq_length=32",
+                                  f"--export_path={preprocessor_path}"]) == 0
+    assert encoder_cli.main(["export_encoder", f"--export_path={encoder_path}"]) == 2  # exists: never overwritten
+    return BertEncoder.from_pretrained(minilm_dir), encoder_path, preprocessor_path
 
 
 def _preprocess(path, texts):
