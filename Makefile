@@ -36,10 +36,12 @@ bench: $(STAMP)
 	$(RUN) bench/encoder_inference.py
 	$(RUN) bench/sst2_peers.py
 	$(RUN) bench/sst2_adaptation.py
+	$(RUN) bench/serving_latency.py
 
 bench-all: bench
 	$(RUN) bench/squad.py
 	$(RUN) bench/glue_tasks.py
+	$(RUN) bench/distribution.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .demo_output

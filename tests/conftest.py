@@ -36,3 +36,24 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} not found: the real GLUE/SQuAD data lives beside the repository")
     return SHARED_DATA
+
+
+WORDS = ["good", "bad", "great", "awful", "movie", "plot", "fun", "dull", "a", "the", "is", "was", "very", "not"]
+TINY_ENCODER = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32,
+                    max_position_embeddings=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny pretrained-model directory (HF layout) with a word-level, uncased vocabulary."""
+    from tfx_transfer import BertEncoder
+    from tfx_transfer.checkpoints.writers import save_hf_checkpoint
+
+    directory = tmp_path_factory.mktemp("tiny") / "model"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + WORDS
+    vocab_file = directory.parent / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    keras.utils.set_random_seed(0)
+    encoder = BertEncoder(vocab_size=len(vocab), **TINY_ENCODER)
+    save_hf_checkpoint(encoder, directory, vocab_file=str(vocab_file), do_lower_case=True)
+    return str(directory)

@@ -80,6 +80,37 @@ def test_pair_and_regression_signatures(tokenizer, tmp_path):
     assert not os.path.exists(os.path.join(path, "assets.extra"))
 
 
+def test_bad_serving_inputs_get_clear_errors_and_empty_batches_work(tokenizer, tmp_path):
+    """Catalogue rows for serving (tests/test_reliability.py): non-string input, wrong rank, mismatched pair batch,
+    empty batch. TF Serving returns these messages to the client as INVALID_ARGUMENT."""
+    pairs = export_for_serving(BertClassifier(BertEncoder(vocab_size=tokenizer.vocab_size, **TINY), 2),
+                               tmp_path / "pairs", tokenizer, labels=["no", "yes"], max_seq_length=32, pairs=True,
+                               warmup=False)
+    qa = export_for_serving(BertSpanLabeler(BertEncoder(vocab_size=tokenizer.vocab_size, **TINY)), tmp_path / "qa",
+                            tokenizer, max_seq_length=48, task="squad", doc_stride=16, max_query_length=16,
+                            warmup=False)
+    classify = tf.saved_model.load(pairs).signatures["serving_default"]
+    answer = tf.saved_model.load(qa).signatures["serving_default"]
+    empty = tf.constant([], tf.string)
+    out = classify(text=empty, text_b=empty)
+    assert out["probabilities"].shape == (0, 2) and out["label"].shape == (0,)
+    out = answer(question=empty, context=empty)
+    assert out["answer_text"].shape == (0,) and out["score"].shape == (0,)
+    for call, message in [
+        (lambda: classify(text=tf.constant([1, 2]), text_b=tf.constant(["a", "b"])), "expected to be a string tensor"),
+        (lambda: classify(text=tf.constant([["a", "b"]]), text_b=tf.constant(["a"])),
+         "Shape of tensor text \\[1,2\\] is not compatible with expected shape \\[\\?\\]"),
+        (lambda: classify(text=tf.constant(["a", "b"]), text_b=tf.constant(["a"])),
+         "inputs text and text_b must have the same batch size"),
+        (lambda: answer(question=tf.constant(["who?"]), context=tf.constant(["a", "b"])),
+         "inputs question and context must have the same batch size"),
+        (lambda: answer(question=tf.constant("who?"), context=tf.constant(["x"])),
+         "Shape of tensor question \\[\\] is not compatible"),
+    ]:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            call()
+
+
 def test_warmup_records_replay(tokenizer, tmp_path):
     serving_apis = pytest.importorskip("tensorflow_serving.apis.prediction_log_pb2")
     model = BertClassifier(BertEncoder(vocab_size=tokenizer.vocab_size, **TINY), 2)

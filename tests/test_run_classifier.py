@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 from absl import flags
 
-from tfx_transfer import BertEncoder
-from tfx_transfer.checkpoints.writers import save_hf_checkpoint
 from tfx_transfer.jobs import classifier
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,20 +19,7 @@ FLAGS = flags.FLAGS
 if "task_name" not in FLAGS:
     classifier.define_flags()
 
-WORDS = ["good", "bad", "great", "awful", "movie", "plot", "fun", "dull", "a", "the", "is", "was", "very", "not"]
-TINY = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32, max_position_embeddings=64)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A tiny pretrained-model directory (HF layout) with a word-level vocabulary."""
-    directory = tmp_path_factory.mktemp("tiny") / "model"
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + WORDS
-    vocab_file = directory.parent / "vocab.txt"
-    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    encoder = BertEncoder(vocab_size=len(vocab), **TINY)
-    save_hf_checkpoint(encoder, directory, vocab_file=str(vocab_file), do_lower_case=True)
-    return str(directory)
+from conftest import WORDS  # noqa: E402  (the tiny model's vocabulary; the `tiny_model` fixture lives there too)
 
 
 def _sentence(rng, n=6):
@@ -157,30 +142,7 @@ def test_csv_task_with_named_columns_and_adapters(tiny_model, tmp_path):
     assert first["eval_accuracy"] == second["eval_accuracy"] and first["eval_loss"] == second["eval_loss"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--task_name=SST-2", "--data_dir=."], "At least one of --do_train, --do_eval, --do_predict, --do_export must be set"),
-    (["--task_name=NOPE", "--do_train"], "Unknown task_name 'NOPE'; known tasks: CoLA, SST-2, MRPC"),
-    (["--task_name=SST-2", "--do_train"], "--data_dir is required for --task_name=SST-2"),
-    (["--task_name=SST-2", "--data_dir=/nonexistent", "--do_train"], "--data_dir=/nonexistent: no such directory"),
-    (["--task_name=demo", "--do_train", "--max_seq_length=100"], "Cannot use sequence length 100 because the BERT "
-                                                                 "model was only trained up to sequence length 64"),
-    (["--task_name=demo", "--do_train", "--train_batch_size=0"], "--train_batch_size=0 must be >= 1"),
-    (["--task_name=demo", "--do_train", "--num_train_epochs=-1"], "--num_train_epochs=-1.0 must be > 0"),
-    (["--task_name=demo", "--do_train", "--do_lower_case=false"], "--do_lower_case=False: do_lower_case=False, but "
-                                                                 "the vocabulary is uncased"),
-])
-def test_flag_errors_are_one_line(argv, message, tiny_model, tmp_path, capsys):
-    assert run_job(argv + [f"--pretrained={tiny_model}", f"--output_dir={tmp_path / 'o'}"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and message in err[0], err
-
-
-def test_missing_data_file_names_the_path(tiny_model, tmp_path, capsys):
-    (tmp_path / "SST-2").mkdir()
-    assert run_job(["--task_name=SST-2", f"--data_dir={tmp_path / 'SST-2'}", "--do_eval", "--max_seq_length=32",
-                    f"--pretrained={tiny_model}",
-                    f"--output_dir={tmp_path / 'o'}"]) == 2
-    assert f"Data file not found: '{tmp_path / 'SST-2' / 'dev.tsv'}'" in capsys.readouterr().err
+# Bad flags and files: tests/test_reliability.py (the catalogue, one row per bad input).
 
 
 def _final_weights(out):
@@ -190,23 +152,34 @@ def _final_weights(out):
     return [np.asarray(w) for w in model.weights]
 
 
-def test_interrupted_training_resumes_to_the_same_weights(tiny_model, tmp_path):
-    """kill -9 a real training process after its first checkpoint; the same command resumes and ends where an
-    uninterrupted run ends."""
-    data_dir = make_glue_dir("SST-2", tmp_path, np.random.default_rng(2), n=64)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+def _resumable_command(data_dir, model, out):
+    return [sys.executable, os.path.join(REPO, "run_classifier.py"), "--task_name=SST-2", f"--data_dir={data_dir}",
+            f"--pretrained={model}", f"--output_dir={out}", "--do_train", "--max_seq_length=32",
+            "--train_batch_size=4", "--num_train_epochs=2", "--learning_rate=1e-3", "--save_checkpoints_steps=4",
+            "--seed=7"]
 
-    def command(out):
-        return [sys.executable, os.path.join(REPO, "run_classifier.py"), "--task_name=SST-2", f"--data_dir={data_dir}",
-                f"--pretrained={tiny_model}", f"--output_dir={out}", "--do_train", "--max_seq_length=32",
-                "--train_batch_size=4", "--num_train_epochs=2", "--learning_rate=1e-3", "--save_checkpoints_steps=4",
-                "--seed=7"]
 
-    reference = tmp_path / "uninterrupted"
-    subprocess.run(command(reference), check=True, env=env, capture_output=True, cwd=REPO)
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tiny_model, tmp_path_factory):
+    """(data_dir, final weights) of a 32-step training run nobody interrupts."""
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    data_dir = make_glue_dir("SST-2", tmp, np.random.default_rng(2), n=64)
+    subprocess.run(_resumable_command(data_dir, tiny_model, tmp / "out"), check=True, env=ENV, capture_output=True,
+                   cwd=REPO)
+    return data_dir, _final_weights(tmp / "out")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_interrupted_training_resumes_to_the_same_weights(signum, tiny_model, uninterrupted_run, tmp_path):
+    """Interrupt a real training process after its first checkpoint (kill -9: nothing runs; SIGINT/SIGTERM: it
+    saves the current step and exits 128+N); the same command resumes and ends where an uninterrupted run ends."""
+    data_dir, reference = uninterrupted_run
     interrupted = tmp_path / "interrupted"
-    process = subprocess.Popen(command(interrupted), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    command = _resumable_command(data_dir, tiny_model, interrupted)
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                cwd=REPO)
     deadline = time.time() + 120
     checkpoints = interrupted / "checkpoints"
@@ -215,14 +188,19 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_model, tmp_path):
         if any(n.startswith("ckpt-") for n in done):
             break
         time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
     saved = sorted(int(n.split("-")[1]) for n in os.listdir(checkpoints) if n.startswith("ckpt-"))
-    assert saved and saved[-1] < 32, saved  # killed mid-training (32 steps in all)
+    assert saved and saved[-1] < 32, saved  # stopped mid-training (32 steps in all)
     assert not (interrupted / "final").exists()
+    if signum == signal.SIGKILL:
+        assert process.returncode == -signal.SIGKILL
+    else:
+        assert process.returncode == 128 + signum, stderr[-2000:]
+        assert f"stopped: interrupted by {signum.name} at step {saved[-1]}; saved" in stderr
 
-    resumed = subprocess.run(command(interrupted), env=env, capture_output=True, text=True, cwd=REPO)
+    resumed = subprocess.run(command, env=ENV, capture_output=True, text=True, cwd=REPO)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"Resuming training from {checkpoints / f'ckpt-{saved[-1]}'}: step {saved[-1]} of 32" in resumed.stderr
-    for a, b in zip(_final_weights(reference), _final_weights(interrupted)):
+    for a, b in zip(reference, _final_weights(interrupted)):
         np.testing.assert_allclose(a, b, atol=1e-5)

@@ -155,6 +155,10 @@ class BertConfig:
                 f"num_attention_heads={self.num_attention_heads}; each head needs hidden_size / num_attention_heads "
                 "dimensions."
             )
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{source}: {name}={value!r} must be a number.")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             value = getattr(self, name)
             if not 0.0 <= float(value) < 1.0:
@@ -163,6 +167,8 @@ class BertConfig:
             raise ValueError(f"{source}: initializer_range={self.initializer_range!r} must be > 0.")
         if not float(self.layer_norm_eps) > 0:
             raise ValueError(f"{source}: layer_norm_eps={self.layer_norm_eps!r} must be > 0.")
+        if not isinstance(self.hidden_act, str):
+            raise ValueError(f"{source}: hidden_act={self.hidden_act!r} must be a string such as 'gelu'.")
         canonical_activation(self.hidden_act)
         return self
 

@@ -70,11 +70,35 @@ def atomic_directory(out_dir: str | os.PathLike, overwrite: bool = False):
         shutil.rmtree(backup, ignore_errors=True)
 
 
-def write_json(path: str | os.PathLike, value: Any):
-    """Writes JSON (indented, UTF-8) through a temporary file and a rename."""
+def inside(root: str | os.PathLike, *parts: str) -> str:
+    """`root/parts...`, refusing a result that symlinks lead outside `root` (a write there would escape it).
+
+    Raises:
+        ValueError: naming the path and where it really points.
+    """
+    root = os.path.realpath(os.fspath(root))
+    path = os.path.join(root, *parts)
+    real = os.path.realpath(path)
+    if real != root and not real.startswith(root + os.sep):
+        raise ValueError(f"Refusing to write {path!r}: it resolves to {real!r}, outside {root!r} (a symlink?).")
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str):
+    """Writes UTF-8 text through a temporary sibling file and a rename: readers see the old file or the new one,
+    never half of one; a failed write removes its temporary file."""
     path = os.fspath(path)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    tmp = f"{path}.{os.getpid()}.tmp"  # open() (not mkstemp) keeps the user's umask permissions
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, value: Any):
+    """Writes JSON (indented, sorted keys, UTF-8) atomically (see `write_text`)."""
+    write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")

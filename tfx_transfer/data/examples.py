@@ -26,24 +26,34 @@ class InputExample:
     label: Optional[Union[str, float]] = None
 
 
-def read_rows(path: str, delimiter: str = "\t", encoding: str = "utf-8-sig") -> List[List[str]]:
+def read_rows(path: str, delimiter: str = "\t", encoding: str = "utf-8-sig",
+              encoding_errors: str = "strict") -> List[List[str]]:
     """Rows of a delimited file, with no quote processing (GLUE files contain bare quotes).
 
-    `utf-8-sig` drops the byte-order mark some GLUE files (MRPC) start with.
+    `utf-8-sig` drops the byte-order mark some GLUE files (MRPC) start with. With encoding_errors="replace",
+    undecodable bytes become U+FFFD (and BERT's cleaning then drops them) and a warning counts the lines.
 
     Raises:
-        FileNotFoundError: naming the path. ValueError: the file is not UTF-8 (naming the line).
+        FileNotFoundError: naming the path. ValueError: the file is not UTF-8 (naming the line and the fix).
     """
+    from absl import logging
+
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Data file not found: {path!r}.")
-    rows = []
+    rows, replaced = [], 0
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
             try:
                 line = raw.decode(encoding if number == 1 else "utf-8")
             except UnicodeDecodeError as e:
-                raise ValueError(f"{path}, line {number}: not UTF-8 ({e.reason} at byte {e.start}).") from None
+                if encoding_errors != "replace":
+                    raise ValueError(f"{path}, line {number}: not UTF-8 ({e.reason} at byte {e.start}); fix the file "
+                                     "or pass --encoding_errors=replace.") from None
+                line = raw.decode("utf-8", errors="replace")
+                replaced += 1
             line = line.rstrip("\r\n")
             rows.append(next(csv.reader([line], delimiter=delimiter, quoting=csv.QUOTE_NONE)) if line else [])
+    if replaced:
+        logging.warning("%s: %d line(s) had bytes that are not UTF-8; they were replaced.", path, replaced)
     return rows

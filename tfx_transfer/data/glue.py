@@ -34,6 +34,8 @@ class GlueProcessor:
 
     def __init__(self, name, labels, metrics, train, dev, test, extra_dev=None, delimiter="\t", pairs=False):
         self.name = name
+        self.encoding_errors = "strict"  # or "replace" (--encoding_errors)
+        self.skip_malformed = False  # QQP: its released train file has a few broken rows; skip them with a warning
         self.pairs = pairs  # examples have a second text (text_b)
         self.delimiter = delimiter
         self.labels = labels
@@ -49,19 +51,34 @@ class GlueProcessor:
         if split is None:
             raise ValueError(f"The {self.name} task has no {split_name} file; pass --{split_name}_file.")
         path = os.path.join(data_dir or "", split.filename)
-        rows = read_rows(path, self.delimiter)
+        rows = read_rows(path, self.delimiter, encoding_errors=self.encoding_errors)
+        if not rows:
+            raise ValueError(f"{path}: no examples (the file is empty).")
+        header_width = len(rows[0]) if split.header else None
         if split.header:
             rows = rows[1:]
         if not rows:
-            raise ValueError(f"{path}: no examples (the file is empty{' apart from its header' if split.header else ''}).")
+            raise ValueError(f"{path}: no examples (the file is empty apart from its header).")
         examples = []
+        skipped = []
         for number, row in enumerate(rows, start=2 if split.header else 1):
             if not row:
                 continue
+            problem = None
             if len(row) < split.min_columns:
-                raise ValueError(f"{path}, line {number}: {len(row)} column(s), the {self.name} format has at least "
-                                 f"{split.min_columns}.")
-            text_a, text_b, label = split.parse(row)
+                problem = f"{len(row)} column(s), the {self.name} format has at least {split.min_columns}."
+            elif header_width is not None and len(row) > header_width:
+                problem = (f"{len(row)} columns but the header has {header_width}; a text probably contains a tab "
+                           "(the delimiter).")
+            else:
+                text_a, text_b, label = split.parse(row)
+                if not text_a.strip() or (text_b is not None and not text_b.strip()):
+                    problem = "empty text; remove the row or fill it in."
+            if problem:
+                if not self.skip_malformed:
+                    raise ValueError(f"{path}, line {number}: {problem}")
+                skipped.append(number)
+                continue
             if label is not None and self.labels is not None and label not in self.labels:
                 raise ValueError(f"{path}, line {number}: label {label!r} is not one of the {self.name} labels "
                                  f"{self.labels}.")
@@ -71,6 +88,12 @@ class GlueProcessor:
                 except ValueError:
                     raise ValueError(f"{path}, line {number}: score {label!r} is not a number.") from None
             examples.append(InputExample(f"{split_name}-{len(examples)}", text_a, text_b, label))
+        if skipped:
+            from absl import logging
+
+            logging.warning("%s: skipped %d malformed row(s) (lines %s%s), as the %s reference processors do.", path,
+                            len(skipped), ", ".join(map(str, skipped[:5])), ", ..." if len(skipped) > 5 else "",
+                            self.name)
         return examples
 
     def train_examples(self, data_dir):
@@ -132,6 +155,7 @@ PROCESSORS: Dict[str, GlueProcessor] = {
                           dev=Split("dev.tsv", True, _columns(0, None, 1), 2),
                           test=Split("test.tsv", True, _columns(0), 1)),
 }
+PROCESSORS["qqp"].skip_malformed = True  # like the Hugging Face / GLUE baseline QQP readers
 ALIASES = {"sst2": "sst-2", "stsb": "sts-b", "sts_b": "sts-b"}
 
 
@@ -142,7 +166,12 @@ def csv_processor(train_file=None, dev_file=None, test_file=None, text_a_column=
     def split(path, with_label):
         if path is None:
             return None
-        header = read_rows(path, delimiter)[0] if skip_header else []
+        header = []
+        if skip_header:
+            rows = read_rows(path, delimiter, encoding_errors="replace")  # bad bytes: reported when examples are read
+            if not rows:
+                raise ValueError(f"{path}: no examples (the file is empty).")
+            header = rows[0]
 
         def index(column):
             if column is None:

@@ -136,4 +136,6 @@ def dataset(split: EncodedSplit, batches: Sequence[Batch], with_labels: bool = T
 
     data = tf.data.Dataset.from_tensor_slices((rows, padded_lengths)).map(make, num_parallel_calls=tf.data.AUTOTUNE,
                                                                            deterministic=True)
-    return data.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()  # multi-worker: each worker takes its slice of every batch (no files to shard)
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return data.with_options(options).prefetch(tf.data.AUTOTUNE)

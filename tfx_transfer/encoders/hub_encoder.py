@@ -51,6 +51,24 @@ def describe_interface(obj) -> str:
     return f"signatures {signatures}, attributes {attributes}, callable: {callable(obj)}"
 
 
+def legacy_signature(module, handle: str):
+    """None for a module with the Model Garden interface (callable on the dict of INPUTS); the TF1 Hub signature
+    ('tokens' or 'serving_default' taking input_ids/input_mask/segment_ids) otherwise.
+
+    Raises:
+        ValueError: the module has neither, listing what it offers.
+    """
+    if callable(module):
+        return None
+    signatures = getattr(module, "signatures", {}) or {}
+    legacy = signatures.get("tokens") or signatures.get("serving_default")
+    if legacy is None or not set(_LEGACY.values()) <= set(legacy.structured_input_signature[1]):
+        raise ValueError(f"Hub module {handle!r} has no BERT encoder interface (a callable taking "
+                         "input_word_ids/input_mask/input_type_ids, or a 'tokens' signature with input_ids/"
+                         f"input_mask/segment_ids); it offers: {describe_interface(module)}.")
+    return legacy
+
+
 def _sanitize(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", re.sub(r":\d+$", "", name))
 
@@ -73,15 +91,7 @@ class HubEncoder(keras.layers.Layer):
         super().__init__(trainable=trainable, **kwargs)
         self.handle = os.fspath(handle)
         self._module = load_module(self.handle)
-        self._legacy = None
-        if not callable(self._module):
-            signatures = getattr(self._module, "signatures", {}) or {}
-            legacy = signatures.get("tokens") or signatures.get("serving_default")
-            if legacy is None or not set(_LEGACY.values()) <= set(legacy.structured_input_signature[1]):
-                raise ValueError(f"Hub module {self.handle!r} has no BERT encoder interface (a callable taking "
-                                 "input_word_ids/input_mask/input_type_ids, or a 'tokens' signature with input_ids/"
-                                 f"input_mask/segment_ids); it offers: {describe_interface(self._module)}.")
-            self._legacy = legacy
+        self._legacy = legacy_signature(self._module, self.handle)
         trainable_ids = {id(v) for v in getattr(self._module, "trainable_variables", [])}
         variables = list(getattr(self._module, "variables", []))
         if not variables and self._legacy is not None:

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from tfx_transfer.export.inputs import checked_texts
 from tfx_transfer.text.packer import BertPacker
 
 
@@ -44,6 +45,10 @@ class ClassifierServingModule(tf.Module):
                 "label": tf.gather(self.label_names, label_id)}
 
     def _from_text(self, text, text_b=None):
+        if text_b is None:
+            text = checked_texts(text=text)["text"]
+        else:
+            text, text_b = checked_texts(text=text, text_b=text_b).values()
         segments = [self._tokenizer.tokenize(text)]
         if text_b is not None:
             segments.append(self._tokenizer.tokenize(text_b))

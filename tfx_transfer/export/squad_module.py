@@ -18,6 +18,8 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from tfx_transfer.export.inputs import checked_texts
+
 NEG = -1e9
 
 
@@ -60,6 +62,7 @@ class SquadServingModule(tf.Module):
         return ids, start, end
 
     def _answer(self, question, context):
+        question, context = checked_texts(question=question, context=context).values()
         tok = self._tokenizer
         query = tok.tokenize(question)[:, :self.max_query_length]  # [B, (Lq)]
         doc, byte_start, byte_end = self._context_pieces(context)  # [B, (Lc)], flat
@@ -77,7 +80,7 @@ class SquadServingModule(tf.Module):
         window_doc = tf.gather(doc.flat_values, positions)
         window_query = tf.gather(query, window_example)
         ids, types = tf_text.combine_segments([window_query, window_doc], tok.cls_id, tok.sep_id)
-        width = tf.reduce_max(ids.row_lengths())
+        width = tf.maximum(tf.reduce_max(ids.row_lengths()), 1)  # an empty batch has no rows to measure
         word_ids, mask = tf_text.pad_model_inputs(ids, max_seq_length=width)
         type_ids, _ = tf_text.pad_model_inputs(types, max_seq_length=width)
         outputs = self.model({"input_word_ids": tf.cast(word_ids, tf.int32), "input_mask": tf.cast(mask, tf.int32),

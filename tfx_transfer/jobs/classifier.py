@@ -20,11 +20,11 @@ from absl import logging
 from tfx_transfer.adaptation.optimizers import create_optimizer
 from tfx_transfer.data.glue import csv_processor, get_processor, task_names
 from tfx_transfer.data.pipeline import encode_examples
-from tfx_transfer.jobs import trainer
+from tfx_transfer.jobs import distribution, trainer
 from tfx_transfer.jobs.cli import run_main
 from tfx_transfer.jobs.flags import FLAGS, FlagError, define, define_common_flags, validate_common, warn_ignored_tpu_flags
 from tfx_transfer.jobs.model_setup import build_encoder, prepare_model, resolve_model_source
-from tfx_transfer.jobs.outputs import save_final, write_text
+from tfx_transfer.jobs.outputs import checkpoint_dir, output_path, save_final, write_text
 from tfx_transfer.metrics.glue import compute
 from tfx_transfer.models.classifier import BertClassifier
 from tfx_transfer.text.tokenizer import BertTokenizer
@@ -45,9 +45,17 @@ def define_flags():
     define.DEFINE_list("label_list", None, "csv task: the labels (comma separated); omit for regression.")
     define.DEFINE_string("delimiter", "\t", "csv task: field delimiter.")
     define.DEFINE_bool("skip_header", True, "csv task: the files start with a header row.")
+    define.DEFINE_enum("encoding_errors", "strict", ["strict", "replace"],
+                       "Data files that are not UTF-8: fail naming the line (strict) or replace the bad bytes.")
 
 
 def _processor():
+    processor, data_dir = _find_processor()
+    processor.encoding_errors = FLAGS.encoding_errors
+    return processor, data_dir
+
+
+def _find_processor():
     if not FLAGS.task_name:
         raise FlagError(f"--task_name is required; known tasks: {', '.join(task_names())}.")
     if FLAGS.task_name.lower() == "csv":
@@ -105,6 +113,7 @@ def evaluate(model, processor, split, name="eval"):
 def run():
     """Runs the job described by the flags; raises FlagError/ValueError/FileNotFoundError with one-line messages."""
     warn_ignored_tpu_flags()
+    strategy = distribution.strategy()  # before TensorFlow touches a device
     processor, data_dir = _processor()
     source = resolve_model_source()
     validate_common(source.max_positions, modes=("do_train", "do_eval", "do_predict", "do_export"))
@@ -112,8 +121,11 @@ def run():
     keras.utils.set_random_seed(FLAGS.seed)
     tokenizer = BertTokenizer(source.vocab_file, source.do_lower_case)
     labels = processor.labels
-    model = BertClassifier(build_encoder(source), 1 if processor.is_regression else len(labels))
-    prepare_model(model, source, head_patterns=[r"classifier/.*"])
+    with strategy.scope():
+        # Head dropout = the encoder's hidden dropout (0.1 for BERT), as Hugging Face does.
+        dropout = source.config.hidden_dropout_prob if source.config else 0.1
+        model = BertClassifier(build_encoder(source), 1 if processor.is_regression else len(labels), dropout=dropout)
+        prepare_model(model, source, head_patterns=[r"classifier/.*"])
 
     def encode(examples):
         return encode_examples(examples, tokenizer, FLAGS.max_seq_length, labels)
@@ -127,15 +139,16 @@ def run():
         steps = trainer.total_train_steps(len(train_split), FLAGS.train_batch_size, FLAGS.num_train_epochs)
         logging.info("Training on %d examples: %d steps of %d, %.1f epochs.", len(train_split), steps,
                      FLAGS.train_batch_size, FLAGS.num_train_epochs)
-        model.compile(optimizer=create_optimizer(FLAGS.learning_rate, steps, int(steps * FLAGS.warmup_proportion),
-                                                 weight_decay=FLAGS.weight_decay,
-                                                 layerwise_lr_decay=FLAGS.layerwise_lr_decay, model=model),
-                      loss=_loss(processor), jit_compile=FLAGS.jit_compile, run_eagerly=FLAGS.run_eagerly)
+        with strategy.scope():
+            model.compile(optimizer=create_optimizer(FLAGS.learning_rate, steps, int(steps * FLAGS.warmup_proportion),
+                                                     weight_decay=FLAGS.weight_decay,
+                                                     layerwise_lr_decay=FLAGS.layerwise_lr_decay, model=model),
+                          loss=_loss(processor), jit_compile=FLAGS.jit_compile, run_eagerly=FLAGS.run_eagerly)
         result = trainer.train(model, train_split, epochs=FLAGS.num_train_epochs, batch_size=FLAGS.train_batch_size,
                                max_seq_length=FLAGS.max_seq_length, seed=FLAGS.seed,
-                               checkpoint_dir=os.path.join(FLAGS.output_dir, "checkpoints"),
+                               checkpoint_dir=checkpoint_dir(),
                                save_every_steps=FLAGS.save_checkpoints_steps, bucket_by_length=FLAGS.bucket_by_length,
-                               log_dir=os.path.join(FLAGS.output_dir, "logs"))
+                               log_dir=output_path("logs"))
         global_step = result["steps"]
         logging.info("Trained to step %d (%s); %.1f examples/s.", global_step,
                      f"resumed from {result['resumed_from']}" if result["resumed_from"] else "from the start",
@@ -151,7 +164,7 @@ def run():
             results.update(evaluate(model, processor, encode(examples), name=f"eval_{name}"))
         results["global_step"] = global_step
         lines = [f"{key} = {value}" for key, value in results.items()]
-        write_text(os.path.join(FLAGS.output_dir, "eval_results.txt"), "\n".join(lines) + "\n")
+        write_text(output_path("eval_results.txt"), "\n".join(lines) + "\n")
         logging.info("***** Eval results *****\n  %s", "\n  ".join(lines))
 
     if FLAGS.do_predict:
@@ -162,17 +175,17 @@ def run():
                                   bucket_by_length=FLAGS.bucket_by_length)
         scores = _scores(processor, outputs)
         rows = ["\t".join(f"{p:.6f}" for p in np.atleast_1d(row)) for row in scores]
-        write_text(os.path.join(FLAGS.output_dir, "test_results.tsv"), "\n".join(rows) + "\n")
+        write_text(output_path("test_results.tsv"), "\n".join(rows) + "\n")
         predictions = scores if processor.is_regression else [labels[i] for i in scores.argmax(axis=1)]
         submission = ["index\tprediction"] + [
             f"{i}\t{p:.3f}" if processor.is_regression else f"{i}\t{p}" for i, p in enumerate(predictions)]
-        write_text(os.path.join(FLAGS.output_dir, f"{processor.name}.tsv"), "\n".join(submission) + "\n")
+        write_text(output_path(f"{processor.name}.tsv"), "\n".join(submission) + "\n")
         logging.info("Wrote test_results.tsv and %s.tsv (%d predictions).", processor.name, len(test))
         for example, prediction, score in list(zip(test, predictions, scores))[:3]:
             confidence = f"{score:.3f}" if processor.is_regression else f"p={np.max(score):.3f}"
             print(f"  {example.text_a!r} -> {prediction} ({confidence})", flush=True)
 
-    if FLAGS.export_dir and (FLAGS.do_train or FLAGS.do_export):
+    if FLAGS.export_dir and (FLAGS.do_train or FLAGS.do_export) and distribution.is_chief():
         from tfx_transfer.export import export_for_serving
 
         path = export_for_serving(model, FLAGS.export_dir, tokenizer, labels=labels,

@@ -49,8 +49,9 @@ def define_common_flags(max_seq_length: int, train_batch_size: int = 32, learnin
     define.DEFINE_integer("max_seq_length", max_seq_length, "Maximum tokens after WordPiece, special tokens included.")
     define.DEFINE_bool("do_train", False, "Train.")
     define.DEFINE_bool("do_predict", False, "Predict on the test/predict file.")
-    define.DEFINE_integer("train_batch_size", train_batch_size, "Total batch size for training.")
-    define.DEFINE_integer("predict_batch_size", 8, "Total batch size for prediction.")
+    define.DEFINE_integer("train_batch_size", train_batch_size, "Total batch size for training (global: summed over "
+                          "all replicas of --distribution_strategy).")
+    define.DEFINE_integer("predict_batch_size", 8, "Total batch size for prediction (global).")
     define.DEFINE_float("learning_rate", learning_rate, "Peak learning rate of AdamW.")
     define.DEFINE_float("num_train_epochs", num_train_epochs, "Training epochs (fractions allowed).")
     define.DEFINE_float("warmup_proportion", 0.1, "Fraction of training steps with linear learning-rate warmup.")
@@ -86,6 +87,9 @@ def define_common_flags(max_seq_length: int, train_batch_size: int = 32, learnin
     define.DEFINE_bool("do_export", False, "Export the model named by --init_checkpoint (e.g. a finished run's "
                        "output_dir/final) without training; needs --export_dir.")
     define.DEFINE_integer("export_version", None, "Version number of the export (default: the next one).")
+    from tfx_transfer.jobs import distribution
+
+    distribution.define_flags(define)
     define.DEFINE_float("layerwise_lr_decay", 1.0, "Discriminative learning rates: depth d from the top trains at "
                        "learning_rate x decay**d (1.0 = off).")
 
@@ -94,6 +98,19 @@ def warn_ignored_tpu_flags():
     for name in TPU_FLAGS:
         if FLAGS[name].present:
             logging.warning("--%s is a TPU flag of google-research/bert; it is accepted and ignored here.", name)
+
+
+def _check_writable(directory: str):
+    """Creates `directory` and writes a probe file in it, so permission problems show before hours of training."""
+    import tempfile
+
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-probe-"):
+            pass
+    except OSError as e:
+        raise FlagError(f"--output_dir={directory}: cannot write there ({e.strerror or e}); choose another "
+                        "directory or fix its permissions.") from None
 
 
 def validate_common(max_seq_length_of_model: int, modes=("do_train", "do_predict", "do_export")):
@@ -106,8 +123,10 @@ def validate_common(max_seq_length_of_model: int, modes=("do_train", "do_predict
         raise FlagError("--output_dir is required: where results, checkpoints and the model are written.")
     if os.path.isfile(FLAGS.output_dir):
         raise FlagError(f"--output_dir={FLAGS.output_dir} is a file; give a directory.")
-    for name in ("train_batch_size", "predict_batch_size", "save_checkpoints_steps", "max_seq_length"):
-        if FLAGS[name].value is not None and FLAGS[name].value < 1:
+    _check_writable(FLAGS.output_dir)
+    for name in ("train_batch_size", "eval_batch_size", "predict_batch_size", "save_checkpoints_steps",
+                 "max_seq_length"):
+        if name in FLAGS and FLAGS[name].value is not None and FLAGS[name].value < 1:
             raise FlagError(f"--{name}={FLAGS[name].value} must be >= 1.")
     if FLAGS.num_train_epochs <= 0:
         raise FlagError(f"--num_train_epochs={FLAGS.num_train_epochs} must be > 0.")

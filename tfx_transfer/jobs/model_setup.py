@@ -40,11 +40,12 @@ def _hub_source() -> ModelSource:
     import tensorflow_hub as hub
 
     from tfx_transfer.checkpoints.infer import infer_config_from_shapes
-    from tfx_transfer.encoders.hub_encoder import describe_interface, load_module
+    from tfx_transfer.encoders.hub_encoder import describe_interface, legacy_signature, load_module
 
     handle = FLAGS.hub_module_handle
     path = handle if os.path.exists(handle) else hub.resolve(handle)
     module = load_module(path)
+    legacy_signature(module, handle)  # raises for a SavedModel that is not a BERT encoder
     if not hasattr(module, "vocab_file"):
         raise FlagError(f"--hub_module_handle={handle}: the module has no vocab_file asset, so its tokenisation is "
                         f"unknown; it offers {describe_interface(module)}.")
@@ -137,7 +138,10 @@ def build_encoder(source: ModelSource):
     adapters = adapter_config_from_flags()
     if not source.hub_handle:
         return BertEncoder.from_bert_config(source.config, adapters=adapters)
-    if FLAGS.adaptation in ("full", "feature_extraction") and adapters is None:
+    # A black-box module's variables are created by hub.load, outside any strategy scope: under a multi-replica
+    # strategy the module is unwrapped instead (identical outputs, variables created by the strategy).
+    distributed = FLAGS.distribution_strategy not in ("default", "one_device")
+    if FLAGS.adaptation in ("full", "feature_extraction") and adapters is None and not distributed:
         from tfx_transfer.encoders.hub_encoder import HubEncoder
 
         return HubEncoder(source.hub_handle, trainable=FLAGS.adaptation == "full")

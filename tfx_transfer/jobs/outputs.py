@@ -8,15 +8,48 @@ from typing import Optional
 
 from absl import logging
 
-from tfx_transfer.io_utils import atomic_directory, write_json
+from tfx_transfer.io_utils import atomic_directory, inside, write_json, write_text  # noqa: F401  (the jobs' writer)
 
 
-def write_text(path: str, text: str):
-    """Writes through a temporary file and a rename: readers never see half a file."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def checkpoint_dir() -> str:
+    """`--output_dir/checkpoints` on every worker: the chief writes it, all workers resume from it."""
+    from tfx_transfer.jobs.flags import FLAGS
+
+    return inside(FLAGS.output_dir, "checkpoints")
+
+
+def output_path(name: str) -> str:
+    """`--output_dir/name`, refusing paths that symlinks lead outside --output_dir. A non-chief worker of a
+    multi-worker run gets a path in its private temporary directory instead: only the chief writes outputs."""
+    from tfx_transfer.jobs import distribution
+    from tfx_transfer.jobs.flags import FLAGS
+
+    if not distribution.is_chief():
+        return os.path.join(distribution.worker_dir(), name)
+    return inside(FLAGS.output_dir, name)
+
+
+class OutputSpaceError(ValueError):
+    """Not enough free disk space for what a run will write."""
+
+
+def check_free_space(directory: str, model, copies: int = 4):
+    """Refuses to start training when `directory`'s file system cannot hold `copies` training checkpoints (model
+    weights + two Adam slots per trainable weight; two checkpoints are kept, one more is written before the oldest
+    goes, plus `final/`).
+
+    Raises:
+        OutputSpaceError: naming the directory, the free and the needed space.
+    """
+    import numpy as np
+
+    weights = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
+    slots = 2 * sum(int(np.prod(v.shape)) * 4 for v in model.trainable_weights)
+    needed = copies * (weights + slots)
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise OutputSpaceError(f"{directory}: {free / 2**20:.0f} MiB free, but checkpoints and the final model need "
+                               f"about {needed / 2**20:.0f} MiB; free some space or choose another --output_dir.")
 
 
 def save_final(model, output_dir: str, vocab_file: str, do_lower_case: bool, task: dict, adaptation: str,
@@ -25,8 +58,11 @@ def save_final(model, output_dir: str, vocab_file: str, do_lower_case: bool, tas
     adapter.safetensors when only part of the model trained. The directory is a valid --init_checkpoint and
     `from_pretrained` input, and is replaced atomically."""
     from tfx_transfer.adaptation.files import save_adaptation
+    from tfx_transfer.jobs import distribution
 
-    directory = os.path.join(output_dir, "final")
+    if not distribution.is_chief():
+        return None
+    directory = inside(output_dir, "final")
     with atomic_directory(directory, overwrite=True) as tmp:
         model.save(os.path.join(tmp, "model.keras"))
         if hasattr(model.encoder, "bert_config"):  # a black-box Hub encoder has no config of ours

@@ -15,11 +15,11 @@ from absl import logging
 
 from tfx_transfer.adaptation.optimizers import create_optimizer
 from tfx_transfer.data.squad import build_features, features_to_split, postprocess, read_squad
-from tfx_transfer.jobs import trainer
+from tfx_transfer.jobs import distribution, trainer
 from tfx_transfer.jobs.cli import run_main
 from tfx_transfer.jobs.flags import FLAGS, FlagError, define, define_common_flags, validate_common, warn_ignored_tpu_flags
 from tfx_transfer.jobs.model_setup import build_encoder, prepare_model, resolve_model_source
-from tfx_transfer.jobs.outputs import save_final, write_text
+from tfx_transfer.jobs.outputs import checkpoint_dir, output_path, save_final, write_text
 from tfx_transfer.metrics.squad import evaluate
 from tfx_transfer.models.span_labeler import BertSpanLabeler
 from tfx_transfer.text.tokenizer import BertTokenizer
@@ -73,13 +73,15 @@ def _features(path, tokenizer, is_training):
 
 def run():
     warn_ignored_tpu_flags()
+    strategy = distribution.strategy()  # before TensorFlow touches a device
     source = resolve_model_source()
     _validate(source)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     keras.utils.set_random_seed(FLAGS.seed)
     tokenizer = BertTokenizer(source.vocab_file, source.do_lower_case)
-    model = BertSpanLabeler(build_encoder(source))
-    prepare_model(model, source, head_patterns=[r"span_logits/.*"])
+    with strategy.scope():
+        model = BertSpanLabeler(build_encoder(source))
+        prepare_model(model, source, head_patterns=[r"span_logits/.*"])
 
     global_step = 0
     if FLAGS.do_train:
@@ -87,15 +89,16 @@ def run():
         split = features_to_split(features, FLAGS.max_seq_length)
         steps = trainer.total_train_steps(len(split), FLAGS.train_batch_size, FLAGS.num_train_epochs)
         logging.info("Training on %d features: %d steps of %d.", len(split), steps, FLAGS.train_batch_size)
-        model.compile(optimizer=create_optimizer(FLAGS.learning_rate, steps, int(steps * FLAGS.warmup_proportion),
-                                                 weight_decay=FLAGS.weight_decay,
-                                                 layerwise_lr_decay=FLAGS.layerwise_lr_decay, model=model),
-                      jit_compile=FLAGS.jit_compile, run_eagerly=FLAGS.run_eagerly)
+        with strategy.scope():
+            model.compile(optimizer=create_optimizer(FLAGS.learning_rate, steps, int(steps * FLAGS.warmup_proportion),
+                                                     weight_decay=FLAGS.weight_decay,
+                                                     layerwise_lr_decay=FLAGS.layerwise_lr_decay, model=model),
+                          jit_compile=FLAGS.jit_compile, run_eagerly=FLAGS.run_eagerly)
         result = trainer.train(model, split, epochs=FLAGS.num_train_epochs, batch_size=FLAGS.train_batch_size,
                                max_seq_length=FLAGS.max_seq_length, seed=FLAGS.seed,
-                               checkpoint_dir=os.path.join(FLAGS.output_dir, "checkpoints"),
+                               checkpoint_dir=checkpoint_dir(),
                                save_every_steps=FLAGS.save_checkpoints_steps, bucket_by_length=FLAGS.bucket_by_length,
-                               log_dir=os.path.join(FLAGS.output_dir, "logs"))
+                               log_dir=output_path("logs"))
         global_step = result["steps"]
         logging.info("Trained to step %d; %.2f features/s.", global_step, result["examples_per_s"])
         save_final(model, FLAGS.output_dir, source.vocab_file, tokenizer.do_lower_case,
@@ -130,17 +133,17 @@ def run():
                 logging.info("Best null threshold on %s: %.4f (F1 %.2f).", FLAGS.predict_file, threshold,
                              results["best_f1"])
             results["global_step"] = global_step
-        write_text(os.path.join(FLAGS.output_dir, "predictions.json"), json.dumps(predictions, indent=2) + "\n")
-        write_text(os.path.join(FLAGS.output_dir, "nbest_predictions.json"), json.dumps(nbest, indent=2) + "\n")
+        write_text(output_path("predictions.json"), json.dumps(predictions, indent=2) + "\n")
+        write_text(output_path("nbest_predictions.json"), json.dumps(nbest, indent=2) + "\n")
         if FLAGS.version_2_with_negative:
-            write_text(os.path.join(FLAGS.output_dir, "null_odds.json"), json.dumps(null_odds, indent=2) + "\n")
+            write_text(output_path("null_odds.json"), json.dumps(null_odds, indent=2) + "\n")
         if results is not None:
-            write_text(os.path.join(FLAGS.output_dir, "eval_results.json"), json.dumps(results, indent=2) + "\n")
+            write_text(output_path("eval_results.json"), json.dumps(results, indent=2) + "\n")
             logging.info("***** Eval results *****\n%s", json.dumps(results, indent=2))
         for example in examples[:3]:
             print(f"  {example.question_text!r} -> {predictions[example.qas_id]!r}", flush=True)
 
-    if FLAGS.export_dir and (FLAGS.do_train or FLAGS.do_export):
+    if FLAGS.export_dir and (FLAGS.do_train or FLAGS.do_export) and distribution.is_chief():
         from tfx_transfer.export import export_for_serving
 
         path = export_for_serving(model, FLAGS.export_dir, tokenizer, max_seq_length=FLAGS.max_seq_length,

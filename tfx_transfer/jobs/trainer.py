@@ -2,13 +2,21 @@
 
 `train(...)` runs `model.fit` over the epochs' batch plans, saving a checkpoint every `save_every_steps` and at the
 end; on start it restores the newest checkpoint of `checkpoint_dir` and skips the batches already trained on, so
-re-running an interrupted command continues instead of starting over. `predict(...)` returns outputs in file
-order.
+re-running an interrupted command continues instead of starting over. SIGINT and SIGTERM stop training after the
+current step with a checkpoint of it (`TrainingInterrupted`); after kill -9 the run resumes from the last periodic
+checkpoint. Either way the resumed run sees the same (seeded) batches and ends with the same weights. A loss
+that stops being finite (or non-finite weights about to be saved) stops training with `TrainingDiverged`, naming
+the step and the last good checkpoint, which is left as it was.
+`predict(...)` returns outputs in file order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import signal
+import threading
 import time
 from typing import Optional
 
@@ -17,6 +25,7 @@ import numpy as np
 from absl import logging
 
 from tfx_transfer.data.pipeline import EncodedSplit, dataset, plan_batches
+from tfx_transfer.jobs.outputs import check_free_space
 from tfx_transfer.jobs.training_state import TrainingCheckpoints
 
 
@@ -25,19 +34,71 @@ def total_train_steps(num_examples: int, batch_size: int, epochs: float) -> int:
     return max(1, int(num_examples / batch_size * epochs))
 
 
-class _StepCallback(keras.callbacks.Callback):
-    """Saves checkpoints and writes TensorBoard scalars on the global step (fit restarts its own count)."""
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal after saving a checkpoint; re-running the same command resumes."""
 
-    def __init__(self, start_step, checkpoints, save_every, writer, log_every=10):
+    def __init__(self, signum: int, step: int, checkpoint: str):
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}; saved {checkpoint}. Run the "
+                         "same command again to resume.")
+
+
+class TrainingDiverged(Exception):
+    """The loss (or the weights about to be checkpointed) stopped being finite; nothing was saved after that."""
+
+    def __init__(self, step: int, what: str, last_good: Optional[str]):
+        self.step, self.last_good = step, last_good
+        where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was saved before it"
+        super().__init__(f"{what} at step {step}: training stopped and nothing was saved ({where}). Lower "
+                         "--learning_rate or check the data; delete the checkpoints directory to start over.")
+
+
+@contextlib.contextmanager
+def _stop_requests():
+    """Turns SIGINT/SIGTERM into a request (a dict with "signum") honoured at the next step boundary. A second
+    signal of the same kind while stopping gets the default behaviour."""
+    request = {"signum": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield request  # signal handlers can only be installed from the main thread
+        return
+
+    def handler(signum, frame):
+        if request["signum"] is not None:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+        request["signum"] = signum
+        logging.warning("%s: stopping after the current step and saving a checkpoint.", signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+class _StepCallback(keras.callbacks.Callback):
+    """Saves checkpoints and writes TensorBoard scalars on the global step (fit restarts its own count); stops
+    training at a step boundary when `stop_request` holds a signal number."""
+
+    def __init__(self, start_step, checkpoints, save_every, writer, log_every=10, stop_request=None):
         super().__init__()
         self.start_step = start_step
         self.checkpoints = checkpoints
         self.save_every = save_every
         self.writer = writer
         self.log_every = log_every
+        self.stop_request = stop_request if stop_request is not None else {"signum": None}
+        self.steps_done = 0
+        self.diverged = None  # (step, what) once the loss or the weights stop being finite
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.start_step + batch + 1
+        loss = float(np.asarray((logs or {}).get("loss", 0.0)))
+        if not math.isfinite(loss):
+            self.diverged = (step, f"The loss is {loss}")
+            self.model.stop_training = True
+            return
         if self.writer is not None and (step % self.log_every == 0 or step == 1):
             import tensorflow as tf
 
@@ -45,8 +106,16 @@ class _StepCallback(keras.callbacks.Callback):
                 tf.summary.scalar("loss", float(logs.get("loss", np.nan)))
                 lr = self.model.optimizer.learning_rate
                 tf.summary.scalar("learning_rate", float(np.asarray(lr)))
+        self.steps_done = batch + 1
         if self.save_every and step % self.save_every == 0:
-            self.checkpoints.save(self.model, step)
+            try:
+                self.checkpoints.save(self.model, step)
+            except FloatingPointError as e:
+                self.diverged = (step, str(e))
+                self.model.stop_training = True
+                return
+        if self.stop_request["signum"] is not None:
+            self.model.stop_training = True
 
 
 def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq_length: int, seed: int,
@@ -57,33 +126,62 @@ def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq
     `callbacks`: extra Keras callbacks (their batch indices restart at every epoch's `fit`)."""
     import tensorflow as tf
 
-    checkpoints = TrainingCheckpoints(checkpoint_dir)
+    from tfx_transfer.jobs import distribution
+
+    chief = distribution.is_chief()
+    if chief:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        check_free_space(checkpoint_dir, model)
+    checkpoints = TrainingCheckpoints(checkpoint_dir, read_only=not chief)
     steps_per_epoch = math.ceil(len(split) / batch_size)
     total = total_train_steps(len(split), batch_size, epochs)
     step = 0
     latest = checkpoints.latest()
     if latest:
-        step = checkpoints.restore(model, latest)["step"]
+        with model.distribute_strategy.scope():  # optimizer slots are created as the strategy's variables
+            step = checkpoints.restore(model, latest)["step"]
         logging.info("Resuming training from %s: step %d of %d (delete %s to start over).", latest, step, total,
                      checkpoint_dir)
     resumed_from = step
-    writer = tf.summary.create_file_writer(log_dir) if log_dir else None
+    writer = tf.summary.create_file_writer(log_dir) if log_dir and chief else None
     start = time.perf_counter()
-    while step < total:
-        epoch, offset = divmod(step, steps_per_epoch)
-        plan = plan_batches(split.lengths, batch_size, max_seq_length, shuffle=True, seed=seed, epoch=epoch,
-                            bucket_by_length=bucket_by_length)[offset:]
-        plan = plan[: total - step]
-        logging.info("Epoch %d: steps %d-%d of %d.", epoch + 1, step + 1, step + len(plan), total)
-        model.fit(dataset(split, plan), epochs=1, verbose=verbose, shuffle=False,
-                  callbacks=[_StepCallback(step, checkpoints, save_every_steps, writer), *callbacks])
-        step += len(plan)
+    with _stop_requests() as stop:
+        while step < total:
+            epoch, offset = divmod(step, steps_per_epoch)
+            plan = plan_batches(split.lengths, batch_size, max_seq_length, shuffle=True, seed=seed, epoch=epoch,
+                                bucket_by_length=bucket_by_length)[offset:]
+            plan = plan[: total - step]
+            logging.info("Epoch %d: steps %d-%d of %d.", epoch + 1, step + 1, step + len(plan), total)
+            step_callback = _StepCallback(step, checkpoints, save_every_steps, writer, stop_request=stop)
+            model.fit(dataset(split, plan), epochs=1, verbose=verbose, shuffle=False,
+                      callbacks=[step_callback, *callbacks])
+            if step_callback.diverged:
+                raise TrainingDiverged(*step_callback.diverged, checkpoints.latest())
+            step += step_callback.steps_done
+            if stop["signum"] is not None and step < total:
+                raise TrainingInterrupted(stop["signum"], step, checkpoints.save(model, step))
     seconds = time.perf_counter() - start
     if step > resumed_from:
-        checkpoints.save(model, step)
+        try:
+            checkpoints.save(model, step)
+        except FloatingPointError as e:
+            raise TrainingDiverged(step, str(e), checkpoints.latest()) from None
     trained = step - resumed_from
-    return {"steps": step, "resumed_from": resumed_from, "seconds": seconds,
+    fingerprint = weights_fingerprint(model)
+    logging.info("Weights at step %d: fingerprint %s.", step, fingerprint)
+    return {"steps": step, "resumed_from": resumed_from, "seconds": seconds, "weights_fingerprint": fingerprint,
             "examples_per_s": trained * batch_size / seconds if seconds and trained else 0.0}
+
+
+def weights_fingerprint(model) -> str:
+    """SHA-256 (first 16 hex digits) of every model weight's bytes, in order: equal on every worker of a
+    multi-worker run, and between runs that computed bit-identical weights."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for variable in model.weights:
+        digest.update(np.ascontiguousarray(np.asarray(variable)).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def predict(model, split: EncodedSplit, *, batch_size: int, max_seq_length: int, jit_compile: bool = False,

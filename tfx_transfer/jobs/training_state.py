@@ -34,9 +34,10 @@ def _optimizer_variables(model):
 class TrainingCheckpoints:
     """Checkpoints of one training run in `directory` (keeps the newest `keep`)."""
 
-    def __init__(self, directory: str, keep: int = 2):
+    def __init__(self, directory: str, keep: int = 2, read_only: bool = False):
         self.directory = directory
         self.keep = keep
+        self.read_only = read_only  # a non-chief worker: restores the chief's checkpoints, writes none
 
     def _complete(self):
         if not os.path.isdir(self.directory):
@@ -54,19 +55,34 @@ class TrainingCheckpoints:
         return found[-1][1] if found else None
 
     def save(self, model, step: int, extra: Optional[dict] = None) -> str:
+        """Writes `ckpt-<step>` (model and optimizer variables, `extra` state) atomically; keeps the newest `keep`.
+
+        Raises:
+            FloatingPointError: a model weight holds NaN/Inf (nothing is written).
+        """
+        if self.read_only:
+            return os.path.join(self.directory, f"ckpt-{step}")
         os.makedirs(self.directory, exist_ok=True)
         for name in os.listdir(self.directory):  # leftovers of a run killed while saving
             if name.startswith(".tmp-ckpt-"):
                 shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
         model_vars, optimizer_vars = _model_variables(model), _optimizer_variables(model)
         arrays = {f"m{i}": np.asarray(v) for i, v in enumerate(model_vars)}
+        bad = [v.path for v, a in zip(model_vars, arrays.values())
+               if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all()]
+        if bad:
+            raise FloatingPointError(f"Non-finite weights ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})")
         arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(optimizer_vars)})
         state = {"step": int(step), "model_paths": [v.path for v in model_vars],
                  "optimizer_paths": [v.path for v in optimizer_vars], **(extra or {})}
         tmp = tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=self.directory)
-        np.savez(os.path.join(tmp, "variables.npz"), **arrays)
-        with open(os.path.join(tmp, "state.json"), "w", encoding="utf-8") as f:
-            json.dump(state, f)
+        try:
+            np.savez(os.path.join(tmp, "variables.npz"), **arrays)
+            with open(os.path.join(tmp, "state.json"), "w", encoding="utf-8") as f:
+                json.dump(state, f)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # e.g. disk full: the previous checkpoints stay as they were
+            raise
         final = os.path.join(self.directory, f"ckpt-{step}")
         if os.path.exists(final):
             shutil.rmtree(final)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import keras
 
 from tfx_transfer.encoders.bert_encoder import INPUT_NAMES
+from tfx_transfer.models.task_model import TaskModel
 
 
 @keras.saving.register_keras_serializable(package="tfx_transfer")
-class BertClassifier(keras.Model):
+class BertClassifier(TaskModel):
     """encoder -> pooled_output -> dropout -> dense: the head of google-research/bert's run_classifier.py and of
     adapter-bert (kernel init truncated normal, stddev 0.02; zero bias).
 

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from tfx_transfer.encoders.bert_encoder import INPUT_NAMES
+from tfx_transfer.models.task_model import TaskModel
 
 
 @keras.saving.register_keras_serializable(package="tfx_transfer")
@@ -20,7 +21,7 @@ class SplitSpanLogits(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tfx_transfer")
-class BertSpanLabeler(keras.Model):
+class BertSpanLabeler(TaskModel):
     """encoder -> sequence_output -> dense(2): google-research/bert's `cls/squad/output_weights` head.
 
     The v2.0 null score is start_logits[:, 0] + end_logits[:, 0] (the [CLS] position).
