@@ -90,5 +90,12 @@ def write_results(name: str, payload: dict, table_lines: list[str]):
     print(f"wrote {RESULTS / name}.json and .md")
 
 
+def shown_command(argv) -> str:
+    """A command line for the results files, with this machine's paths made relative to the repository
+    (`run_classifier.py`, `../shared/data/...`), so the line works from any clone."""
+    text = " ".join(str(a) for a in argv)
+    return text.replace(str(SHARED_DATA), "../shared/data").replace(str(REPO) + os.sep, "")
+
+
 def percent(x):
     return f"{100 * x:.1f}%"

@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import REPO, SHARED_DATA, write_results  # noqa: E402
+from common import REPO, SHARED_DATA, shown_command, write_results  # noqa: E402
 
 from tfx_transfer.jobs.distribution import free_local_ports  # noqa: E402
 
@@ -58,7 +58,7 @@ def run(name, extra, output_dir):
     speed = re.findall(r"Trained to step (\d+) .*?; ([\d.]+) examples/s", logs[0])
     fingerprints = [re.findall(r"fingerprint (\w+)", log)[-1] for log in logs]
     return {"setup": name, "steps": int(speed[-1][0]), "train_examples_per_s": float(speed[-1][1]),
-            "wall_s": seconds, "fingerprints": fingerprints, "command": " ".join(_command("<out>", extra)[1:])}
+            "wall_s": seconds, "fingerprints": fingerprints, "command": shown_command(_command("<out>", extra)[1:])}
 
 
 def main():

@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import REPO, SHARED_DATA, write_results  # noqa: E402
+from common import REPO, SHARED_DATA, shown_command, write_results  # noqa: E402
 
 TASKS = ("MRPC", "RTE", "STS-B")
 SETUPS = {"full": ["--adaptation=full", "--learning_rate=5e-5"],
@@ -39,7 +39,7 @@ def run(task, setup, output_dir):
     speed = [line for line in result.stderr.splitlines() if "examples/s" in line and "Trained to step" in line]
     return {"task": task, "setup": setup, "metrics": metrics, "wall_s": seconds,
             "train_examples_per_s": float(speed[-1].split("; ")[-1].split(" ")[0]) if speed else None,
-            "command": " ".join(command[1:])}
+            "command": shown_command(command[1:])}
 
 
 def main():

@@ -19,7 +19,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import REPO, SHARED_DATA, write_results  # noqa: E402
+from common import REPO, SHARED_DATA, shown_command, write_results  # noqa: E402
 
 TRAIN = SHARED_DATA / "squad" / "train-v1.1.first11articles.json"
 DEV = SHARED_DATA / "squad" / "dev-v1.1.json"
@@ -78,7 +78,8 @@ def run(setup, output_dir):
                                  for q, n, s in feature_times],
             "train_features_per_s": float(train_speed[-1]) if train_speed else None,
             "predict_features_per_s": float(predict_speed[-1][2]) if predict_speed else None,
-            "peak_rss_gib": int(rss[-1]) / 2 ** 20 if rss else None, "command": " ".join(command[3:])}
+            "peak_rss_gib": int(rss[-1]) / 2 ** 20 if rss else None,
+            "command": shown_command(command[4:]).replace(str(output_dir), "<out>")}
 
 
 def main():
