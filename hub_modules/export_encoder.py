@@ -58,16 +58,9 @@ def run():
 
 def main(argv=None) -> int:
     """Parses flags from `argv` (default sys.argv), runs the export; one-line errors and exit code 2."""
-    from tfx_transfer.jobs.cli import run_main
+    from tfx_transfer.jobs.cli import parse_and_run
 
-    argv = sys.argv if argv is None else argv
-    try:
-        FLAGS.unparse_flags()
-        rest = FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return run_main(run, rest)
+    return parse_and_run(FLAGS, run, argv)
 
 
 if __name__ == "__main__":

@@ -17,14 +17,14 @@ import keras
 import numpy as np
 from absl import logging
 
-from tfx_transfer.adaptation.optimizers import create_optimizer
 from tfx_transfer.data.glue import csv_processor, get_processor, task_names
 from tfx_transfer.data.pipeline import encode_examples
 from tfx_transfer.jobs import distribution, trainer
 from tfx_transfer.jobs.cli import run_main
 from tfx_transfer.jobs.flags import FLAGS, FlagError, define, define_common_flags, validate_common, warn_ignored_tpu_flags
-from tfx_transfer.jobs.model_setup import build_encoder, prepare_model, resolve_model_source
-from tfx_transfer.jobs.outputs import checkpoint_dir, output_path, save_final, write_text
+from tfx_transfer.jobs.model_setup import (build_encoder, compile_and_train, prepare_model,
+                                           resolve_model_source)
+from tfx_transfer.jobs.outputs import output_path, save_final, write_text
 from tfx_transfer.metrics.glue import compute
 from tfx_transfer.models.classifier import BertClassifier
 from tfx_transfer.text.tokenizer import BertTokenizer
@@ -136,19 +136,7 @@ def run():
         if FLAGS.max_train_examples:
             examples = examples[:FLAGS.max_train_examples]
         train_split = encode(examples)
-        steps = trainer.total_train_steps(len(train_split), FLAGS.train_batch_size, FLAGS.num_train_epochs)
-        logging.info("Training on %d examples: %d steps of %d, %.1f epochs.", len(train_split), steps,
-                     FLAGS.train_batch_size, FLAGS.num_train_epochs)
-        with strategy.scope():
-            model.compile(optimizer=create_optimizer(FLAGS.learning_rate, steps, int(steps * FLAGS.warmup_proportion),
-                                                     weight_decay=FLAGS.weight_decay,
-                                                     layerwise_lr_decay=FLAGS.layerwise_lr_decay, model=model),
-                          loss=_loss(processor), jit_compile=FLAGS.jit_compile, run_eagerly=FLAGS.run_eagerly)
-        result = trainer.train(model, train_split, epochs=FLAGS.num_train_epochs, batch_size=FLAGS.train_batch_size,
-                               max_seq_length=FLAGS.max_seq_length, seed=FLAGS.seed,
-                               checkpoint_dir=checkpoint_dir(),
-                               save_every_steps=FLAGS.save_checkpoints_steps, bucket_by_length=FLAGS.bucket_by_length,
-                               log_dir=output_path("logs"))
+        result = compile_and_train(model, train_split, "examples", loss=_loss(processor))
         global_step = result["steps"]
         logging.info("Trained to step %d (%s); %.1f examples/s.", global_step,
                      f"resumed from {result['resumed_from']}" if result["resumed_from"] else "from the start",

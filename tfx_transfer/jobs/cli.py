@@ -30,3 +30,18 @@ def run_main(run, argv) -> int:
         message = str(e).strip().splitlines()
         print(f"error: {message[0] if message else type(e).__name__}", file=sys.stderr)
         return 2
+
+
+def parse_and_run(flag_values, run, argv=None) -> int:
+    """For command lines with a private `absl.flags.FlagValues` (hub_modules/): parses `argv` (default sys.argv)
+    into `flag_values`, then `run_main(run, rest)`. Flag errors are one line and exit code 2 too."""
+    from absl import flags
+
+    argv = sys.argv if argv is None else argv
+    try:
+        flag_values.unparse_flags()
+        rest = flag_values(argv)
+    except flags.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return run_main(run, rest)

@@ -176,3 +176,25 @@ def load_initial_weights(model, source: ModelSource, head_patterns=()):
                              allow_missing=[ADAPTATION_PATH_PATTERN, *head_patterns])
     logging.info("Initialised from %s\n%s", source.description, report)
     return report
+
+
+def compile_and_train(model, split, unit: str, loss=None) -> dict:
+    """The --do_train step both scripts share: BERT's AdamW and schedule for the flags' step count, compiled under
+    the model's distribution strategy, then `trainer.train` (resumable, checkpoints in --output_dir/checkpoints).
+    `loss`: None for models with a built-in loss (the span labeler). Returns `trainer.train`'s result."""
+    from tfx_transfer.adaptation.optimizers import create_optimizer
+    from tfx_transfer.jobs import trainer
+    from tfx_transfer.jobs.outputs import checkpoint_dir, output_path
+
+    steps = trainer.total_train_steps(len(split), FLAGS.train_batch_size, FLAGS.num_train_epochs)
+    logging.info("Training on %d %s: %d steps of %d, %.1f epochs.", len(split), unit, steps, FLAGS.train_batch_size,
+                 FLAGS.num_train_epochs)
+    with model.distribute_strategy.scope():
+        model.compile(optimizer=create_optimizer(FLAGS.learning_rate, steps, int(steps * FLAGS.warmup_proportion),
+                                                 weight_decay=FLAGS.weight_decay,
+                                                 layerwise_lr_decay=FLAGS.layerwise_lr_decay, model=model),
+                      loss=loss, jit_compile=FLAGS.jit_compile, run_eagerly=FLAGS.run_eagerly)
+    return trainer.train(model, split, epochs=FLAGS.num_train_epochs, batch_size=FLAGS.train_batch_size,
+                         max_seq_length=FLAGS.max_seq_length, seed=FLAGS.seed, checkpoint_dir=checkpoint_dir(),
+                         save_every_steps=FLAGS.save_checkpoints_steps, bucket_by_length=FLAGS.bucket_by_length,
+                         log_dir=output_path("logs"))

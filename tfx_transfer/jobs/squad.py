@@ -13,13 +13,13 @@ import time
 import keras
 from absl import logging
 
-from tfx_transfer.adaptation.optimizers import create_optimizer
 from tfx_transfer.data.squad import build_features, features_to_split, postprocess, read_squad
 from tfx_transfer.jobs import distribution, trainer
 from tfx_transfer.jobs.cli import run_main
 from tfx_transfer.jobs.flags import FLAGS, FlagError, define, define_common_flags, validate_common, warn_ignored_tpu_flags
-from tfx_transfer.jobs.model_setup import build_encoder, prepare_model, resolve_model_source
-from tfx_transfer.jobs.outputs import checkpoint_dir, output_path, save_final, write_text
+from tfx_transfer.jobs.model_setup import (build_encoder, compile_and_train, prepare_model,
+                                           resolve_model_source)
+from tfx_transfer.jobs.outputs import output_path, save_final, write_text
 from tfx_transfer.metrics.squad import evaluate
 from tfx_transfer.models.span_labeler import BertSpanLabeler
 from tfx_transfer.text.tokenizer import BertTokenizer
@@ -87,18 +87,7 @@ def run():
     if FLAGS.do_train:
         _, _, features = _features(FLAGS.train_file, tokenizer, is_training=True)
         split = features_to_split(features, FLAGS.max_seq_length)
-        steps = trainer.total_train_steps(len(split), FLAGS.train_batch_size, FLAGS.num_train_epochs)
-        logging.info("Training on %d features: %d steps of %d.", len(split), steps, FLAGS.train_batch_size)
-        with strategy.scope():
-            model.compile(optimizer=create_optimizer(FLAGS.learning_rate, steps, int(steps * FLAGS.warmup_proportion),
-                                                     weight_decay=FLAGS.weight_decay,
-                                                     layerwise_lr_decay=FLAGS.layerwise_lr_decay, model=model),
-                          jit_compile=FLAGS.jit_compile, run_eagerly=FLAGS.run_eagerly)
-        result = trainer.train(model, split, epochs=FLAGS.num_train_epochs, batch_size=FLAGS.train_batch_size,
-                               max_seq_length=FLAGS.max_seq_length, seed=FLAGS.seed,
-                               checkpoint_dir=checkpoint_dir(),
-                               save_every_steps=FLAGS.save_checkpoints_steps, bucket_by_length=FLAGS.bucket_by_length,
-                               log_dir=output_path("logs"))
+        result = compile_and_train(model, split, "features")
         global_step = result["steps"]
         logging.info("Trained to step %d; %.2f features/s.", global_step, result["examples_per_s"])
         save_final(model, FLAGS.output_dir, source.vocab_file, tokenizer.do_lower_case,
