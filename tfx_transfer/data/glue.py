@@ -32,10 +32,13 @@ class Split:
 class GlueProcessor:
     """A task: its splits, labels (None for regression) and metrics (the first is the official one)."""
 
-    def __init__(self, name, labels, metrics, train, dev, test, extra_dev=None, delimiter="\t", pairs=False):
+    def __init__(self, name, labels, metrics, train, dev, test, extra_dev=None, delimiter="\t", pairs=False,
+                 skip_malformed=False):
         self.name = name
         self.encoding_errors = "strict"  # or "replace" (--encoding_errors)
-        self.skip_malformed = False  # QQP: its released train file has a few broken rows; skip them with a warning
+        # QQP: its released train file has a few broken rows; skip them with a warning, as the Hugging Face / GLUE
+        # baseline readers do. Every other task stops at the first one, naming its line.
+        self.skip_malformed = skip_malformed
         self.pairs = pairs  # examples have a second text (text_b)
         self.delimiter = delimiter
         self.labels = labels
@@ -117,8 +120,8 @@ def _columns(a, b=None, label=None):
 
 
 def _pair_task(name, labels, metrics, a, b, label, test_a, test_b, columns, test_columns, train="train.tsv",
-               dev="dev.tsv", test="test.tsv"):
-    return GlueProcessor(name, labels, metrics,
+               dev="dev.tsv", test="test.tsv", skip_malformed=False):
+    return GlueProcessor(name, labels, metrics, skip_malformed=skip_malformed,
                          train=Split(train, True, _columns(a, b, label), columns),
                          dev=Split(dev, True, _columns(a, b, label), columns),
                          test=Split(test, True, _columns(test_a, test_b), test_columns), pairs=True)
@@ -139,7 +142,7 @@ PROCESSORS: Dict[str, GlueProcessor] = {
                            test=Split("test.tsv", True, _columns(1), 2)),
     "mrpc": _pair_task("MRPC", _BINARY, ("f1", "accuracy"), 3, 4, 0, 3, 4, 5, 5),
     "sts-b": _pair_task("STS-B", None, ("pearson", "spearman"), 7, 8, -1, 7, 8, 10, 9),
-    "qqp": _pair_task("QQP", _BINARY, ("f1", "accuracy"), 3, 4, 5, 1, 2, 6, 3),
+    "qqp": _pair_task("QQP", _BINARY, ("f1", "accuracy"), 3, 4, 5, 1, 2, 6, 3, skip_malformed=True),
     "mnli": GlueProcessor("MNLI", ["contradiction", "entailment", "neutral"], ("accuracy",),
                           train=Split("train.tsv", True, _columns(8, 9, -1), 11),
                           dev=Split("dev_matched.tsv", True, _columns(8, 9, -1), 11),
@@ -155,7 +158,6 @@ PROCESSORS: Dict[str, GlueProcessor] = {
                           dev=Split("dev.tsv", True, _columns(0, None, 1), 2),
                           test=Split("test.tsv", True, _columns(0), 1)),
 }
-PROCESSORS["qqp"].skip_malformed = True  # like the Hugging Face / GLUE baseline QQP readers
 ALIASES = {"sst2": "sst-2", "stsb": "sts-b", "sts_b": "sts-b"}
 
 

@@ -91,7 +91,7 @@ def _create(name: str, num_gpus: Optional[int], num_cpu_devices: Optional[int], 
                           "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL}[all_reduce_alg]
         if not os.environ.get("TF_CONFIG"):
             logging.warning("multi_worker_mirrored without TF_CONFIG: training on this host alone.")
-        describe_tf_config()  # a clear error for malformed JSON
+        _check_tf_config()
         _patch_keras_multi_worker_logs()
         return tf.distribute.MultiWorkerMirroredStrategy(
             communication_options=tf.distribute.experimental.CommunicationOptions(implementation=implementation))
@@ -179,14 +179,13 @@ def worker_dir() -> str:
     return _state["worker_dir"]
 
 
-def describe_tf_config() -> Optional[str]:
+def _check_tf_config():
+    """A one-line error for a TF_CONFIG that is not JSON (TensorFlow's own message is a stack trace)."""
     raw = os.environ.get("TF_CONFIG")
     if not raw:
-        return None
+        return
     try:
-        config = json.loads(raw)
-        task = config.get("task", {})
-        return f"{task.get('type')} {task.get('index')} of {json.dumps(config.get('cluster', {}))}"
+        json.loads(raw)
     except ValueError:
         from tfx_transfer.jobs.flags import FlagError
 
