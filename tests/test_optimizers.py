@@ -59,7 +59,7 @@ def test_layerwise_decay_scales_updates_by_depth():
     assert depths["embeddings/word_embeddings/embeddings"] == 3
     optimizer = create_optimizer(1e-3, 10, layerwise_lr_decay=0.5, model=model)
     assert optimizer.lr_multipliers["transformer_layer_0/output/kernel"] == 0.25
-    with pytest.raises(ValueError, match="layerwise_lr_decay needs the model"):
+    with pytest.raises(ValueError, match="need the model"):
         create_optimizer(1e-3, 10, layerwise_lr_decay=0.5)
     # One step: with SGD-like Adam first steps (|update| = lr), a layer's change is lr x its multiplier.
     before = {w.path: np.asarray(w).copy() for w in model.weights}

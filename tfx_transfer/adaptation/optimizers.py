@@ -5,44 +5,20 @@
 - `AdamW` (`FusedAdamW`: TensorFlow's fused Adam kernel) with weight decay 0.01 decoupled from the gradient (Loshchilov & Hutter; BERT's AdamWeightDecay: the
   decay is lr x wd x w, not an L2 term in the loss), epsilon 1e-6, no decay on LayerNorm parameters and biases.
 - Gradients clipped at global norm 1.0, as in pre-training.
-- `WarmupLinearDecay`: the learning rate google-research/bert uses (linear warmup, then linear decay to 0).
+- `WarmupLinearDecay`: the learning rate google-research/bert uses (linear warmup, then linear decay to 0); other
+  schedules (ULMFiT's slanted triangular, constant, Hugging Face's linear) in `adaptation.schedules`.
+- Per-variable learning rates (`PerVariableRates`, `LayerwiseAdamW`): discriminative fine-tuning and the
+  freezing gates that gradual unfreezing flips while training (`adaptation.unfreezing`).
 """
 
 from __future__ import annotations
 
 import keras
-from keras import ops
+import numpy as np
+
+from tfx_transfer.adaptation.schedules import WarmupLinearDecay, build_schedule
 
 NO_DECAY = ("bias", "gamma", "beta")  # Keras variable names of biases and LayerNorm parameters
-
-
-@keras.saving.register_keras_serializable(package="tfx_transfer")
-class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """lr(step) = peak * step / warmup_steps during warmup, else peak * max(0, 1 - step / total_steps).
-
-    Exactly google-research/bert's `create_optimizer`: polynomial (power 1) decay from step 0 to `total_steps`,
-    replaced by the linear warmup while step < warmup_steps.
-    """
-
-    def __init__(self, peak_learning_rate, total_steps, warmup_steps=0):
-        if total_steps < 1 or warmup_steps < 0 or warmup_steps > total_steps:
-            raise ValueError(f"WarmupLinearDecay: need 0 <= warmup_steps ({warmup_steps}) <= total_steps "
-                             f"({total_steps}) and total_steps >= 1.")
-        self.peak_learning_rate = float(peak_learning_rate)
-        self.total_steps = int(total_steps)
-        self.warmup_steps = int(warmup_steps)
-
-    def __call__(self, step):
-        step = ops.cast(step, "float32")
-        decayed = self.peak_learning_rate * ops.maximum(0.0, 1.0 - step / float(self.total_steps))
-        if not self.warmup_steps:
-            return decayed
-        warm = self.peak_learning_rate * step / float(self.warmup_steps)
-        return ops.where(step < self.warmup_steps, warm, decayed)
-
-    def get_config(self):
-        return {"peak_learning_rate": self.peak_learning_rate, "total_steps": self.total_steps,
-                "warmup_steps": self.warmup_steps}
 
 
 @keras.saving.register_keras_serializable(package="tfx_transfer")
@@ -73,24 +49,31 @@ class FusedAdamW(keras.optimizers.AdamW):
 
 
 def create_optimizer(learning_rate, num_train_steps, warmup_steps=0, weight_decay=0.01, epsilon=1e-6,
-                     global_clipnorm=1.0, exclude_from_weight_decay=NO_DECAY, layerwise_lr_decay=1.0, model=None):
-    """AdamW with BERT's conventions and schedule (see the module docstring).
+                     global_clipnorm=1.0, exclude_from_weight_decay=NO_DECAY, layerwise_lr_decay=1.0, model=None,
+                     schedule="linear", stlr_ratio=32.0, gradient_accumulation_steps=None, per_variable_rates=False):
+    """AdamW with BERT's conventions and a schedule (see the module docstring).
 
-    `layerwise_lr_decay` < 1 (needs `model`): discriminative learning rates, lr x decay**depth (`layer_depths`).
+    Args:
+        learning_rate: the peak learning rate.
+        num_train_steps, warmup_steps: optimizer updates (after gradient accumulation).
+        schedule: one of `schedules.SCHEDULES` ("linear" = google-research/bert).
+        global_clipnorm: clip the global gradient norm (None or 0: no clipping).
+        layerwise_lr_decay: < 1 (needs `model`): discriminative learning rates, lr x decay**depth (`layer_depths`).
+        gradient_accumulation_steps: >= 2 averages that many batches' gradients per update (Keras's own).
+        per_variable_rates: use `LayerwiseAdamW` even without layer-wise decay, so per-variable rates can be changed
+            while training without retracing (gradual unfreezing: `adaptation.unfreezing`).
     """
-    kwargs = dict(learning_rate=WarmupLinearDecay(learning_rate, num_train_steps, warmup_steps),
+    kwargs = dict(learning_rate=build_schedule(schedule, learning_rate, num_train_steps, warmup_steps, stlr_ratio),
                   weight_decay=weight_decay, beta_1=0.9, beta_2=0.999, epsilon=epsilon,
-                  global_clipnorm=global_clipnorm)
-    if layerwise_lr_decay != 1.0:
-        if not 0.0 < layerwise_lr_decay <= 1.0:
-            raise ValueError(f"layerwise_lr_decay={layerwise_lr_decay} must be in (0, 1].")
+                  global_clipnorm=global_clipnorm or None,
+                  gradient_accumulation_steps=gradient_accumulation_steps if (gradient_accumulation_steps or 1) > 1
+                  else None)
+    if not 0.0 < layerwise_lr_decay <= 1.0:
+        raise ValueError(f"layerwise_lr_decay={layerwise_lr_decay} must be in (0, 1].")
+    if layerwise_lr_decay != 1.0 or per_variable_rates:
         if model is None:
-            raise ValueError("layerwise_lr_decay needs the model, to know each variable's layer.")
-        from tfx_transfer.checkpoints.writers import find_encoder
-
-        num_layers = find_encoder(model).bert_config.num_hidden_layers
-        depths = layer_depths([v.path for v in model.weights], num_layers)
-        optimizer = LayerwiseAdamW({p: layerwise_lr_decay ** d for p, d in depths.items()}, **kwargs)
+            raise ValueError("Per-variable learning rates need the model, to know each variable's layer.")
+        optimizer = LayerwiseAdamW(layerwise_multipliers(model, layerwise_lr_decay), **kwargs)
     else:
         optimizer = FusedAdamW(**kwargs)
     if weight_decay and exclude_from_weight_decay:
@@ -98,9 +81,18 @@ def create_optimizer(learning_rate, num_train_steps, warmup_steps=0, weight_deca
     return optimizer
 
 
+def layerwise_multipliers(model, decay: float) -> dict:
+    """{variable path: decay**depth} for every weight of `model` (a task model or an encoder)."""
+    from tfx_transfer.checkpoints.writers import find_encoder
+
+    num_layers = find_encoder(model).bert_config.num_hidden_layers
+    return {p: decay ** d for p, d in layer_depths([v.path for v in model.weights], num_layers).items()}
+
+
 def layer_depths(paths, num_layers: int):
     """Depth from the top of each variable path: head and pooler 0, transformer layer i (0-based) num_layers - i,
-    embeddings num_layers + 1 (discriminative fine-tuning: the further from the output, the smaller the lr)."""
+    embeddings num_layers + 1 (discriminative fine-tuning: the further from the output, the smaller the lr).
+    Adapter and LoRA variables inside a layer get that layer's depth."""
     import re
 
     depths = {}
@@ -115,12 +107,108 @@ def layer_depths(paths, num_layers: int):
     return depths
 
 
-@keras.saving.register_keras_serializable(package="tfx_transfer")
-class LayerwiseAdamW(FusedAdamW):
-    """AdamW whose learning rate (and decoupled weight decay) is multiplied per variable.
+class PerVariableRates:
+    """Mixin for any Keras optimizer class: a learning-rate multiplier per variable, changeable while training.
 
-    Discriminative fine-tuning (Howard & Ruder 2018; ELECTRA's layer-wise decay): the variable at depth d from the
-    top trains at lr x decay**d (see `layer_depths`). Works with any learning-rate schedule.
+        class MySGD(PerVariableRates, keras.optimizers.SGD): pass
+        optimizer = MySGD({"classifier/kernel": 1.0, "embeddings/...": 0.1}, learning_rate=1e-2)
+
+    The multipliers live in one optimizer variable (`rates`, float32 [num_trainable_variables]), so
+    `set_rates({path: value})` takes effect at the next step without retracing the compiled train step. A
+    variable whose rate is 0 is frozen: its gradient is zeroed before clipping and accumulation (it does not count
+    in the global norm, its Adam moments do not move) and the update and decoupled weight decay are scaled by 0,
+    so it stays bit-identical. The learning rate given to `update_step` (and the weight decay's lr) is multiplied
+    by the rate, which is what discriminative fine-tuning needs with any schedule (Howard & Ruder 2018).
+
+    Args:
+        lr_multipliers: {variable path: multiplier}; paths not listed use 1.0.
+    """
+
+    def __init__(self, lr_multipliers=None, **kwargs):
+        super().__init__(**kwargs)
+        self.lr_multipliers = {str(k): float(v) for k, v in dict(lr_multipliers or {}).items()}
+        self.rates = None
+        self.rate_paths = []
+
+    def build(self, var_list):
+        super().build(var_list)
+        self.rate_paths = [v.path for v in var_list]
+        values = np.asarray([self.lr_multipliers.get(p, 1.0) for p in self.rate_paths], np.float32)
+        # An initializer, not an assign: Keras may build the optimizer inside a stateless scope, where an assign
+        # after creation is dropped.
+        self.rates = self.add_variable((len(var_list),), initializer=lambda shape, dtype=None: values,
+                                       dtype="float32", name="lr_rates")
+
+    def set_rates(self, rates: dict):
+        """Sets the multipliers of the given variable paths (others keep theirs); the optimizer must be built."""
+        if self.rates is None:
+            raise ValueError("set_rates: the optimizer is not built yet (compile the model and build it first).")
+        unknown = sorted(set(rates) - set(self.rate_paths))
+        if unknown:
+            raise ValueError(f"set_rates: not variables this optimizer trains: {unknown[:5]}")
+        values = np.asarray(self.rates.numpy() if hasattr(self.rates, "numpy") else self.rates)
+        values = values.copy()
+        for index, path in enumerate(self.rate_paths):
+            if path in rates:
+                values[index] = rates[path]
+        self.rates.assign(values)
+
+    def current_rates(self) -> dict:
+        return dict(zip(self.rate_paths, np.asarray(self.rates).tolist())) if self.rates is not None else {}
+
+    def _rate(self, variable):
+        import tensorflow as tf
+
+        return tf.gather(tf.convert_to_tensor(self.rates), self._get_variable_index(variable))
+
+    def _backend_apply_gradients(self, grads, trainable_variables):
+        import tensorflow as tf
+
+        gated = []
+        for gradient, variable in zip(grads, trainable_variables):
+            gate = tf.cast(self._rate(variable) > 0, gradient.dtype)
+            if isinstance(gradient, tf.IndexedSlices):
+                gated.append(tf.IndexedSlices(gradient.values * gate, gradient.indices, gradient.dense_shape))
+            else:
+                gated.append(gradient * gate)
+        return super()._backend_apply_gradients(gated, trainable_variables)
+
+    def update_step(self, gradient, variable, learning_rate):
+        import tensorflow as tf
+
+        return super().update_step(gradient, variable,
+                                   learning_rate * tf.cast(self._rate(variable), learning_rate.dtype)
+                                   if hasattr(learning_rate, "dtype") else learning_rate * self._rate(variable))
+
+    def _apply_weight_decay(self, variables):
+        import tensorflow as tf
+
+        if self.weight_decay is None:
+            return
+
+        def apply_decay(distribution, variables):
+            def decay(variable):
+                if self._use_weight_decay(variable):
+                    lr = tf.cast(self.learning_rate, variable.dtype) * tf.cast(self._rate(variable), variable.dtype)
+                    variable.assign_sub(variable * tf.cast(self.weight_decay, variable.dtype) * lr)
+
+            for variable in variables:
+                variable = getattr(variable, "value", variable) if isinstance(variable, keras.Variable) else variable
+                distribution.extended.update(variable, decay, group=False)
+
+        tf.__internal__.distribute.interim.maybe_merge_call(apply_decay, self._distribution_strategy, variables)
+
+    def get_config(self):
+        config = super().get_config()
+        config["lr_multipliers"] = self.lr_multipliers
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfx_transfer")
+class LayerwiseAdamW(PerVariableRates, FusedAdamW):
+    """`FusedAdamW` with per-variable learning rates (`PerVariableRates`): discriminative fine-tuning (Howard &
+    Ruder 2018; ELECTRA's layer-wise decay: depth d from the top trains at lr x decay**d, see `layer_depths`) and
+    the freezing gates of gradual unfreezing. Works with any learning-rate schedule.
 
     Args:
         lr_multipliers: {variable path: multiplier}; paths not listed use 1.0.
@@ -128,30 +216,4 @@ class LayerwiseAdamW(FusedAdamW):
     """
 
     def __init__(self, lr_multipliers=None, **kwargs):
-        super().__init__(**kwargs)
-        self.lr_multipliers = dict(lr_multipliers or {})
-        self._multiplier_by_key = {}
-
-    def build(self, var_list):
-        super().build(var_list)
-        self._multiplier_by_key = {self._var_key(v): float(self.lr_multipliers.get(v.path, 1.0)) for v in var_list}
-
-    def _multiplier(self, variable):
-        return self._multiplier_by_key.get(self._var_key(variable), 1.0)
-
-    def update_step(self, gradient, variable, learning_rate):
-        return super().update_step(gradient, variable, learning_rate * self._multiplier(variable))
-
-    def _apply_weight_decay(self, variables):
-        if self.weight_decay is None:
-            return
-        for variable in variables:
-            if self._use_weight_decay(variable):
-                lr = ops.cast(self.learning_rate, variable.dtype) * self._multiplier(variable)
-                wd = ops.cast(self.weight_decay, variable.dtype)
-                variable.assign(variable - variable * wd * lr)
-
-    def get_config(self):
-        config = super().get_config()
-        config["lr_multipliers"] = self.lr_multipliers
-        return config
+        super().__init__(lr_multipliers=lr_multipliers, **kwargs)

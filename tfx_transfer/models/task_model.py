@@ -12,8 +12,36 @@ from __future__ import annotations
 import keras
 
 
-class TaskModel(keras.Model):
-    """`keras.Model` with a multi-worker-safe symbolic build (see the module docstring)."""
+class AuxiliaryLosses:
+    """Mixin of `TaskModel`: extra training losses added to the task loss (multi-task with an unsupervised
+    auxiliary task, e.g. masked-LM on the task's own text; the seeds' "language modelling is a related task").
+
+        model.add_auxiliary_loss("mlm", loss_fn, weight=0.5, layers=[mlm_head])
+
+    `loss_fn(inputs, training=True)` returns a scalar; it is added (x weight) in `compute_loss` while training only,
+    so evaluation, prediction and exports see the task model alone. `layers` own the auxiliary variables (tracked
+    by the model, trained by its optimizer).
+    """
+
+    def add_auxiliary_loss(self, name, loss_fn, weight=1.0, layers=()):
+        if self.compiled:
+            raise ValueError("add_auxiliary_loss: call it before compile().")
+        auxiliary = self.__dict__.setdefault("_auxiliary_losses", [])
+        auxiliary.append((name, loss_fn, float(weight)))
+        for index, layer in enumerate(layers):
+            setattr(self, f"auxiliary_{name}_{index}", layer)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+        if training:
+            for _, loss_fn, weight in self.__dict__.get("_auxiliary_losses", ()):
+                loss = loss + weight * loss_fn(x, training=True)
+        return loss
+
+
+
+class TaskModel(AuxiliaryLosses, keras.Model):
+    """`keras.Model` with a multi-worker-safe symbolic build (see the module docstring) and auxiliary losses."""
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         import tensorflow as tf
@@ -29,3 +57,4 @@ class TaskModel(keras.Model):
             break
         with strategy.scope():
             self._symbolic_build(data_batch=data_batch)
+
