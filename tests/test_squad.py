@@ -263,3 +263,33 @@ def test_run_squad_v2_and_flag_errors(tmp_path, minilm_dir, capsys):
     ]:
         assert run_job(argv + [f"--output_dir={tmp_path / 'e'}"]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_run_squad_with_optimisation_flags(tmp_path, tiny_model):
+    """Issue 9's flags on run_squad.py too: the span labeler trains with sequential unfreezing, a constant
+    schedule, accumulation, L2-SP and the auxiliary masked-LM (added to its built-in span loss)."""
+    from tfx_transfer.models import span_labeler
+
+    paragraphs = [(CONTEXT, [("q1", "Who swore fealty to King Charles III?", "Rollo", CONTEXT.index("Rollo")),
+                             ("q2", "When did Rollo swear fealty?", "911", CONTEXT.index("911"))])]
+    train = write(tmp_path, squad_json(paragraphs), "train.json")
+    seen = []
+    original = span_labeler.BertSpanLabeler.auxiliary_loss
+
+    def spy(self, x, training=True):
+        value = original(self, x, training)
+        seen.append(training)
+        return value
+
+    span_labeler.BertSpanLabeler.auxiliary_loss = spy
+    try:
+        assert run_job([f"--train_file={train}", f"--predict_file={train}", f"--output_dir={tmp_path / 'out'}",
+                        f"--pretrained={tiny_model}", "--do_train", "--do_predict", "--max_seq_length=64",
+                        "--max_query_length=16", "--doc_stride=32", "--train_batch_size=1", "--predict_batch_size=2",
+                        "--num_train_epochs=2", "--learning_rate=1e-3", "--run_eagerly", "--unfreezing=sequential",
+                        "--sequential_unfreezing_epochs=0.5,0.5", "--lr_schedule=constant",
+                        "--gradient_accumulation_steps=2", "--l2sp=0.01", "--aux_mlm_weight=0.5"]) == 0
+    finally:
+        span_labeler.BertSpanLabeler.auxiliary_loss = original
+    assert True in seen  # the auxiliary loss ran in training steps
+    assert set(json.loads((tmp_path / "out" / "predictions.json").read_text())) == {"q1", "q2"}

@@ -170,6 +170,8 @@ def ewc_fisher_from_mlm(model, split, vocab: List[str], num_examples: int = 64, 
     from tfx_transfer.layers.masked_lm import MaskedLMHead
 
     encoder = find_encoder(model)
+    if not pretrained_variables(model):
+        raise ValueError("EWC: no trainable pretrained variable to regularise (is the encoder frozen?).")
     head = head or MaskedLMHead.for_encoder(encoder, name="ewc_masked_lm")
     head.build((None, None, encoder.bert_config.hidden_size))
     ids = special_token_ids(vocab)

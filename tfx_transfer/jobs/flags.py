@@ -90,8 +90,40 @@ def define_common_flags(max_seq_length: int, train_batch_size: int = 32, learnin
     from tfx_transfer.jobs import distribution
 
     distribution.define_flags(define)
+    define_optimisation_flags()
+
+
+def define_optimisation_flags():
+    """How and when weights update (issue 9): schedule, clipping, accumulation, discriminative rates, unfreezing,
+    regularisation toward the pretrained weights, auxiliary masked-LM."""
+    from tfx_transfer.adaptation.schedules import SCHEDULES
+    from tfx_transfer.adaptation.unfreezing import UNFREEZING
+
     define.DEFINE_float("layerwise_lr_decay", 1.0, "Discriminative learning rates: depth d from the top trains at "
                        "learning_rate x decay**d (1.0 = off).")
+    define.DEFINE_enum("lr_schedule", "linear", list(SCHEDULES), "Learning-rate schedule: linear = google-research/"
+                       "bert (warmup, decay from step 0), linear_after_warmup = Hugging Face, slanted_triangular = "
+                       "ULMFiT (--warmup_proportion is its cut_frac), constant (after warmup).")
+    define.DEFINE_float("stlr_ratio", 32.0, "slanted_triangular: ratio of the peak to the lowest learning rate.")
+    define.DEFINE_float("clip_norm", 1.0, "Clip gradients at this global norm (0 = no clipping).")
+    define.DEFINE_integer("gradient_accumulation_steps", 1, "Average this many batches' gradients per update "
+                          "(effective batch = train_batch_size x this; steps and warmup count updates).")
+    define.DEFINE_enum("unfreezing", "none", list(UNFREEZING), "When layers start training: gradual (ULMFiT: one "
+                       "more block from the top every interval), chain_thaw (Felbo et al.: head, then each layer "
+                       "alone bottom-up, then all), sequential (Chronopoulou et al.: head, all but embeddings, all).")
+    define.DEFINE_integer("unfreezing_interval", 0, "gradual/chain_thaw: updates per phase (0 = training split "
+                          "evenly over the phases).")
+    define.DEFINE_list("sequential_unfreezing_epochs", ["1", "1"], "sequential: epochs of head-only training, then "
+                       "of all-but-embeddings training (the rest trains everything).")
+    define.DEFINE_float("l2sp", 0.0, "L2-SP coefficient alpha: alpha/2 ||w - w_pretrained||^2 on the encoder "
+                        "(0 = off). Turns weight decay off unless --weight_decay is given.")
+    define.DEFINE_float("ewc", 0.0, "EWC coefficient lambda: lambda/2 sum F (w - w_pretrained)^2, F the diagonal "
+                        "Fisher of masked-LM on the training text (0 = off).")
+    define.DEFINE_integer("ewc_examples", 64, "EWC: training texts (one at a time) for the Fisher estimate.")
+    define.DEFINE_integer("ewc_head_steps", 100, "EWC: steps fitting a masked-LM head first (the checkpoint may "
+                          "have none; 0 = use a new head as it is).")
+    define.DEFINE_float("aux_mlm_weight", 0.0, "Auxiliary masked-LM on the training batches' own text, weighted "
+                        "against the task loss (the seeds use 0.5; 0 = off).")
 
 
 def warn_ignored_tpu_flags():
@@ -141,3 +173,24 @@ def validate_common(max_seq_length_of_model: int, modes=("do_train", "do_predict
         raise FlagError(f"--max_train_examples={FLAGS.max_train_examples} must be >= 1.")
     if not 0 < FLAGS.layerwise_lr_decay <= 1:
         raise FlagError(f"--layerwise_lr_decay={FLAGS.layerwise_lr_decay} must be in (0, 1].")
+    for name in ("clip_norm", "l2sp", "ewc", "aux_mlm_weight", "unfreezing_interval", "ewc_head_steps"):
+        if FLAGS[name].value < 0:
+            raise FlagError(f"--{name}={FLAGS[name].value} must be >= 0.")
+    if FLAGS.gradient_accumulation_steps < 1:
+        raise FlagError(f"--gradient_accumulation_steps={FLAGS.gradient_accumulation_steps} must be >= 1.")
+    if FLAGS.ewc_examples < 1:
+        raise FlagError(f"--ewc_examples={FLAGS.ewc_examples} must be >= 1.")
+    try:
+        epochs = [float(e) for e in FLAGS.sequential_unfreezing_epochs]
+    except ValueError:
+        epochs = []
+    if len(epochs) != 2 or min(epochs) < 0:
+        raise FlagError(f"--sequential_unfreezing_epochs={','.join(FLAGS.sequential_unfreezing_epochs)} must be two "
+                        "non-negative numbers n,k (epochs of head-only, then of all-but-embeddings training).")
+    if FLAGS.stlr_ratio < 1:
+        raise FlagError(f"--stlr_ratio={FLAGS.stlr_ratio} must be >= 1.")
+    if FLAGS.hub_module_handle and (FLAGS.unfreezing != "none" or FLAGS.layerwise_lr_decay != 1 or FLAGS.ewc
+                                    or FLAGS.aux_mlm_weight) and FLAGS.adaptation in ("full", "feature_extraction"):
+        raise FlagError("--unfreezing, --layerwise_lr_decay, --ewc and --aux_mlm_weight need a transparent encoder: "
+                        "a black-box --hub_module_handle has no layers to address (use --adaptation=adapters, or "
+                        "convert the module with tfx_transfer.checkpoints.convert).")

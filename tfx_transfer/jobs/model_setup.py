@@ -150,13 +150,14 @@ def build_encoder(source: ModelSource):
     return encoder
 
 
-def prepare_model(model, source: ModelSource, head_patterns=()):
-    """Loads the initial weights (unless they came with a Hub module) and applies the --adaptation strategy."""
+def prepare_model(model, source: ModelSource, head_patterns=(), task_name=None):
+    """Loads the initial weights (unless they came with a Hub module) and applies the --adaptation strategy.
+    `task_name`: the job's task; a previous run of another task (sequential adaptation) gives the encoder only."""
     from tfx_transfer.adaptation.strategies import apply_strategy
     from tfx_transfer.encoders.hub_encoder import HubEncoder
 
     if not source.hub_handle:
-        load_initial_weights(model, source, head_patterns)
+        load_initial_weights(model, source, head_patterns, task_name)
     if isinstance(model.encoder, HubEncoder):
         trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
         total = sum(int(np.prod(v.shape)) for v in model.weights)
@@ -166,35 +167,111 @@ def prepare_model(model, source: ModelSource, head_patterns=()):
     logging.info("%s", apply_strategy(model, FLAGS.adaptation, **strategy_options()))
 
 
-def load_initial_weights(model, source: ModelSource, head_patterns=()):
-    """Loads `source` into the task model; adapters and the task head may stay newly initialised."""
+def previous_task(weights_path: str) -> Optional[str]:
+    """The task of a finished run's `final/` directory (its task.json), or None for other checkpoints."""
+    import json
+
+    for directory in (weights_path, os.path.dirname(weights_path)):
+        path = os.path.join(directory, "task.json")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                return json.load(f).get("task")
+    return None
+
+
+def load_initial_weights(model, source: ModelSource, head_patterns=(), task_name=None):
+    """Loads `source` into the task model; adapters and the task head may stay newly initialised. A previous run
+    of another task (sequential adaptation, Phang et al. 2018) loads its encoder; its head is discarded."""
     from tfx_transfer.checkpoints.assignment_map import AssignmentMap
     from tfx_transfer.checkpoints.loader import load_checkpoint
 
     user_map = AssignmentMap.from_json_file(FLAGS.assignment_map) if FLAGS.assignment_map else None
+    earlier = previous_task(source.weights_path)
+    if task_name and earlier and earlier != task_name and head_patterns:
+        logging.info("Sequential adaptation: %s is a %s run; its encoder is loaded, its head is not (a new %s head).",
+                     source.weights_path, earlier, task_name)
+        new_head = AssignmentMap(discard=list(head_patterns), name=f"new {task_name} head")
+        user_map = new_head if user_map is None else new_head.then(user_map)
     report = load_checkpoint(model, source.weights_path, assignment_map=user_map,
                              allow_missing=[ADAPTATION_PATH_PATTERN, *head_patterns])
     logging.info("Initialised from %s\n%s", source.description, report)
     return report
 
 
-def compile_and_train(model, split, unit: str, loss=None) -> dict:
-    """The --do_train step both scripts share: BERT's AdamW and schedule for the flags' step count, compiled under
-    the model's distribution strategy, then `trainer.train` (resumable, checkpoints in --output_dir/checkpoints).
-    `loss`: None for models with a built-in loss (the span labeler). Returns `trainer.train`'s result."""
-    from tfx_transfer.adaptation.optimizers import create_optimizer
+def compile_and_train(model, split, unit: str, loss=None, vocab_file=None) -> dict:
+    """The --do_train step both scripts share: AdamW with the flags' schedule, clipping, accumulation and
+    per-variable rates for the flags' step count, the regularisers and auxiliary losses the flags ask for,
+    compiled under the model's distribution strategy, then `trainer.train` (resumable, checkpoints in
+    --output_dir/checkpoints) with the unfreezing callback. `loss`: None for models with a built-in loss (the span
+    labeler). `vocab_file`: needed by --ewc and --aux_mlm_weight. Returns `trainer.train`'s result."""
     from tfx_transfer.jobs import trainer
     from tfx_transfer.jobs.outputs import checkpoint_dir, output_path
 
     steps = trainer.total_train_steps(len(split), FLAGS.train_batch_size, FLAGS.num_train_epochs)
-    logging.info("Training on %d %s: %d steps of %d, %.1f epochs.", len(split), unit, steps, FLAGS.train_batch_size,
-                 FLAGS.num_train_epochs)
+    accumulation = FLAGS.gradient_accumulation_steps
+    updates = max(1, steps // accumulation)
+    logging.info("Training on %d %s: %d steps of %d, %.1f epochs%s.", len(split), unit, steps, FLAGS.train_batch_size,
+                 FLAGS.num_train_epochs, f", {updates} updates of {accumulation} accumulated batches"
+                 if accumulation > 1 else "")
+    callbacks = []
     with model.distribute_strategy.scope():
-        model.compile(optimizer=create_optimizer(FLAGS.learning_rate, steps, int(steps * FLAGS.warmup_proportion),
-                                                 weight_decay=FLAGS.weight_decay,
-                                                 layerwise_lr_decay=FLAGS.layerwise_lr_decay, model=model),
+        add_regularisers_from_flags(model, split, vocab_file)
+        model.compile(optimizer=optimizer_from_flags(model, updates, accumulation, FLAGS.unfreezing != "none"),
                       loss=loss, jit_compile=FLAGS.jit_compile, run_eagerly=FLAGS.run_eagerly)
+    if FLAGS.unfreezing != "none":
+        callbacks.append(_unfreezing_callback(model, updates, len(split)))
     return trainer.train(model, split, epochs=FLAGS.num_train_epochs, batch_size=FLAGS.train_batch_size,
                          max_seq_length=FLAGS.max_seq_length, seed=FLAGS.seed, checkpoint_dir=checkpoint_dir(),
                          save_every_steps=FLAGS.save_checkpoints_steps, bucket_by_length=FLAGS.bucket_by_length,
-                         log_dir=output_path("logs"))
+                         log_dir=output_path("logs"), callbacks=callbacks)
+
+
+def optimizer_from_flags(model, updates: int, accumulation: int = 1, per_variable_rates: bool = False):
+    """AdamW for `updates` optimizer updates with the flags' learning rate, schedule, warmup, weight decay (off
+    for --l2sp unless --weight_decay is given: L2-SP replaces the pull toward 0), clipping and layer-wise decay."""
+    from tfx_transfer.adaptation.optimizers import create_optimizer
+
+    weight_decay = FLAGS.weight_decay
+    if FLAGS.l2sp and not FLAGS["weight_decay"].present:
+        weight_decay = 0.0
+        logging.info("--l2sp: weight decay toward 0 is off (pass --weight_decay to keep it).")
+    return create_optimizer(FLAGS.learning_rate, updates, int(updates * FLAGS.warmup_proportion),
+                            weight_decay=weight_decay, layerwise_lr_decay=FLAGS.layerwise_lr_decay, model=model,
+                            schedule=FLAGS.lr_schedule, stlr_ratio=FLAGS.stlr_ratio, global_clipnorm=FLAGS.clip_norm,
+                            gradient_accumulation_steps=accumulation, per_variable_rates=per_variable_rates)
+
+
+def add_regularisers_from_flags(model, split, vocab_file):
+    """--l2sp, --ewc, --aux_mlm_weight: anchored at the weights as loaded (before any training checkpoint is
+    restored, so a resumed run anchors at the same pretrained values)."""
+    from tfx_transfer.adaptation import multitask, regularizers
+
+    vocab = load_vocab(vocab_file) if vocab_file and (FLAGS.ewc or FLAGS.aux_mlm_weight) else None
+    if FLAGS.l2sp:
+        anchors = regularizers.apply_l2sp(model, FLAGS.l2sp)
+        logging.info("L2-SP (alpha %g) on %d pretrained variables.", FLAGS.l2sp, len(anchors))
+    if FLAGS.ewc:
+        fisher = multitask.ewc_fisher_from_mlm(model, split, vocab, num_examples=FLAGS.ewc_examples,
+                                               head_steps=FLAGS.ewc_head_steps, max_seq_length=FLAGS.max_seq_length,
+                                               seed=FLAGS.seed)
+        regularizers.apply_ewc(model, fisher, FLAGS.ewc)
+        logging.info("EWC (lambda %g): Fisher from masked-LM on %d training texts; mean %.3g, max %.3g.", FLAGS.ewc,
+                     FLAGS.ewc_examples, np.mean([f.mean() for f in fisher.values()]),
+                     max(f.max() for f in fisher.values()))
+    if FLAGS.aux_mlm_weight:
+        multitask.add_auxiliary_mlm(model, vocab, weight=FLAGS.aux_mlm_weight)
+        logging.info("Auxiliary masked-LM, weight %g against the task loss.", FLAGS.aux_mlm_weight)
+
+
+def _unfreezing_callback(model, updates: int, num_examples: int):
+    from tfx_transfer.adaptation.unfreezing import UnfreezingCallback, unfreezing_plan
+    from tfx_transfer.checkpoints.writers import find_encoder
+
+    per_epoch = num_examples / (FLAGS.train_batch_size * FLAGS.gradient_accumulation_steps)
+    head_epochs, frozen_embedding_epochs = (float(e) for e in FLAGS.sequential_unfreezing_epochs)
+    plan = unfreezing_plan(FLAGS.unfreezing, find_encoder(model).bert_config.num_hidden_layers, updates,
+                           interval=FLAGS.unfreezing_interval or None,
+                           sequential_steps=(int(head_epochs * per_epoch), int(frozen_embedding_epochs * per_epoch)))
+    logging.info("Unfreezing (%s): %s.", FLAGS.unfreezing,
+                 "; ".join(f"from update {p.start_step}: {p.description}" for p in plan))
+    return UnfreezingCallback(plan)

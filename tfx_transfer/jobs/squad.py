@@ -87,7 +87,7 @@ def run():
     if FLAGS.do_train:
         _, _, features = _features(FLAGS.train_file, tokenizer, is_training=True)
         split = features_to_split(features, FLAGS.max_seq_length)
-        result = compile_and_train(model, split, "features")
+        result = compile_and_train(model, split, "features", vocab_file=source.vocab_file)
         global_step = result["steps"]
         logging.info("Trained to step %d; %.2f features/s.", global_step, result["examples_per_s"])
         save_final(model, FLAGS.output_dir, source.vocab_file, tokenizer.do_lower_case,

@@ -46,7 +46,7 @@ class BertSpanLabeler(TaskModel):
         self.initializer_range = initializer_range
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        loss = ops.mean(span_loss(y, y_pred))
+        loss = ops.mean(span_loss(y, y_pred)) + self.auxiliary_loss(x, training)
         return loss + ops.sum(self.losses) if self.losses else loss
 
     def get_config(self):

@@ -31,12 +31,17 @@ class AuxiliaryLosses:
         for index, layer in enumerate(layers):
             setattr(self, f"auxiliary_{name}_{index}", layer)
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        loss = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+    def auxiliary_loss(self, x, training=True):
+        """The weighted sum of the auxiliary losses on inputs `x` (0 when not training or none is set)."""
+        total = 0.0
         if training:
             for _, loss_fn, weight in self.__dict__.get("_auxiliary_losses", ()):
-                loss = loss + weight * loss_fn(x, training=True)
-        return loss
+                total = total + weight * loss_fn(x, training=True)
+        return total
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+        return loss + self.auxiliary_loss(x, training)
 
 
 
