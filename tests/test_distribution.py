@@ -139,7 +139,7 @@ def test_two_workers_train_like_one_device_and_only_the_chief_writes(no_dropout_
     chief, worker = (fingerprint(err) for _, err in results)
     assert chief == worker and chief[0] == "16"  # both workers hold bit-identical weights after 16 steps
     assert "this worker is not the chief" in results[1][1] and "this worker is not the chief" not in results[0][1]
-    assert sorted(os.listdir(out)) == ["checkpoints", "eval_results.txt", "final", "logs"]
+    assert sorted(os.listdir(out)) == ["checkpoints", "eval_probabilities.tsv", "eval_results.txt", "final", "logs"]
     assert_same_weights(final_weights(out), single_device["full"])
 
 

@@ -1,5 +1,10 @@
-"""Which weights train and how: adapter configs, strategies, adapter-only files, multi-task switching, LoRA merge."""
+"""Which weights train, when and how: adapter configs, strategies, adapter-only files, multi-task switching, LoRA
+merge; optimizers (BERT's AdamW, per-variable rates), schedules, unfreezing, regularizers (L2-SP, EWC), multitask
+(sampler, trainer, auxiliary masked-LM), distillation and ensembling (import those modules directly)."""
 
+# Imported for their Keras registrations too: a saved model compiled with these optimizers, schedules or losses
+# loads after `import tfx_transfer`.
+from tfx_transfer.adaptation import distillation, optimizers, schedules  # noqa: F401
 from tfx_transfer.adaptation.adapter_config import AdapterConfig, is_adaptation_variable
 from tfx_transfer.adaptation.files import load_adaptation, read_adaptation, save_adaptation
 from tfx_transfer.adaptation.strategies import STRATEGIES, ParameterReport, apply_strategy, parameter_report

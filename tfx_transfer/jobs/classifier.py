@@ -251,14 +251,14 @@ def _write_probabilities(model, processor, split, name):
     write_probabilities(output_path(name), _scores(processor, outputs))
 
 
-def evaluate(model, processor, split, name="eval"):
+def evaluate(model, processor, split, name="eval", keep_scores=None):
+    """`{name}_<metric>` and `{name}_loss` on `split`; the probabilities (or scores) go into `keep_scores[name]`
+    when a dict is given."""
     outputs = trainer.predict(model, split, batch_size=FLAGS.eval_batch_size, max_seq_length=FLAGS.max_seq_length,
                               jit_compile=FLAGS.jit_compile, bucket_by_length=FLAGS.bucket_by_length)
     scores = _scores(processor, outputs)
-    if name == "eval" and not processor.is_regression:
-        from tfx_transfer.adaptation.ensembling import write_probabilities
-
-        write_probabilities(output_path("eval_probabilities.tsv"), scores)  # for ensembling
+    if keep_scores is not None:
+        keep_scores[name] = scores
     if processor.is_regression:
         predictions = scores
         loss = float(np.mean((scores - split.labels) ** 2))
@@ -274,6 +274,7 @@ def evaluate(model, processor, split, name="eval"):
 def run():
     """Runs the job described by the flags; raises FlagError/ValueError/FileNotFoundError with one-line messages."""
     warn_ignored_tpu_flags()
+    _AUXILIARY.clear()  # a previous in-process run's auxiliary tasks
     strategy = distribution.strategy()  # before TensorFlow touches a device
     processor, data_dir = _processor()
     source = resolve_model_source()
@@ -315,7 +316,8 @@ def run():
             _write_probabilities(model, processor, train_split, "train_probabilities.tsv")
 
     if FLAGS.do_eval:
-        results = evaluate(model, processor, encode(processor.dev_examples(data_dir)))
+        dev_scores = {}
+        results = evaluate(model, processor, encode(processor.dev_examples(data_dir)), keep_scores=dev_scores)
         for name, (aux_model, aux_processor, aux_dir) in _AUXILIARY.items():
             aux_split = encode_examples(aux_processor.dev_examples(aux_dir), tokenizer, FLAGS.max_seq_length,
                                         aux_processor.labels)
@@ -325,6 +327,10 @@ def run():
         results["global_step"] = global_step
         lines = [f"{key} = {value}" for key, value in results.items()]
         write_text(output_path("eval_results.txt"), "\n".join(lines) + "\n")
+        if not processor.is_regression:
+            from tfx_transfer.adaptation.ensembling import write_probabilities
+
+            write_probabilities(output_path("eval_probabilities.tsv"), dev_scores["eval"])  # for ensembling
         logging.info("***** Eval results *****\n  %s", "\n  ".join(lines))
 
     if FLAGS.do_predict:

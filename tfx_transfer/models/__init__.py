@@ -1,6 +1,7 @@
 """Task models: an encoder plus a head, as keras.Model."""
 
 from tfx_transfer.models.classifier import BertClassifier
+from tfx_transfer.models.feature_classifier import FeatureClassifier
 from tfx_transfer.models.span_labeler import BertSpanLabeler, span_loss
 
-__all__ = ["BertClassifier", "BertSpanLabeler", "span_loss"]
+__all__ = ["BertClassifier", "FeatureClassifier", "BertSpanLabeler", "span_loss"]
