@@ -276,6 +276,7 @@ def test_optimisation_schemes_from_flags(tiny_model, tmp_path, absl_log):
     ("--sequential_unfreezing_epochs=1", "two non-negative numbers"),
     ("--l2sp=-1", "--l2sp=-1.0 must be >= 0"),
     ("--lr_schedule=cosine", "lr_schedule"),
+    ("--adam_epsilon=0", "--adam_epsilon=0.0 must be > 0"),
 ])
 def test_optimisation_flag_errors(flag, message, tiny_model, tmp_path, capsys):
     data_dir = make_glue_dir("SST-2", tmp_path, np.random.default_rng(0))

@@ -105,6 +105,7 @@ def define_optimisation_flags():
                        "bert (warmup, decay from step 0), linear_after_warmup = Hugging Face, slanted_triangular = "
                        "ULMFiT (--warmup_proportion is its cut_frac), constant (after warmup).")
     define.DEFINE_float("stlr_ratio", 32.0, "slanted_triangular: ratio of the peak to the lowest learning rate.")
+    define.DEFINE_float("adam_epsilon", 1e-6, "AdamW epsilon (google-research/bert 1e-6; Hugging Face 1e-8).")
     define.DEFINE_float("clip_norm", 1.0, "Clip gradients at this global norm (0 = no clipping).")
     define.DEFINE_integer("gradient_accumulation_steps", 1, "Average this many batches' gradients per update "
                           "(effective batch = train_batch_size x this; steps and warmup count updates).")
@@ -176,6 +177,8 @@ def validate_common(max_seq_length_of_model: int, modes=("do_train", "do_predict
     for name in ("clip_norm", "l2sp", "ewc", "aux_mlm_weight", "unfreezing_interval", "ewc_head_steps"):
         if FLAGS[name].value < 0:
             raise FlagError(f"--{name}={FLAGS[name].value} must be >= 0.")
+    if FLAGS.adam_epsilon <= 0:
+        raise FlagError(f"--adam_epsilon={FLAGS.adam_epsilon} must be > 0.")
     if FLAGS.gradient_accumulation_steps < 1:
         raise FlagError(f"--gradient_accumulation_steps={FLAGS.gradient_accumulation_steps} must be >= 1.")
     if FLAGS.ewc_examples < 1:

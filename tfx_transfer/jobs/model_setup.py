@@ -236,7 +236,8 @@ def optimizer_from_flags(model, updates: int, accumulation: int = 1, per_variabl
         weight_decay = 0.0
         logging.info("--l2sp: weight decay toward 0 is off (pass --weight_decay to keep it).")
     return create_optimizer(FLAGS.learning_rate, updates, int(updates * FLAGS.warmup_proportion),
-                            weight_decay=weight_decay, layerwise_lr_decay=FLAGS.layerwise_lr_decay, model=model,
+                            weight_decay=weight_decay, epsilon=FLAGS.adam_epsilon,
+                            layerwise_lr_decay=FLAGS.layerwise_lr_decay, model=model,
                             schedule=FLAGS.lr_schedule, stlr_ratio=FLAGS.stlr_ratio, global_clipnorm=FLAGS.clip_norm,
                             gradient_accumulation_steps=accumulation, per_variable_rates=per_variable_rates)
 
