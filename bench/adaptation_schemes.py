@@ -110,6 +110,7 @@ def main():
     parser.add_argument("--schemes", default=",".join(SCHEMES))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--cached_only", action="store_true", help="tabulate finished runs only; start none")
     args = parser.parse_args()
     tasks, schemes = args.tasks.split(","), args.schemes.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -118,6 +119,9 @@ def main():
     for task in tasks:
         for scheme in schemes:
             for seed in seeds:
+                cached = WORK / f"{task}-{scheme}-{seed}-{args.epochs:g}ep" / "bench.json"
+                if args.cached_only and not cached.is_file():
+                    continue
                 r = run(task, scheme, seed, args.epochs)
                 results.append(r)
                 print(task, scheme, seed, f"acc {r['metrics'].get('eval_accuracy', 0):.4f}",
@@ -130,8 +134,8 @@ def main():
              "Command: `python bench/adaptation_schemes.py`.", ""]
     summary = {}
     for task in tasks:
-        lines += [f"## {task}", "", "| scheme | settings | dev accuracy | min / max | train ex/s | wall per run |",
-                  "|---|---|---:|---:|---:|---:|"]
+        lines += [f"## {task}", "", "| scheme | settings | runs | dev accuracy | min / max | train ex/s | wall per run |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
         for scheme in schemes:
             rows = [r for r in results if r["task"] == task and r["scheme"] == scheme]
             if not rows:
@@ -141,12 +145,16 @@ def main():
             speed = statistics.mean(r["train_examples_per_s"] or 0 for r in rows)
             wall = statistics.mean(r["wall_s"] for r in rows)
             summary[f"{task}/{scheme}"] = {"mean": statistics.mean(acc), "std": std, "runs": acc}
-            lines.append(f"| {scheme} | {SCHEMES[scheme][0]} | {100 * statistics.mean(acc):.1f} ± {100 * std:.1f} | "
+            lines.append(f"| {scheme} | {SCHEMES[scheme][0]} | {len(acc)} | "
+                         f"{100 * statistics.mean(acc):.1f} ± {100 * std:.1f} | "
                          f"{100 * min(acc):.1f} / {100 * max(acc):.1f} | {speed:.1f} | {wall:.0f} s |")
         if "full" in schemes and len(seeds) >= 2:
+            full_runs = [r for r in results if r["task"] == task and r["scheme"] == "full"]
+            if len(full_runs) < len(seeds):
+                continue
             scores = ensemble(task, seeds, args.epochs)
             summary[f"{task}/ensemble"] = scores
-            lines.append(f"| ensemble | probabilities of the {len(seeds)} full fine-tuning runs averaged | "
+            lines.append(f"| ensemble | probabilities of the {len(seeds)} full fine-tuning runs averaged | 1 | "
                          f"{100 * scores['accuracy']:.1f} | – | – | – |")
         lines.append("")
     write_results("adaptation_schemes", {"results": results, "summary": summary}, lines)
