@@ -16,7 +16,7 @@ tied to the word embeddings. Cost: a second forward and backward pass per step.
 
 Sequential adaptation (Phang et al. 2018) needs no code: train on the intermediate task, then start the target
 task from that run (`--init_checkpoint=<intermediate output_dir>/final`: the encoder is loaded and the other
-task's head is reported as unused).
+task's head is discarded and reported).
 """
 
 from __future__ import annotations
