@@ -203,7 +203,7 @@ def _auxiliary_processors():
     return tasks
 
 
-def _train_multitask(model, processor, train_split, loss, encode, source):
+def _train_multitask(model, processor, train_split, loss, tokenizer, source):
     """--auxiliary_tasks: the target task and the auxiliary ones on one encoder, a task sampled per step
     (`adaptation.multitask`). Steps = all tasks' examples x epochs / batch size."""
     from tfx_transfer.adaptation.multitask import MultiTaskTrainer, TaskSampler, TaskSpec
@@ -221,8 +221,7 @@ def _train_multitask(model, processor, train_split, loss, encode, source):
         examples = aux_processor.train_examples(data_dir)
         if FLAGS.max_train_examples:
             examples = examples[:FLAGS.max_train_examples]
-        split = encode_examples(examples, BertTokenizer(source.vocab_file, source.do_lower_case),
-                                FLAGS.max_seq_length, aux_processor.labels)
+        split = encode_examples(examples, tokenizer, FLAGS.max_seq_length, aux_processor.labels)
         aux_model = BertClassifier(model.encoder, 1 if aux_processor.is_regression else len(aux_processor.labels),
                                    dropout=model.dropout if hasattr(model, "dropout") else 0.1,
                                    name=f"aux_{aux_processor.name.lower().replace('-', '_')}")
@@ -243,20 +242,23 @@ def _train_multitask(model, processor, train_split, loss, encode, source):
             "examples_per_s": steps * FLAGS.train_batch_size / result["seconds"]}
 
 
+def _predicted_scores(model, processor, split, batch_size):
+    """Probabilities [N, C] (scores [N] for regression) of `model` on `split`, in file order."""
+    outputs = trainer.predict(model, split, batch_size=batch_size, max_seq_length=FLAGS.max_seq_length,
+                              jit_compile=FLAGS.jit_compile, bucket_by_length=FLAGS.bucket_by_length)
+    return _scores(processor, outputs)
+
+
 def _write_probabilities(model, processor, split, name):
     from tfx_transfer.adaptation.ensembling import write_probabilities
 
-    outputs = trainer.predict(model, split, batch_size=FLAGS.eval_batch_size, max_seq_length=FLAGS.max_seq_length,
-                              jit_compile=FLAGS.jit_compile, bucket_by_length=FLAGS.bucket_by_length)
-    write_probabilities(output_path(name), _scores(processor, outputs))
+    write_probabilities(output_path(name), _predicted_scores(model, processor, split, FLAGS.eval_batch_size))
 
 
 def evaluate(model, processor, split, name="eval", keep_scores=None):
     """`{name}_<metric>` and `{name}_loss` on `split`; the probabilities (or scores) go into `keep_scores[name]`
     when a dict is given."""
-    outputs = trainer.predict(model, split, batch_size=FLAGS.eval_batch_size, max_seq_length=FLAGS.max_seq_length,
-                              jit_compile=FLAGS.jit_compile, bucket_by_length=FLAGS.bucket_by_length)
-    scores = _scores(processor, outputs)
+    scores = _predicted_scores(model, processor, split, FLAGS.eval_batch_size)
     if keep_scores is not None:
         keep_scores[name] = scores
     if processor.is_regression:
@@ -301,7 +303,7 @@ def run():
         if FLAGS.teacher_probabilities:
             train_split, loss = _distillation_targets(train_split)
         if FLAGS.auxiliary_tasks:
-            result = _train_multitask(model, processor, train_split, loss, encode, source)
+            result = _train_multitask(model, processor, train_split, loss, tokenizer, source)
         else:
             result = compile_and_train(model, train_split, "examples", loss=loss, vocab_file=source.vocab_file)
         global_step = result["steps"]
@@ -336,10 +338,7 @@ def run():
     if FLAGS.do_predict:
         test = processor.test_examples(data_dir)
         split = encode_examples(test, tokenizer, FLAGS.max_seq_length, None)
-        outputs = trainer.predict(model, split, batch_size=FLAGS.predict_batch_size,
-                                  max_seq_length=FLAGS.max_seq_length, jit_compile=FLAGS.jit_compile,
-                                  bucket_by_length=FLAGS.bucket_by_length)
-        scores = _scores(processor, outputs)
+        scores = _predicted_scores(model, processor, split, FLAGS.predict_batch_size)
         rows = ["\t".join(f"{p:.6f}" for p in np.atleast_1d(row)) for row in scores]
         write_text(output_path("test_results.tsv"), "\n".join(rows) + "\n")
         predictions = scores if processor.is_regression else [labels[i] for i in scores.argmax(axis=1)]

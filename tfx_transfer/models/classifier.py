@@ -8,6 +8,19 @@ from tfx_transfer.encoders.bert_encoder import INPUT_NAMES
 from tfx_transfer.models.task_model import TaskModel
 
 
+def check_num_classes(num_classes):
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes={num_classes!r} must be a positive integer (1 for regression).")
+
+
+def classification_logits(features, num_classes, dropout, initializer_range):
+    """features [B, F] -> dropout (`head_dropout`) -> dense (`classifier`, truncated-normal kernel) -> float32
+    logits [B, num_classes]: the head every classifier shares (its variable names are what checkpoints use)."""
+    features = keras.layers.Dropout(dropout, name="head_dropout")(features)
+    return keras.layers.Dense(num_classes, kernel_initializer=keras.initializers.TruncatedNormal(
+        stddev=initializer_range), name="classifier", dtype="float32")(features)
+
+
 @keras.saving.register_keras_serializable(package="tfx_transfer")
 class BertClassifier(TaskModel):
     """encoder -> pooled_output -> dropout -> dense: the head of google-research/bert's run_classifier.py and of
@@ -26,13 +39,9 @@ class BertClassifier(TaskModel):
     """
 
     def __init__(self, encoder, num_classes, dropout=0.1, initializer_range=0.02, name="bert_classifier", **kwargs):
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes={num_classes!r} must be a positive integer (1 for regression).")
+        check_num_classes(num_classes)
         inputs = {key: keras.Input(shape=(None,), dtype="int32", name=key) for key in INPUT_NAMES}
-        pooled = encoder(inputs)["pooled_output"]
-        pooled = keras.layers.Dropout(dropout, name="head_dropout")(pooled)
-        logits = keras.layers.Dense(num_classes, kernel_initializer=keras.initializers.TruncatedNormal(
-            stddev=initializer_range), name="classifier", dtype="float32")(pooled)
+        logits = classification_logits(encoder(inputs)["pooled_output"], num_classes, dropout, initializer_range)
         super().__init__(inputs=inputs, outputs=logits, name=name, **kwargs)
         self.encoder = encoder
         self.num_classes = num_classes

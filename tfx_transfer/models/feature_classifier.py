@@ -7,6 +7,7 @@ from keras import ops
 
 from tfx_transfer.encoders.bert_encoder import INPUT_NAMES
 from tfx_transfer.layers.scalar_mix import ScalarMix
+from tfx_transfer.models.classifier import check_num_classes, classification_logits
 from tfx_transfer.models.task_model import TaskModel
 
 FEATURE_HEADS = ("linear", "bilstm")
@@ -31,8 +32,7 @@ class FeatureClassifier(TaskModel):
                  name="feature_classifier", **kwargs):
         if head not in FEATURE_HEADS:
             raise ValueError(f"head={head!r}: choose one of {list(FEATURE_HEADS)}.")
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes={num_classes!r} must be a positive integer (1 for regression).")
+        check_num_classes(num_classes)
         inputs = {key: keras.Input(shape=(None,), dtype="int32", name=key) for key in INPUT_NAMES}
         layers = encoder(inputs)["encoder_outputs"]
         mixed = ScalarMix(len(layers), name="scalar_mix")(layers)
@@ -43,9 +43,7 @@ class FeatureClassifier(TaskModel):
         else:
             features = keras.layers.Bidirectional(keras.layers.LSTM(lstm_units), name="bilstm")(
                 mixed, mask=ops.cast(inputs["input_mask"], "bool"))
-        features = keras.layers.Dropout(dropout, name="head_dropout")(features)
-        logits = keras.layers.Dense(num_classes, kernel_initializer=keras.initializers.TruncatedNormal(
-            stddev=initializer_range), name="classifier", dtype="float32")(features)
+        logits = classification_logits(features, num_classes, dropout, initializer_range)
         super().__init__(inputs=inputs, outputs=logits, name=name, **kwargs)
         self.encoder = encoder
         self.num_classes = num_classes
