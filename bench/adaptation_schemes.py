@@ -8,7 +8,8 @@ process) on SST-2-8k (the first 8,000 SST-2 training sentences) and RTE (2,490 t
 say these schemes matter), scored on the full dev sets. One epoch by default (`--epochs`): on this 2-core CPU a
 3-epoch RTE run takes ~10 minutes, so the 3-seed table at 3 epochs would take a day. Every scheme x seed: mean and standard deviation
 over seeds of the dev accuracy, and the training time. Derived rows: the ensemble of the full fine-tuning seeds
-(probabilities averaged, `adaptation.ensembling`) and a 3-layer student distilled from that ensemble.
+(probabilities averaged, `adaptation.ensembling`) and a 3-layer student distilled from that ensemble. Multi-task:
+RTE with MRPC (`--auxiliary_tasks`); on SST-2-8k the multi-task row is the auxiliary masked-LM one.
 
 Finished runs are kept in bench/results/tmp/adaptation_schemes/ and skipped when the script is run again, so an
 interrupted benchmark continues; delete that directory to start over.
@@ -46,7 +47,12 @@ SCHEMES = {
     "distilled": ("3-layer student from the full-FT ensemble (T 2, alpha 0.5), lr 1e-4",
                   ["--student_layers=3", "--learning_rate=1e-4", "--distill_temperature=2",
                    "--distill_alpha=0.5"]),
+    "multitask": ("full, lr 5e-5, + a second GLUE task on the shared encoder (equal-sized, proportional sampling)",
+                  ["--learning_rate=5e-5"]),
 }
+# multitask: the auxiliary task per target task, capped at the target's training-set size so that proportional
+# sampling alternates evenly. MRPC for RTE: a sentence-pair task too (../shared has no MNLI or QNLI train).
+MULTITASK_PARTNER = {"RTE": ("MRPC", 2490)}
 
 
 def run(task, scheme, seed, epochs):
@@ -59,6 +65,9 @@ def run(task, scheme, seed, epochs):
     command = [sys.executable, str(REPO / "run_classifier.py"), f"--task_name={name}",
                f"--data_dir={SHARED_DATA / 'glue_data' / name}", f"--output_dir={out}", "--do_train", "--do_eval",
                f"--seed={seed}", f"--num_train_epochs={epochs:g}", *COMMON, *SCHEMES[scheme][1]]
+    if scheme == "multitask":
+        partner, limit = MULTITASK_PARTNER[task]
+        command.append(f"--auxiliary_tasks={partner}:{SHARED_DATA / 'glue_data' / partner}")
     if limit:
         command.append(f"--max_train_examples={limit}")
     if scheme == "full":
@@ -111,6 +120,7 @@ def main():
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--cached_only", action="store_true", help="tabulate finished runs only; start none")
+    parser.add_argument("--note", default="", help="a sentence for the results' header (e.g. what shared the CPU)")
     args = parser.parse_args()
     tasks, schemes = args.tasks.split(","), args.schemes.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -118,6 +128,9 @@ def main():
     results = []
     for task in tasks:
         for scheme in schemes:
+            if scheme == "multitask" and task not in MULTITASK_PARTNER:
+                print(f"{task} multitask: no auxiliary task chosen for it (MULTITASK_PARTNER); skipped", flush=True)
+                continue
             for seed in seeds:
                 cached = WORK / f"{task}-{scheme}-{seed}-{args.epochs:g}ep" / "bench.json"
                 if args.cached_only and not cached.is_file():
@@ -131,7 +144,7 @@ def main():
              "fraction 0.1, "
              f"seeds {', '.join(map(str, seeds))}; dev accuracy mean ± std over seeds; train time = wall time of the "
              "whole command (model load, training, dev evaluation) on this 2-core CPU. "
-             "Command: `python bench/adaptation_schemes.py`.", ""]
+             "Command: `python bench/adaptation_schemes.py`." + (f" {args.note}" if args.note else ""), ""]
     summary = {}
     for task in tasks:
         lines += [f"## {task}", "", "| scheme | settings | runs | dev accuracy | min / max | train ex/s | wall per run |",
