@@ -73,6 +73,18 @@ def test_attention_matches_textbook_formula(mask_kind):
     np.testing.assert_allclose(out, context @ w["attention_output"][0] + w["attention_output"][1], atol=1e-5)
 
 
+@pytest.mark.parametrize("mask_kind", ["keys", "per_query"])
+def test_attention_training_and_inference_paths_agree(mask_kind):
+    """Training runs all heads as one batch, inference one head at a time: same numbers without dropout."""
+    layer = MultiHeadSelfAttention(HEADS, dropout_rate=0.0)
+    data = _hidden_data(batch=2)
+    mask = data["input_mask"]
+    if mask_kind == "per_query":
+        mask = mask[:, None, :] * np.tril(np.ones((SEQ, SEQ), mask.dtype))[None]
+    np.testing.assert_allclose(np.asarray(layer(data["x"], attention_mask=mask, training=True)),
+                               np.asarray(layer(data["x"], attention_mask=mask, training=False)), atol=1e-6)
+
+
 def test_attention_accepts_3d_mask_and_rejects_bad_width():
     layer = MultiHeadSelfAttention(HEADS, dropout_rate=0.0)
     data = _hidden_data(batch=2)
