@@ -51,22 +51,38 @@ def test_attention_shared_checks(tmp_path):
         _hidden_data(), tmp_path)
 
 
-def test_attention_matches_textbook_formula():
-    """softmax(QK^T / sqrt(d) + mask) V, per head, computed in NumPy from the layer's own kernels."""
+@pytest.mark.parametrize("mask_kind", ["keys", "per_query"])
+def test_attention_matches_textbook_formula(mask_kind):
+    """softmax(QK^T / sqrt(d) + mask) V, per head, computed in NumPy from the layer's own kernels; the mask is
+    [B, S] (padding) or [B, T, S] (padding and causal: a different mask per query)."""
     layer = MultiHeadSelfAttention(HEADS, dropout_rate=0.0)
     data = _hidden_data(batch=2)
     x, mask = data["x"], data["input_mask"]
+    if mask_kind == "per_query":
+        mask = mask[:, None, :] * np.tril(np.ones((SEQ, SEQ), mask.dtype))[None]  # [B, T, S]
     out = np.asarray(layer(x, attention_mask=mask))
     w = {n: (np.asarray(getattr(layer, n).kernel), np.asarray(getattr(layer, n).bias))
          for n in ("query", "key", "value", "attention_output")}
     d = H // HEADS
     proj = {n: (x @ w[n][0] + w[n][1]).reshape(2, SEQ, HEADS, d).transpose(0, 2, 1, 3) for n in ("query", "key", "value")}
     scores = proj["query"] @ proj["key"].transpose(0, 1, 3, 2) / np.sqrt(d)
-    scores = np.where(mask[:, None, None, :] > 0, scores, -np.inf)
+    scores = np.where((mask[:, None, None, :] if mask.ndim == 2 else mask[:, None]) > 0, scores, -np.inf)
     probs = np.exp(scores - scores.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     context = (probs @ proj["value"]).transpose(0, 2, 1, 3).reshape(2, SEQ, H)
     np.testing.assert_allclose(out, context @ w["attention_output"][0] + w["attention_output"][1], atol=1e-5)
+
+
+@pytest.mark.parametrize("mask_kind", ["keys", "per_query"])
+def test_attention_training_and_inference_paths_agree(mask_kind):
+    """Training runs all heads as one batch, inference one head at a time: same numbers without dropout."""
+    layer = MultiHeadSelfAttention(HEADS, dropout_rate=0.0)
+    data = _hidden_data(batch=2)
+    mask = data["input_mask"]
+    if mask_kind == "per_query":
+        mask = mask[:, None, :] * np.tril(np.ones((SEQ, SEQ), mask.dtype))[None]
+    np.testing.assert_allclose(np.asarray(layer(data["x"], attention_mask=mask, training=True)),
+                               np.asarray(layer(data["x"], attention_mask=mask, training=False)), atol=1e-6)
 
 
 def test_attention_accepts_3d_mask_and_rejects_bad_width():

@@ -121,3 +121,62 @@ def test_encoder_demo_finds_every_paraphrase(capsys):
 
     assert demo.main([]) == 0
     assert "Every sentence's nearest neighbour is its paraphrase: True" in capsys.readouterr().out
+
+
+def _weights_by_name(model):
+    """{path without the encoder's prefix: variable}, e.g. "transformer_layer_5/output/kernel", "span_logits/kernel"."""
+    return {v.path.removeprefix("bert_encoder/"): v for v in model.weights}
+
+
+def test_span_training_matches_hugging_face_pytorch(minilm_dir, inputs):
+    """Three optimizer steps of BertSpanLabeler (dropout off, Hugging Face's optimisation conventions: linear decay
+    from the peak, no warmup, AdamW eps 1e-8 added after the bias correction, no weight decay, global-norm clipping
+    at 1.0) against BertForQuestionAnswering + torch AdamW on the same batch and head weights: the same loss at
+    every step and the same weights after. One intended difference is switched off: torch's `padding_idx` never updates the [PAD]
+    embedding row; google-research/bert (and we) do, and padded positions take part in the span softmax."""
+    torch = pytest.importorskip("torch", reason="optional [torch] extra not installed")
+    transformers = pytest.importorskip("transformers", reason="optional [torch] extra not installed")
+    from tfx_transfer.adaptation.optimizers import create_optimizer
+    from tfx_transfer.models import BertSpanLabeler
+
+    batch = inputs[1]
+    lengths = batch["input_mask"].sum(axis=1)
+    labels = np.stack([lengths // 3, lengths // 2], axis=1).astype(np.int32)  # (start, end) inside each pair
+    ours = BertSpanLabeler(BertEncoder.from_pretrained(minilm_dir, hidden_dropout_prob=0.0,
+                                                       attention_probs_dropout_prob=0.0))
+    theirs = transformers.BertForQuestionAnswering.from_pretrained(minilm_dir).eval()  # eval(): no dropout
+    theirs.bert.embeddings.word_embeddings.padding_idx = None
+    head = ours.get_layer("span_logits")
+    with torch.no_grad():
+        theirs.qa_outputs.weight.copy_(torch.tensor(np.asarray(head.kernel).T))
+        theirs.qa_outputs.bias.copy_(torch.tensor(np.asarray(head.bias)))
+    steps = 3
+    initial = {name: np.array(v) for name, v in _weights_by_name(ours).items()}
+    ours.compile(optimizer=create_optimizer(5e-5, steps, 0, weight_decay=0.0, epsilon=1e-8,
+                                            epsilon_mode="pytorch",
+                                            schedule="linear_after_warmup"))
+    optimizer = torch.optim.AdamW(theirs.parameters(), lr=5e-5, eps=1e-8, weight_decay=0.0)
+    schedule = transformers.get_linear_schedule_with_warmup(optimizer, 0, steps)
+    torch_batch = {"input_ids": torch.tensor(batch["input_word_ids"], dtype=torch.long),
+                   "attention_mask": torch.tensor(batch["input_mask"], dtype=torch.long),
+                   "token_type_ids": torch.tensor(batch["input_type_ids"], dtype=torch.long),
+                   "start_positions": torch.tensor(labels[:, 0], dtype=torch.long),
+                   "end_positions": torch.tensor(labels[:, 1], dtype=torch.long)}
+    for step in range(steps):
+        mine = float(np.asarray(ours.train_on_batch(batch, labels)))
+        loss = theirs(**torch_batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(theirs.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        assert abs(mine - loss.item()) <= 1e-4, (step, mine, loss.item())
+    pairs = {"transformer_layer_5/output/kernel": theirs.bert.encoder.layer[5].output.dense.weight.T,
+             "transformer_layer_0/self_attention/query/kernel": theirs.bert.encoder.layer[0].attention.self.query.weight.T,
+             "embeddings/word_embeddings/embeddings": theirs.bert.embeddings.word_embeddings.weight,
+             "span_logits/kernel": theirs.qa_outputs.weight.T}
+    weights = _weights_by_name(ours)
+    for name, expected in pairs.items():
+        moved = _max_diff(weights[name], initial[name])
+        assert moved > 5e-5, (name, moved)  # ~3 updates of lr 5e-5: the comparison below is not of untouched weights
+        assert _max_diff(weights[name], expected.detach().numpy()) <= 0.05 * moved, name

@@ -106,6 +106,9 @@ def define_optimisation_flags():
                        "ULMFiT (--warmup_proportion is its cut_frac), constant (after warmup).")
     define.DEFINE_float("stlr_ratio", 32.0, "slanted_triangular: ratio of the peak to the lowest learning rate.")
     define.DEFINE_float("adam_epsilon", 1e-6, "AdamW epsilon (google-research/bert 1e-6; Hugging Face 1e-8).")
+    define.DEFINE_enum("adam_epsilon_mode", "keras", ["keras", "pytorch"], "Where --adam_epsilon enters Adam's "
+                       "update: keras = added to sqrt(v) before the bias correction (Keras/TF Adam), pytorch = added "
+                       "to the bias-corrected sqrt(v_hat) (Kingma & Ba Algorithm 1, torch.optim.AdamW, Hugging Face).")
     define.DEFINE_float("clip_norm", 1.0, "Clip gradients at this global norm (0 = no clipping).")
     define.DEFINE_integer("gradient_accumulation_steps", 1, "Average this many batches' gradients per update "
                           "(effective batch = train_batch_size x this; steps and warmup count updates).")

@@ -237,6 +237,7 @@ def optimizer_from_flags(model, updates: int, accumulation: int = 1, per_variabl
         logging.info("--l2sp: weight decay toward 0 is off (pass --weight_decay to keep it).")
     return create_optimizer(FLAGS.learning_rate, updates, int(updates * FLAGS.warmup_proportion),
                             weight_decay=weight_decay, epsilon=FLAGS.adam_epsilon,
+                            epsilon_mode=FLAGS.adam_epsilon_mode,
                             layerwise_lr_decay=FLAGS.layerwise_lr_decay, model=model,
                             schedule=FLAGS.lr_schedule, stlr_ratio=FLAGS.stlr_ratio, global_clipnorm=FLAGS.clip_norm,
                             gradient_accumulation_steps=accumulation, per_variable_rates=per_variable_rates)
