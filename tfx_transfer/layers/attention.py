@@ -99,6 +99,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
     def call(self, x, attention_mask=None, training=None):
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
+        # Scaling q before the product is cheaper than scaling the [B, N, T, T] scores.
         q = self._split_heads(self._project("query", x, training), batch, length)
         q = q * (1.0 / math.sqrt(self.head_size))  # [B, N, T, D]
         k = self._split_heads(self._project("key", x, training), batch, length)  # [B, N, S, D]
