@@ -55,9 +55,14 @@ SCHEMES = {
 MULTITASK_PARTNER = {"RTE": ("MRPC", 2490)}
 
 
+def run_dir(task, scheme, seed, epochs):
+    """Where one run's outputs and its cached result (bench.json) live."""
+    return WORK / f"{task}-{scheme}-{seed}-{epochs:g}ep"
+
+
 def run(task, scheme, seed, epochs):
     """One run_classifier.py process; its result dict (cached in WORK)."""
-    out = WORK / f"{task}-{scheme}-{seed}-{epochs:g}ep"
+    out = run_dir(task, scheme, seed, epochs)
     record = out / "bench.json"
     if record.is_file():
         return json.loads(record.read_text())
@@ -73,7 +78,7 @@ def run(task, scheme, seed, epochs):
     if scheme == "full":
         command.append("--write_train_probabilities")
     if scheme == "distilled":
-        teachers = [WORK / f"{task}-full-{s}-{epochs:g}ep" / "train_probabilities.tsv" for s in (0, 1, 2)]
+        teachers = [run_dir(task, "full", s, epochs) / "train_probabilities.tsv" for s in (0, 1, 2)]
         missing = [str(t) for t in teachers if not t.is_file()]
         if missing:
             raise SystemExit(f"distilled needs the three full fine-tuning runs first: {missing}")
@@ -108,7 +113,7 @@ def ensemble(task, seeds, epochs):
     index = {label: i for i, label in enumerate(processor.labels)}
     labels = [index[e.label] for e in dev]
     probabilities = average_probabilities([read_probabilities(
-        str(WORK / f"{task}-full-{s}-{epochs:g}ep" / "eval_probabilities.tsv"))
+        str(run_dir(task, "full", s, epochs) / "eval_probabilities.tsv"))
                                            for s in seeds])
     return compute(processor.metrics, labels, probabilities.argmax(axis=1))
 
@@ -132,8 +137,7 @@ def main():
                 print(f"{task} multitask: no auxiliary task chosen for it (MULTITASK_PARTNER); skipped", flush=True)
                 continue
             for seed in seeds:
-                cached = WORK / f"{task}-{scheme}-{seed}-{args.epochs:g}ep" / "bench.json"
-                if args.cached_only and not cached.is_file():
+                if args.cached_only and not (run_dir(task, scheme, seed, args.epochs) / "bench.json").is_file():
                     continue
                 r = run(task, scheme, seed, args.epochs)
                 results.append(r)
@@ -161,10 +165,8 @@ def main():
             lines.append(f"| {scheme} | {SCHEMES[scheme][0]} | {len(acc)} | "
                          f"{100 * statistics.mean(acc):.1f} ± {100 * std:.1f} | "
                          f"{100 * min(acc):.1f} / {100 * max(acc):.1f} | {speed:.1f} | {wall:.0f} s |")
-        if "full" in schemes and len(seeds) >= 2:
-            full_runs = [r for r in results if r["task"] == task and r["scheme"] == "full"]
-            if len(full_runs) < len(seeds):
-                continue
+        full_runs = [r for r in results if r["task"] == task and r["scheme"] == "full"]
+        if len(seeds) >= 2 and len(full_runs) == len(seeds):
             scores = ensemble(task, seeds, args.epochs)
             summary[f"{task}/ensemble"] = scores
             lines.append(f"| ensemble | probabilities of the {len(seeds)} full fine-tuning runs averaged | 1 | "

@@ -106,37 +106,31 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         v = self._split_heads(self._project("value", x, training), batch, length)  # [B, N, S, D]
         bias = None if attention_mask is None else attention_bias(attention_mask, q.dtype)  # [B, 1, 1|T, S]
         if training:
-            context = self._attend_all_heads(q, k, v, bias, training)
+            context = self._attend(q, k, v, bias, training)
         else:
             context = self._attend_head_by_head(q, k, v, bias)
         context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (batch, length, self.hidden_size))  # [B, T, H]
         return self._project("attention_output", context, training)
 
-    def _attend_all_heads(self, q, k, v, bias, training):
-        """softmax(q k^T + bias) v as one [B, N, T, S] batch. Returns [B, N, T, D]."""
-        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))  # [B, N, T, S]
+    def _attend(self, q, k, v, bias, training):
+        """softmax(q k^T + bias) v over the heads given, as one [B, n, T, S] batch. Returns [B, n, T, D]."""
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))  # [B, n, T, S]
         if bias is not None:
             scores = scores + bias
-        probs = self.dropout(ops.softmax(scores, axis=-1), training=training)  # [B, N, T, S]
-        return ops.matmul(probs, v)  # [B, N, T, D]
+        probs = self.dropout(ops.softmax(scores, axis=-1), training=training)  # [B, n, T, S]
+        return ops.matmul(probs, v)  # [B, n, T, D]
 
     def _attend_head_by_head(self, q, k, v, bias):
-        """The same arithmetic one head at a time (inference: no dropout). Returns [B, N, T, D].
+        """`_attend` one head at a time (inference: no dropout). Returns [B, N, T, D].
 
-        Each head's scores [B, T, S] stay in the CPU cache between the two matmuls and the softmax, where the
+        Each head's scores [B, 1, T, S] stay in the CPU cache between the two matmuls and the softmax, where the
         batched form streams [B, N, T, S] through memory. MiniLM on this 2-core CPU: inference 1.42x faster at
         [8, 384], 1.13x at [32, 128]. Training keeps the batched form: its backward pass over twelve small heads is
         0.83x at [32, 64] (1.11x at [16, 384]), and GLUE batches are short. XLA fuses either form.
         """
-        if bias is not None:
-            bias = bias[:, 0]  # [B, 1|T, S]
-        heads = []
-        for h in range(self.num_heads):
-            scores = ops.matmul(q[:, h], ops.transpose(k[:, h], (0, 2, 1)))  # [B, T, S]
-            if bias is not None:
-                scores = scores + bias
-            heads.append(ops.matmul(ops.softmax(scores, axis=-1), v[:, h]))  # [B, T, D]
-        return ops.stack(heads, axis=1)  # [B, N, T, D]
+        heads = [self._attend(q[:, h:h + 1], k[:, h:h + 1], v[:, h:h + 1], bias, training=False)
+                 for h in range(self.num_heads)]
+        return ops.concatenate(heads, axis=1)  # [B, N, T, D]
 
     def compute_output_shape(self, x_shape, attention_mask_shape=None):
         input_shape = x_shape
