@@ -4,8 +4,9 @@
 
 Trains Hugging Face's BertForQuestionAnswering in PyTorch (dropout on; AdamW lr 5e-5, eps 1e-8, no weight decay,
 linear decay from the peak, clipping at 1.0: the HF Trainer's conventions) for one epoch on exactly run_squad.py's
-features and bucketed batch order (seed 0), copies the weights into BertSpanLabeler, checks the logits agree, and
-scores our predictions on the first 1,000 dev questions. Prints the running mean loss and features/s.
+features and bucketed batch order (those of `run_squad.py --seed=<seed>`; torch's own RNG is seeded with <seed> too),
+copies the weights into BertSpanLabeler, checks the logits agree, and scores our predictions on the first 1,000 dev
+questions. Prints the running mean loss and features/s.
 """
 import os, sys, time, json, shutil
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,7 +27,7 @@ files = resolve_pretrained(src)
 tok = BertTokenizer(files.vocab_file, True)
 ex, _ = read_squad(str(SHARED_DATA / "squad" / "train-v1.1.first11articles.json"), True, False)
 split = features_to_split(build_features(ex, tok, 384, 128, 64, True), 384)
-plan = plan_batches(split.lengths, 16, 384, shuffle=True, seed=0, epoch=0)[:int(os.environ.get("STEPS", 10**6))]
+plan = plan_batches(split.lengths, 16, 384, shuffle=True, seed=seed, epoch=0)[:int(os.environ.get("STEPS", 10**6))]
 print("features", len(split), "steps", len(plan), flush=True)
 import torch, transformers
 torch.manual_seed(seed)
