@@ -31,7 +31,7 @@ test: $(STAMP)
 	$(RUN) -m pytest -q tests
 
 # Speed and accuracy targets (bench/README.md). `make bench` takes about 40 minutes on 2 cores;
-# `make bench-all` adds SQuAD and the full MRPC/RTE/STS-B runs (about 2 more hours).
+# `make bench-all` adds SQuAD and the full MRPC/RTE/STS-B runs (about 2.5 more hours).
 bench: $(STAMP)
 	$(RUN) bench/encoder_inference.py
 	$(RUN) bench/sst2_peers.py
