@@ -77,11 +77,16 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
 
 
+def utc_timestamp() -> str:
+    """Now, UTC, to the second (ISO 8601): the `date` of result files and rows."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def write_results(name: str, payload: dict, table_lines: list[str]):
     """bench/results/<name>.json and <name>.md (atomic: temp file + rename)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = dict(payload, machine=platform.platform(), cpus=os.cpu_count(),
-                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+                   date=utc_timestamp())
     for suffix, text in (("json", json.dumps(payload, indent=2) + "\n"), ("md", "\n".join(table_lines) + "\n")):
         path = RESULTS / f"{name}.{suffix}"
         tmp = path.with_suffix(path.suffix + ".tmp")

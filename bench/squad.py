@@ -15,7 +15,6 @@ own process; peak RSS from /usr/bin/time; each row records its own date, since a
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import re
@@ -25,7 +24,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import REPO, RESULTS, SHARED_DATA, shown_command, write_results  # noqa: E402
+from common import REPO, RESULTS, SHARED_DATA, shown_command, utc_timestamp, write_results  # noqa: E402
 
 TRAIN = SHARED_DATA / "squad" / "train-v1.1.first11articles.json"
 DEV = SHARED_DATA / "squad" / "dev-v1.1.json"
@@ -90,7 +89,7 @@ def run(setup, output_dir):
             "predict_features_per_s": float(predict_speed[-1][2]) if predict_speed else None,
             "peak_rss_gib": int(rss[-1]) / 2 ** 20 if rss else None,
             "command": shown_command(command[4:]).replace(str(output_dir), "<out>"),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            "date": utc_timestamp()}
 
 
 def merged(previous, new):
@@ -118,8 +117,7 @@ def main():
             print(json.dumps(r), flush=True)
     previous = RESULTS / "squad.json"
     if previous.exists():
-        old = json.loads(previous.read_text(encoding="utf-8"))
-        results = merged([dict(r, date=r.get("date", old["date"])) for r in old["results"]], results)
+        results = merged(json.loads(previous.read_text(encoding="utf-8"))["results"], results)
     lines = ["# SQuAD v1.1: run_squad.py with the packaged all-MiniLM-L6-v2", "",
              f"Train: `{TRAIN.name}` (3,807 questions, 1 epoch); predict + official metrics: the full `{DEV.name}` "
              "(10,570 questions) and its first 1,000 questions. max_seq_length 384, doc_stride 128, batch 16 (predict 8), "
