@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-0.1.0-2
 RUN    := TF_CPP_MIN_LOG_LEVEL=2 $(PY)
 
-.PHONY: setup demo test bench bench-all clean
+.PHONY: setup demo test bench bench-all fixtures clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,11 @@ bench-all: bench
 	$(RUN) bench/squad.py
 	$(RUN) bench/glue_tasks.py
 	$(RUN) bench/distribution.py
+
+# Regenerate the interop fixtures with their genuine producers (Model Garden, google-research/bert, transformers,
+# keras-hub), each in its own throw-away virtualenv; needs PyPI. Not part of `make test` (tests/fixtures/README.md).
+fixtures:
+	bash tests/fixtures/regenerate.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .demo_output
