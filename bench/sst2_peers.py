@@ -100,7 +100,7 @@ def run_keras_hub() -> dict:
     import tensorflow as tf
 
     from tfx_transfer.adaptation.optimizers import NO_DECAY, WarmupLinearDecay
-    from tfx_transfer.checkpoints.keras_hub_interop import config_from_keras_hub
+    from tfx_transfer.checkpoints.keras_hub_presets import bert_config_from_keras_hub
     from tfx_transfer.pretrained import resolve_pretrained
 
     keras.utils.set_random_seed(SEED)
@@ -122,7 +122,8 @@ def run_keras_hub() -> dict:
     logits = classifier.predict(dev_texts, batch_size=BATCH, verbose=0)
     inference = time.perf_counter() - start
     accuracy = float(np.mean(np.argmax(logits, -1) == np.asarray(dev_labels)))
-    return _summary(clock, accuracy, inference, [SEQ] * TRAIN_ROWS, config_from_keras_hub(classifier.backbone))
+    config = bert_config_from_keras_hub(classifier.backbone.get_config())
+    return _summary(clock, accuracy, inference, [SEQ] * TRAIN_ROWS, config)
 
 
 RUNS = {"keras-hub fixed 64": run_keras_hub, "tfx_transfer fixed 64": lambda: run_ours(False),

@@ -57,18 +57,23 @@ class HubEncoderModule(tf.Module):
         return {"serving_default": serve.get_concrete_function()}
 
 
-def export_encoder(encoder, vocab_file: str, do_lower_case: bool, export_path: str, overwrite: bool = False) -> str:
-    """Writes the Hub encoder SavedModel atomically (temporary directory + rename). Returns `export_path`."""
-    import json
+def export_encoder(encoder, tokenizer_settings, export_path: str, overwrite: bool = False) -> str:
+    """Writes the Hub encoder SavedModel atomically (temporary directory + rename). Returns `export_path`.
+
+    Args:
+        tokenizer_settings: a `TokenizerSettings`; its vocabulary becomes the `vocab_file` asset, its casing
+            `do_lower_case`, and all of it assets.extra/tokenizer_config.json (read back by `from_pretrained`).
+    """
     import os
 
-    from tfx_transfer.io_utils import atomic_directory
+    from tfx_transfer.io_utils import atomic_directory, write_json
 
-    module = HubEncoderModule(encoder, vocab_file, do_lower_case)
+    module = HubEncoderModule(encoder, tokenizer_settings.vocab_file, tokenizer_settings.do_lower_case)
     signatures = module.trace()
     with atomic_directory(export_path, overwrite) as tmp:
         tf.saved_model.save(module, tmp, signatures=signatures)
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
-        with open(os.path.join(tmp, "assets.extra", "config.json"), "w", encoding="utf-8") as f:
-            json.dump(encoder.bert_config.to_hf_dict(), f, indent=2)
+        write_json(os.path.join(tmp, "assets.extra", "config.json"), encoder.bert_config.to_hf_dict())
+        write_json(os.path.join(tmp, "assets.extra", "tokenizer_config.json"),
+                   tokenizer_settings.to_tokenizer_config())
     return os.fspath(export_path)

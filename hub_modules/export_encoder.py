@@ -29,7 +29,6 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty --export_pa
 
 def run():
     from hub_modules.encoder import export_encoder
-    from tfx_transfer.checkpoints.loader import load_checkpoint
     from tfx_transfer.encoders.bert_encoder import BertEncoder
     from tfx_transfer.jobs.flags import FlagError
     from tfx_transfer.pretrained import DEFAULT_MODEL
@@ -39,19 +38,12 @@ def run():
     if FLAGS.init_checkpoint and FLAGS.pretrained:
         raise FlagError("--init_checkpoint and --pretrained both name the model; pass only one.")
     source = FLAGS.init_checkpoint or FLAGS.pretrained or DEFAULT_MODEL
-    if FLAGS.bert_config_file:  # a bare checkpoint whose directory lacks its config / vocabulary
-        if not FLAGS.vocab_file:
-            raise FlagError("--bert_config_file needs --vocab_file.")
-        encoder = BertEncoder.from_config_file(FLAGS.bert_config_file)
-        print(load_checkpoint(encoder, source))
-        vocab_file, do_lower_case = FLAGS.vocab_file, True
-    else:
-        encoder = BertEncoder.from_pretrained(source, verbose=True)
-        vocab_file = FLAGS.vocab_file or encoder.pretrained.vocab_file
-        do_lower_case = encoder.pretrained.do_lower_case
-    if FLAGS.do_lower_case is not None:
-        do_lower_case = FLAGS.do_lower_case
-    path = export_encoder(encoder, vocab_file, do_lower_case, FLAGS.export_path, FLAGS.overwrite)
+    try:  # every layout `from_pretrained` reads; the flags fill in what a bare checkpoint directory lacks
+        encoder = BertEncoder.from_pretrained(source, verbose=True, config_file=FLAGS.bert_config_file,
+                                              vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
+    except FileNotFoundError as e:
+        raise FlagError(f"{source}: {e}") from e
+    path = export_encoder(encoder, encoder.pretrained.tokenizer, FLAGS.export_path, FLAGS.overwrite)
     print(f"Exported the Hub encoder to {path}")
     return 0
 

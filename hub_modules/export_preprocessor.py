@@ -1,7 +1,8 @@
 """Export the matching TF Hub preprocessing module.
 
-    python -m hub_modules.export_preprocessor --vocab_file=vocab.txt --do_lower_case=true --seq_length=128 \\
-        --export_path=/tmp/minilm_preprocess
+    python -m hub_modules.export_preprocessor --pretrained=all-MiniLM-L6-v2 --seq_length=128 \\
+        --export_path=/tmp/minilm_preprocess      # the model's own tokenizer settings
+    python -m hub_modules.export_preprocessor --vocab_file=vocab.txt --do_lower_case=true --export_path=...
 """
 
 import os
@@ -14,8 +15,12 @@ from absl import flags  # noqa: E402
 # A private flag registry: importing this module never clashes with the scripts' flags.
 FLAGS = flags.FlagValues()
 
-flags.DEFINE_string("vocab_file", None, "WordPiece vocab.txt (default: the packaged MiniLM's).", flag_values=FLAGS)
-flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased models).", flag_values=FLAGS)
+flags.DEFINE_string("pretrained", None, "Model whose tokenizer to export, with the settings its producer recorded "
+                    "(directory or packaged name; default all-MiniLM-L6-v2 unless --vocab_file is given).",
+                    flag_values=FLAGS)
+flags.DEFINE_string("vocab_file", None, "A WordPiece vocab.txt instead of --pretrained.", flag_values=FLAGS)
+flags.DEFINE_bool("do_lower_case", None, "Lower-case and strip accents (default: the model's casing, or the "
+                  "vocabulary's).", flag_values=FLAGS)
 flags.DEFINE_integer("seq_length", 128, "Length of the packed inputs `__call__` returns.", flag_values=FLAGS)
 flags.DEFINE_string("export_path", None, "Directory to write (atomically).", flag_values=FLAGS)
 flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty --export_path.", flag_values=FLAGS)
@@ -26,13 +31,20 @@ def run():
     from tfx_transfer.jobs.flags import FlagError
     from tfx_transfer.pretrained import DEFAULT_MODEL, resolve_pretrained
     from tfx_transfer.text.tokenizer import BertTokenizer
+    from tfx_transfer.text.tokenizer_files import vocab_file_settings
 
     if not FLAGS.export_path:
         raise FlagError("--export_path is required.")
     if FLAGS.seq_length < 3:
         raise FlagError(f"--seq_length={FLAGS.seq_length} must be >= 3.")
-    vocab_file = FLAGS.vocab_file or resolve_pretrained(DEFAULT_MODEL).vocab_file
-    path = export_preprocessor(BertTokenizer(vocab_file, FLAGS.do_lower_case), FLAGS.seq_length, FLAGS.export_path,
+    if FLAGS.vocab_file and FLAGS.pretrained:
+        raise FlagError("--vocab_file and --pretrained both name the vocabulary; pass only one.")
+    if FLAGS.vocab_file:
+        settings = vocab_file_settings(FLAGS.vocab_file, FLAGS.do_lower_case)
+    else:
+        files = resolve_pretrained(FLAGS.pretrained or DEFAULT_MODEL)
+        settings = files.tokenizer if FLAGS.do_lower_case is None else files.tokenizer.with_casing(FLAGS.do_lower_case)
+    path = export_preprocessor(BertTokenizer.from_settings(settings), FLAGS.seq_length, FLAGS.export_path,
                                FLAGS.overwrite)
     print(f"Exported the Hub preprocessor to {path}")
     return 0

@@ -3,6 +3,10 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if "TFX_TRANSFER_CACHE" not in os.environ:  # vocabularies extracted from tokenizer.json files: not the user's cache
+    import tempfile
+
+    os.environ["TFX_TRANSFER_CACHE"] = tempfile.mkdtemp(prefix="tfx_transfer_test_cache_")
 
 import pathlib
 
@@ -57,3 +61,36 @@ def tiny_model(tmp_path_factory):
     encoder = BertEncoder(vocab_size=len(vocab), **TINY_ENCODER)
     save_hf_checkpoint(encoder, directory, vocab_file=str(vocab_file), do_lower_case=True)
     return str(directory)
+
+
+class _Collect:
+    """Collects absl log messages (absl's logger does not reach pytest's caplog)."""
+
+    def __init__(self):
+        import logging
+
+        from absl import logging as absl_logging
+
+        self.messages = []
+        collect = self
+
+        class Handler(logging.Handler):
+            def emit(self, record):
+                collect.messages.append(record.getMessage())
+
+        self.handler, self.logger = Handler(level=logging.INFO), absl_logging.get_absl_logger()
+        self.logger.addHandler(self.handler)
+
+    @property
+    def text(self):
+        return "\n".join(self.messages)
+
+    def close(self):
+        self.logger.removeHandler(self.handler)
+
+
+@pytest.fixture
+def absl_log():
+    collect = _Collect()
+    yield collect
+    collect.close()

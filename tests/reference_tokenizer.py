@@ -1,8 +1,8 @@
 """A pure-Python reference of google-research/bert's FullTokenizer algorithm (BasicTokenizer + WordPiece).
 
 Written from the published algorithm: clean text, split CJK characters, split on whitespace, lower-case and strip
-accents (uncased), split punctuation, then greedy longest-match-first WordPiece with [UNK] for words over 100
-characters. Used only as the ground truth in tests.
+accents (uncased), split punctuation, then greedy longest-match-first WordPiece with [UNK] for words over `max_chars`
+characters (google-research/bert: 200, Hugging Face: 100). Used only as the ground truth in tests.
 """
 
 import unicodedata
@@ -58,7 +58,7 @@ def basic_tokenize(text, do_lower_case):
     return words
 
 
-def wordpiece(word, vocab, unk="[UNK]", max_chars=100):
+def wordpiece(word, vocab, unk="[UNK]", max_chars=200):
     if len(word) > max_chars:
         return [unk]
     pieces, start = [], 0
@@ -77,9 +77,9 @@ def wordpiece(word, vocab, unk="[UNK]", max_chars=100):
     return pieces
 
 
-def reference_ids(text, vocab_list, do_lower_case=True):
+def reference_ids(text, vocab_list, do_lower_case=True, max_chars=200):
     vocab = {token: i for i, token in enumerate(vocab_list)}
-    return [vocab[p] for word in basic_tokenize(text, do_lower_case) for p in wordpiece(word, vocab)]
+    return [vocab[p] for word in basic_tokenize(text, do_lower_case) for p in wordpiece(word, vocab, max_chars=max_chars)]
 
 
 def truncate_seq_pair(tokens_a, tokens_b, max_length):

@@ -148,11 +148,18 @@ def test_model_garden_saved_model_like_a_hub_module(tmp_path):
     assert _max_diff(source, target, random_bert_inputs(2, 6, 60)) == 0.0
 
 
-def test_object_based_checkpoint_gets_a_clear_error(tmp_path):
-    checkpoint = tf.train.Checkpoint(model=BertEncoder(**TINY))
-    prefix = checkpoint.write(str(tmp_path / "object" / "ckpt"))
-    with pytest.raises(ValueError, match="object-based TF2 checkpoint"):
-        load_checkpoint(BertEncoder(**TINY), prefix)
+def test_object_based_checkpoint_of_our_model_loads_by_recorded_names(tmp_path):
+    """tf.train.Checkpoint(model=<a Keras 3 model>) records each variable's path in its object graph."""
+    source = BertEncoder(**TINY)
+    prefix = tf.train.Checkpoint(model=source).write(str(tmp_path / "object" / "ckpt"))
+    target = BertEncoder(**TINY)
+    report = load_checkpoint(target, prefix)
+    assert report.format == "keras" and len(report.loaded) == len(target.weights)
+    assert _max_diff(source, target, random_bert_inputs(2, 6, 60)) == 0.0
+    anonymous = tf.train.Checkpoint(model=tf.Module())
+    anonymous.model.kernel = tf.Variable(np.zeros((2, 2), "float32"))  # no name recorded: only an object path
+    with pytest.raises(ValueError, match="object-based TF2 checkpoint .tf.train.Checkpoint.; the variable names"):
+        load_checkpoint(BertEncoder(**TINY), anonymous.write(str(tmp_path / "anonymous" / "ckpt")))
 
 
 # ---------------------------------------------------------------------------------------------- keras, keras-hub
@@ -211,7 +218,8 @@ def test_missing_files_and_damaged_checkpoints(tmp_path):
     source = BertEncoder(**TINY)
     directory = save_google_checkpoint(source, tmp_path / "google", vocab_file=_vocab(tmp_path))
     os.remove(os.path.join(directory, "bert_config.json"))
-    with pytest.raises(FileNotFoundError, match="no config file; expected config.json or bert_config.json"):
+    with pytest.raises(FileNotFoundError, match="no config file .config.json or bert_config.json., and the "
+                       "architecture of a google_tf1 checkpoint cannot be read off its weights"):
         BertEncoder.from_pretrained(directory)
     data = os.path.join(directory, "bert_model.ckpt.data-00000-of-00001")
     with open(data, "r+b") as f:

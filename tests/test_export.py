@@ -152,9 +152,9 @@ def test_lora_model_is_merged_for_serving(tokenizer, tmp_path):
             variable.assign(np.full(variable.shape, 0.05, "float32"))
     path = export_for_serving(model, tmp_path / "lora", tokenizer, labels=["a", "b"], max_seq_length=32,
                               warmup=False)
-    from tfx_transfer.checkpoints.readers import saved_model_arrays
+    from tfx_transfer.checkpoints.saved_models import read_saved_model
 
-    assert not any("lora" in name for name in saved_model_arrays(path))
+    assert not any("lora" in name for name in read_saved_model(path).arrays)
     loaded = tf.saved_model.load(path)
     out = loaded.signatures["serving_default"](text=tf.constant(TEXTS[:3]))
     np.testing.assert_allclose(out["probabilities"].numpy(), _keras_probabilities(model, tokenizer, TEXTS[:3], seq=32),

@@ -206,39 +206,6 @@ def test_interrupted_training_resumes_to_the_same_weights(signum, tiny_model, un
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-class _Collect:
-    """Collects absl log messages (absl's logger does not reach pytest's caplog)."""
-
-    def __init__(self):
-        import logging
-
-        from absl import logging as absl_logging
-
-        self.messages = []
-        collect = self
-
-        class Handler(logging.Handler):
-            def emit(self, record):
-                collect.messages.append(record.getMessage())
-
-        self.handler, self.logger = Handler(level=logging.INFO), absl_logging.get_absl_logger()
-        self.logger.addHandler(self.handler)
-
-    @property
-    def text(self):
-        return "\n".join(self.messages)
-
-    def close(self):
-        self.logger.removeHandler(self.handler)
-
-
-@pytest.fixture
-def absl_log():
-    collect = _Collect()
-    yield collect
-    collect.close()
-
-
 def test_optimisation_schemes_from_flags(tiny_model, tmp_path, absl_log):
     """Issue 9's flags on the script: schedule, accumulation, clipping, layer-wise rates, gradual unfreezing,
     L2-SP, EWC and auxiliary MLM train together; probability files feed ensembling and distillation."""

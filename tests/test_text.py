@@ -53,7 +53,7 @@ def _ids(tokenizer, strings):
 def test_ids_equal_google_reference_algorithm(tokenizer):
     ours = _ids(tokenizer, VARIED_WITH_EDGE_CASES)
     for text, ids in zip(VARIED_WITH_EDGE_CASES, ours):
-        assert ids == reference_ids(text, tokenizer.vocab, do_lower_case=True), repr(text)
+        assert ids == reference_ids(text, tokenizer.vocab, True, tokenizer.max_chars_per_word), repr(text)
 
 
 def test_cased_mode_equals_reference(minilm_dir):
@@ -61,7 +61,7 @@ def test_cased_mode_equals_reference(minilm_dir):
         cased = BertTokenizer(f"{minilm_dir}/vocab.txt", do_lower_case=False)
     strings = VARIED_WITH_EDGE_CASES[:200]
     for text, ids in zip(strings, _ids(cased, strings)):
-        assert ids == reference_ids(text, cased.vocab, do_lower_case=False), repr(text)
+        assert ids == reference_ids(text, cased.vocab, False, cased.max_chars_per_word), repr(text)
 
 
 def test_ids_equal_tensorflow_text_bert_tokenizer(tokenizer):

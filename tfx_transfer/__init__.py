@@ -1,11 +1,11 @@
 """tfx_transfer: transfer learning for NLP on Keras 3 / TensorFlow.
 
 Public API (see README.md):
-    BertConfig, BertEncoder              the from-scratch encoder and its config
+    BertConfig, BertEncoder, HubEncoder  the from-scratch encoder, its config, a TF Hub module as an encoder
     BertTokenizer, BertPacker, BertPreprocessor    raw text -> encoder inputs (tensorflow-text)
     load_checkpoint, LoadReport, AssignmentMap     checkpoints with explicit name maps and a report
     AdapterConfig, save_adaptation, load_adaptation parameter-efficient adaptation, adapter-only files
-    BertClassifier                                  the sentence (pair) classification model
+    BertClassifier, BertSpanLabeler                 sentence (pair) classification, span prediction (SQuAD)
 """
 
 __version__ = "0.1.0"
@@ -13,13 +13,14 @@ __version__ = "0.1.0"
 from tfx_transfer.adaptation import AdapterConfig, apply_strategy, load_adaptation, save_adaptation
 from tfx_transfer.checkpoints import AssignmentMap, CheckpointMismatchError, LoadReport, load_checkpoint
 from tfx_transfer.config import BertConfig
-from tfx_transfer.encoders import BertEncoder
-from tfx_transfer.models import BertClassifier
+from tfx_transfer.encoders import BertEncoder, HubEncoder
+from tfx_transfer.models import BertClassifier, BertSpanLabeler
 from tfx_transfer.pretrained import DEFAULT_MODEL, resolve_pretrained
 from tfx_transfer.text import BertPacker, BertPreprocessor, BertTokenizer
 
 __all__ = [
     "BertConfig", "BertEncoder", "BertTokenizer", "BertPacker", "BertPreprocessor", "load_checkpoint",
     "LoadReport", "AssignmentMap", "CheckpointMismatchError", "resolve_pretrained", "DEFAULT_MODEL", "__version__",
-    "AdapterConfig", "apply_strategy", "save_adaptation", "load_adaptation", "BertClassifier",
+    "AdapterConfig", "apply_strategy", "save_adaptation", "load_adaptation", "BertClassifier", "BertSpanLabeler",
+    "HubEncoder",
 ]

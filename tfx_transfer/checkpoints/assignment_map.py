@@ -32,11 +32,16 @@ from tfx_transfer.io_utils import read_json
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
-    """Maps checkpoint names fully matching `pattern` to `target` (a `re` template), then applies `transforms`."""
+    """Maps checkpoint names fully matching `pattern` to `target` (a `re` template), then applies `transforms`.
+
+    `head`: the tensor belongs to a task head (a classifier, a span head). A model without that head, or with a head
+    of another shape (another number of classes), reports it as discarded instead of failing.
+    """
 
     pattern: str
     target: str
     transforms: Tuple[Transform, ...] = ()
+    head: bool = False
 
     def __post_init__(self):
         try:
@@ -58,6 +63,8 @@ class Rule:
         config = {"pattern": self.pattern, "target": self.target}
         if self.transforms:
             config["transforms"] = [t.to_config() for t in self.transforms]
+        if self.head:
+            config["head"] = True
         return config
 
 
@@ -67,12 +74,14 @@ class Resolution:
 
     `discardable`: a 'load' whose name also matches a discard pattern, so a model without the target variable
     (e.g. an encoder reading a checkpoint that has a classifier head) reports it as discarded, not as an error.
+    `head`: a 'load' of a task-head tensor (see `Rule.head`).
     """
 
     kind: str
     target: Optional[str] = None
     transforms: Tuple[Transform, ...] = ()
     discardable: bool = False
+    head: bool = False
 
 
 def _compile_all(patterns, what):
@@ -90,8 +99,12 @@ class AssignmentMap:
 
     def __init__(self, rules: Sequence[Union[Rule, dict, tuple]] = (), ignore: Sequence[str] = (),
                  discard: Sequence[str] = (), rename: Sequence[Tuple[str, str]] = (), name: str = "custom",
-                 fallback: Optional["AssignmentMap"] = None):
+                 fallback: Optional["AssignmentMap"] = None, optional: Sequence[str] = ()):
+        """`optional`: regexes of *model* variable paths a checkpoint of this format may lack (e.g. the pooler,
+        which Hugging Face's token-classification, QA and masked-LM models do not have): left newly initialised
+        and reported, without failing a strict load."""
         self.rules: List[Rule] = [self._as_rule(r) for r in rules]
+        self.optional = list(optional)
         self.ignore = list(ignore)
         self.discard = list(discard)
         self.rename = [tuple(pair) for pair in rename]
@@ -108,12 +121,12 @@ class AssignmentMap:
         if isinstance(rule, Rule):
             return rule
         if isinstance(rule, dict):
-            unknown = set(rule) - {"pattern", "target", "transforms"}
+            unknown = set(rule) - {"pattern", "target", "transforms", "head"}
             if unknown or not {"pattern", "target"} <= set(rule):
                 raise ValueError(
-                    f"Assignment rule {rule!r}: expected keys 'pattern', 'target' and optionally 'transforms'."
+                    f"Assignment rule {rule!r}: expected keys 'pattern', 'target' and optionally 'transforms', 'head'."
                 )
-            return Rule(rule["pattern"], rule["target"], tuple(rule.get("transforms", ())))
+            return Rule(rule["pattern"], rule["target"], tuple(rule.get("transforms", ())), bool(rule.get("head")))
         if isinstance(rule, (tuple, list)) and len(rule) in (2, 3):
             return Rule(rule[0], rule[1], tuple(rule[2]) if len(rule) == 3 else ())
         raise ValueError(f"Assignment rule {rule!r}: expected Rule, dict or (pattern, target[, transforms]).")
@@ -128,7 +141,7 @@ class AssignmentMap:
         for rule in self.rules:
             target = rule.apply(name)
             if target is not None:
-                return Resolution("load", target, rule.transforms, discardable)
+                return Resolution("load", target, rule.transforms, discardable, rule.head)
         if discardable:
             return Resolution("discard")
         if self.fallback is not None:
@@ -139,7 +152,11 @@ class AssignmentMap:
         """This map, deciding first; names it leaves unmatched go to `other` (after this map's renames)."""
         fallback = other if self.fallback is None else self.fallback.then(other)
         return AssignmentMap(self.rules, self.ignore, self.discard, self.rename, name=f"{self.name}+{other.name}",
-                             fallback=fallback)
+                             fallback=fallback, optional=self.optional)
+
+    def optional_targets(self) -> List[str]:
+        """`optional` of this map and of every map behind it."""
+        return self.optional + (self.fallback.optional_targets() if self.fallback is not None else [])
 
     # ------------------------------------------------------------------ JSON
     def to_config(self) -> dict:

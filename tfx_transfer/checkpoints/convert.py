@@ -3,7 +3,8 @@
     python -m tfx_transfer.checkpoints.convert --input=<dir|prefix|all-MiniLM-L6-v2> \\
         --output_dir=<dir> --output_format={google,hf,keras}
 
-Reads anything `BertEncoder.from_pretrained` reads (Hugging Face, Google TF1, Keras, TF Hub SavedModel),
+Reads anything `BertEncoder.from_pretrained` reads (Hugging Face, Google TF1, Model Garden, keras-hub presets, Keras,
+TF Hub SavedModels),
 prints one line per stage and the load report, writes the output directory atomically (an existing non-empty
 directory is refused unless --overwrite), then reloads what it wrote and checks the outputs are identical.
 Errors are one line on stderr and exit code 2.
@@ -31,7 +32,9 @@ flags.DEFINE_string("assignment_map", None, "JSON assignment map applied before 
 flags.DEFINE_bool("strict", True, "Fail when a variable is missing from the input or an input tensor is unused.",
                   flag_values=FLAGS)
 flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty output directory.", flag_values=FLAGS)
-flags.DEFINE_string("vocab_file", None, "Vocabulary to ship with the output (default: the input's vocab.txt).",
+flags.DEFINE_string("vocab_file", None, "Vocabulary to ship with the output (default: the input's).",
+                    flag_values=FLAGS)
+flags.DEFINE_string("bert_config_file", None, "Config of an input directory that holds only checkpoints.",
                     flag_values=FLAGS)
 flags.DEFINE_bool("do_lower_case", None, "Casing to record (default: the input's).", flag_values=FLAGS)
 flags.DEFINE_bool("verify", True, "Reload the written model and compare outputs with the converted one.",
@@ -43,28 +46,27 @@ def _stage(index, total, text):
 
 
 def convert(input_path, output_dir, output_format, assignment_map=None, strict=True, overwrite=False,
-            vocab_file=None, do_lower_case=None, verify=True):
+            vocab_file=None, do_lower_case=None, verify=True, config_file=None):
     """Library form of the CLI. Returns (LoadReport, max abs output difference after reload or None)."""
     import numpy as np
 
     from tfx_transfer.checkpoints.assignment_map import AssignmentMap
     from tfx_transfer.checkpoints.writers import WRITERS
     from tfx_transfer.encoders.bert_encoder import BertEncoder
-    from tfx_transfer.pretrained import resolve_pretrained
     from tfx_transfer.text import BertPreprocessor
 
     total = 4 if verify else 3
     start = time.perf_counter()
-    files = resolve_pretrained(input_path)
-    c = files.config
-    _stage(1, total, f"input {files.weights_path}: {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
-                     f"{c.num_attention_heads} heads, vocab {c.vocab_size}, {c.hidden_act}")
     user_map = AssignmentMap.from_json_file(assignment_map) if assignment_map else None
-    encoder = BertEncoder.from_pretrained(input_path, strict=strict, assignment_map=user_map)
+    encoder = BertEncoder.from_pretrained(input_path, strict=strict, assignment_map=user_map, config_file=config_file,
+                                          vocab_file=vocab_file, do_lower_case=do_lower_case)
+    files, c = encoder.pretrained, encoder.bert_config
+    _stage(1, total, f"input {files.weights_path}: {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
+                     f"{c.num_attention_heads} heads, vocab {c.vocab_size}, {c.hidden_act}; tokenizer from "
+                     f"{files.tokenizer.source}")
     _stage(2, total, f"loaded {len(encoder.load_report.loaded)} tensors "
                      f"({encoder.load_report.num_loaded_parameters:,} parameters) from {encoder.load_report.format}")
-    WRITERS[output_format](encoder, output_dir, vocab_file=vocab_file, do_lower_case=do_lower_case,
-                           overwrite=overwrite)
+    WRITERS[output_format](encoder, output_dir, overwrite=overwrite)
     _stage(3, total, f"wrote {output_format} model to {output_dir}: {', '.join(sorted(os.listdir(output_dir)))}")
     difference = None
     if verify:
@@ -99,7 +101,7 @@ def main(argv=None) -> int:
         return 2
     try:
         convert(FLAGS.input, FLAGS.output_dir, FLAGS.output_format, FLAGS.assignment_map, FLAGS.strict,
-                FLAGS.overwrite, FLAGS.vocab_file, FLAGS.do_lower_case, FLAGS.verify)
+                FLAGS.overwrite, FLAGS.vocab_file, FLAGS.do_lower_case, FLAGS.verify, FLAGS.bert_config_file)
     except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

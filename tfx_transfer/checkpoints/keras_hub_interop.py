@@ -1,4 +1,5 @@
-"""keras-hub `BertBackbone` <-> tfx_transfer `BertEncoder`, in memory, with equal outputs.
+"""keras-hub `BertBackbone` <-> tfx_transfer `BertEncoder`, in memory, with equal outputs (preset directories on
+disk: `keras_hub_presets`, read by `from_pretrained`).
 
 keras-hub's BERT always uses the tanh GELU; encoders converted from it get `hidden_act="gelu_approximate"`, and
 exporting an exact-GELU encoder to keras-hub warns that its outputs will differ slightly.
@@ -10,26 +11,17 @@ import warnings
 
 import numpy as np
 
+from tfx_transfer.checkpoints.keras_hub_presets import bert_config_from_keras_hub
 from tfx_transfer.checkpoints.loader import load_from_reader, model_variables
 from tfx_transfer.checkpoints.readers import ArrayReader
 from tfx_transfer.checkpoints.tables import KERAS_HUB
-from tfx_transfer.config import BertConfig
-
-
-def config_from_keras_hub(backbone) -> BertConfig:
-    c = backbone.get_config()
-    return BertConfig(vocab_size=c["vocabulary_size"], hidden_size=c["hidden_dim"], num_hidden_layers=c["num_layers"],
-                      num_attention_heads=c["num_heads"], intermediate_size=c["intermediate_dim"],
-                      hidden_act="gelu_approximate", hidden_dropout_prob=c["dropout"],
-                      attention_probs_dropout_prob=c["dropout"], max_position_embeddings=c["max_sequence_length"],
-                      type_vocab_size=c["num_segments"])
 
 
 def from_keras_hub(backbone, **overrides):
     """A `BertEncoder` with the weights of a keras-hub `BertBackbone`; `load_report` says what was loaded."""
     from tfx_transfer.encoders.bert_encoder import BertEncoder
 
-    encoder = BertEncoder.from_bert_config(config_from_keras_hub(backbone), **overrides)
+    encoder = BertEncoder.from_bert_config(bert_config_from_keras_hub(backbone.get_config()), **overrides)
     arrays = {variable.path: np.asarray(variable) for variable in backbone.weights}
     encoder.load_report = load_from_reader(encoder, ArrayReader(arrays, f"keras_hub:{backbone.name}"),
                                            KERAS_HUB.assignment_map(), "keras_hub")

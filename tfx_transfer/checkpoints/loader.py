@@ -36,7 +36,8 @@ def _matches_any(name, patterns):
 
 
 def load_checkpoint(model, path, strict: bool = True, assignment_map: Optional[AssignmentMap] = None,
-                    allow_missing: Sequence[str] = (), allow_unused: Sequence[str] = ()) -> LoadReport:
+                    allow_missing: Sequence[str] = (), allow_unused: Sequence[str] = (),
+                    heads: bool = True) -> LoadReport:
     """Loads checkpoint tensors into `model`'s variables and reports what happened.
 
     The format is detected from `path` (see `tfx_transfer.checkpoints.formats`). Names are resolved by
@@ -52,6 +53,8 @@ def load_checkpoint(model, path, strict: bool = True, assignment_map: Optional[A
         assignment_map: user rules; see `AssignmentMap`.
         allow_missing: regexes of model variable paths that may stay newly initialised (e.g. a task head).
         allow_unused: regexes of checkpoint names that may go unused.
+        heads: load the checkpoint's task head (a fine-tuned classifier's, a QA model's) into the model's head of
+            the same kind and shape. False discards it (a model whose head computes something else).
 
     Returns:
         LoadReport.
@@ -62,12 +65,12 @@ def load_checkpoint(model, path, strict: bool = True, assignment_map: Optional[A
     """
     fmt, reader, builtin = open_checkpoint(path)
     return load_from_reader(model, reader, builtin, fmt, strict=strict, assignment_map=assignment_map,
-                            allow_missing=allow_missing, allow_unused=allow_unused)
+                            allow_missing=allow_missing, allow_unused=allow_unused, heads=heads)
 
 
 def load_from_reader(model, reader, builtin: AssignmentMap, fmt: str, strict: bool = True,
                      assignment_map: Optional[AssignmentMap] = None, allow_missing: Sequence[str] = (),
-                     allow_unused: Sequence[str] = ()) -> LoadReport:
+                     allow_unused: Sequence[str] = (), heads: bool = True) -> LoadReport:
     """`load_checkpoint` for an already opened reader (e.g. `ArrayReader` over another model's weights)."""
     path = reader.path
     mapping = assignment_map.then(builtin) if assignment_map is not None else builtin
@@ -86,9 +89,14 @@ def load_from_reader(model, reader, builtin: AssignmentMap, fmt: str, strict: bo
             report.unused_in_checkpoint.append(UnusedTensor(name, shapes[name], reason))
             continue
         target = resolution.target
+        if resolution.head and not heads:
+            report.unused_in_checkpoint.append(UnusedTensor(name, shapes[name], "discarded", target,
+                                                            "a task head; this model's head computes something else"))
+            continue
         if target not in variables:
-            reason = "discarded" if resolution.discardable else "not in model"
-            report.unused_in_checkpoint.append(UnusedTensor(name, shapes[name], reason, target))
+            reason = "discarded" if resolution.discardable or resolution.head else "not in model"
+            note = "a task head this model does not have" if resolution.head else ""
+            report.unused_in_checkpoint.append(UnusedTensor(name, shapes[name], reason, target, note))
             continue
         if target in assignments:
             raise ValueError(
@@ -103,6 +111,12 @@ def load_from_reader(model, reader, builtin: AssignmentMap, fmt: str, strict: bo
                 array = transform(array, target_shape)
         except ValueError as e:
             raise ValueError(f"Checkpoint tensor {name!r} -> model variable {target!r}: {e}.") from None
+        if tuple(array.shape) != target_shape and resolution.head:
+            report.unused_in_checkpoint.append(UnusedTensor(
+                name, shapes[name], "discarded", target,
+                f"a task head of shape {list(array.shape)}; the model's is {list(target_shape)} (another number of "
+                "classes)"))
+            continue
         if tuple(array.shape) != target_shape:
             transformed = ""
             if resolution.transforms:
@@ -121,7 +135,8 @@ def load_from_reader(model, reader, builtin: AssignmentMap, fmt: str, strict: bo
     if strict:
         bad_unused = [u for u in report.unused_in_checkpoint
                       if u.reason != "discarded" and not _matches_any(u.name, allow_unused)]
-        bad_missing = [m for m in report.missing_in_checkpoint if not _matches_any(m.name, allow_missing)]
+        allowed = [*allow_missing, *mapping.optional_targets()]
+        bad_missing = [m for m in report.missing_in_checkpoint if not _matches_any(m.name, allowed)]
         if bad_unused or bad_missing:
             problems = []
             if bad_missing:

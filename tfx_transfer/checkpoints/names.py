@@ -34,12 +34,15 @@ class TensorName:
         theirs: the dialect's name template.
         read: transforms applied when loading theirs -> ours (see `transforms.py`).
         write: function (array, BertConfig) -> array applied when exporting ours -> theirs.
+        head: a task-head tensor (see `Rule.head`): discarded, not an error, when the model has no such head or one
+            of another shape.
     """
 
     ours: str
     theirs: str
     read: Tuple[Transform, ...] = ()
     write: Optional[WriteFn] = None
+    head: bool = False
 
 
 def _regex(template: str) -> str:
@@ -59,21 +62,29 @@ class NameTable:
         ignore: regexes of non-weights (optimizer slots, counters, buffers): skipped silently when reading.
         discard: regexes of recognised tensors an encoder does not use (pretraining/task heads).
         rename: (regex, replacement) pairs normalising name variants before matching (e.g. optional prefixes).
+        optional: regexes of our variable paths this dialect's checkpoints may lack (see `AssignmentMap`).
     """
 
     def __init__(self, name: str, rows: Sequence[TensorName], ignore: Sequence[str] = (),
-                 discard: Sequence[str] = (), rename: Sequence[Tuple[str, str]] = ()):
+                 discard: Sequence[str] = (), rename: Sequence[Tuple[str, str]] = (), optional: Sequence[str] = ()):
         self.name = name
         self.rows = list(rows)
         self.ignore = list(ignore)
         self.discard = list(discard)
         self.rename = list(rename)
+        self.optional = list(optional)
         self._ours = [(re.compile(_regex(row.ours)), row) for row in self.rows]
 
     def assignment_map(self) -> AssignmentMap:
         """The built-in map for reading this dialect into `BertEncoder`."""
-        rules = [Rule(_regex(row.theirs), _expand(row.ours), row.read) for row in self.rows]
-        return AssignmentMap(rules, ignore=self.ignore, discard=self.discard, rename=self.rename, name=self.name)
+        rules = [Rule(_regex(row.theirs), _expand(row.ours), row.read, row.head) for row in self.rows]
+        return AssignmentMap(rules, ignore=self.ignore, discard=self.discard, rename=self.rename, name=self.name,
+                             optional=self.optional)
+
+    def extended(self, rows: Sequence[TensorName], name: Optional[str] = None) -> "NameTable":
+        """This table with more rows (e.g. the head of one producer architecture), tried before its own."""
+        return NameTable(name or self.name, list(rows) + self.rows, self.ignore, self.discard, self.rename,
+                         self.optional)
 
     def their_name(self, path: str) -> Optional[Tuple[str, TensorName]]:
         """Our variable path -> (dialect name, row), or None when no row covers it."""

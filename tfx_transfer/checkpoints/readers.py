@@ -91,6 +91,78 @@ class TFCheckpointReader(CheckpointReader):
                              "file may be truncated or corrupt.") from None
 
 
+class ObjectCheckpointReader(CheckpointReader):
+    """An object-based TF2 checkpoint (`tf.train.Checkpoint`, what Model Garden's converter and trainers write).
+
+    Its tensors are stored under object paths (`model/layer_with_weights-0/.../kernel/.ATTRIBUTES/VARIABLE_VALUE`),
+    but the object graph records each variable's own name (`full_name`, e.g.
+    `transformer/layer_0/self_attention/query/kernel`), so the tensors are listed under those names and read like a
+    name-based checkpoint. Optimizer slots and state, `save_counter` and names recorded twice keep their object
+    paths (`.../.OPTIMIZER_SLOT/...`, `optimizer/...`), which the name tables ignore or report.
+    """
+
+    format = "tf2_object_checkpoint"
+    GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+
+    def __init__(self, prefix: str):
+        super().__init__(prefix)
+        import tensorflow as tf
+        from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+        try:
+            self._reader = tf.train.load_checkpoint(prefix)
+            graph = trackable_object_graph_pb2.TrackableObjectGraph()
+            graph.ParseFromString(self._reader.get_tensor(self.GRAPH_KEY))
+        except Exception as e:  # DataLossError / NotFoundError / DecodeError for damaged files
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"{prefix}: not a readable object-based TensorFlow checkpoint ({first_line}).") from None
+        shapes = self._reader.get_variable_to_shape_map()
+        named = {}
+        for node in graph.nodes:
+            for attribute in node.attributes:
+                key = attribute.checkpoint_key
+                if key not in shapes:
+                    continue
+                full_name = attribute.full_name[:-2] if attribute.full_name.endswith(":0") else attribute.full_name
+                bookkeeping = "/.OPTIMIZER_SLOT/" in key or key.startswith(("optimizer/", "save_counter"))
+                named[key] = key if bookkeeping or not full_name else full_name
+        counts = {}
+        for name in named.values():
+            counts[name] = counts.get(name, 0) + 1
+        self._keys = {}
+        for key, name in named.items():
+            self._keys[name if counts[name] == 1 else key] = key
+        self._shapes = {name: tuple(shapes[key]) for name, key in self._keys.items()}
+
+    @staticmethod
+    def is_object_based(prefix: str) -> bool:
+        import tensorflow as tf
+
+        try:
+            return ObjectCheckpointReader.GRAPH_KEY in tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+        except Exception:
+            return False
+
+    @property
+    def named_fraction(self) -> float:
+        """The share of tensors listed under a recorded variable name rather than an object path."""
+        return sum(1 for name in self._keys if not name.endswith("/.ATTRIBUTES/VARIABLE_VALUE")) / max(
+            len(self._keys), 1)
+
+    def object_path(self, name: str) -> str:
+        return self._keys[name]
+
+    def shapes(self):
+        return dict(self._shapes)
+
+    def read(self, name):
+        try:
+            return np.asarray(self._reader.get_tensor(self._keys[name]))
+        except Exception as e:
+            raise ValueError(f"{self.path}: cannot read tensor {name!r} ({type(e).__name__}); the checkpoint's data "
+                             "file may be truncated or corrupt.") from None
+
+
 class ArrayReader(CheckpointReader):
     """Tensors already in memory ({name: array}), e.g. the variables of a SavedModel or a Keras model."""
 
@@ -105,36 +177,3 @@ class ArrayReader(CheckpointReader):
 
     def read(self, name):
         return np.asarray(self._arrays[name])
-
-
-def saved_model_arrays(path: str) -> Dict[str, np.ndarray]:
-    """{variable name (without ':0'): value} of a TF2 SavedModel, e.g. a TF Hub BERT encoder.
-
-    Raises:
-        ValueError: the directory is not a loadable SavedModel, or two variables share a name.
-    """
-    import tensorflow as tf
-
-    try:
-        import tensorflow_text  # noqa: F401  (preprocessing SavedModels need its ops registered)
-    except ImportError:
-        pass
-    try:
-        obj = tf.saved_model.load(path)
-    except Exception as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path}: not a loadable SavedModel ({first_line}).") from None
-    variables = getattr(obj, "variables", None)  # Reusable SavedModels (TF Hub) list their variables
-    if variables is None:
-        variables = [t for t in tf.train.TrackableView(obj).descendants() if isinstance(t, tf.Variable)]
-    arrays = {}
-    seen = set()
-    for variable in variables:
-        if id(variable) in seen:
-            continue
-        seen.add(id(variable))
-        name = variable.name[:-2] if variable.name.endswith(":0") else variable.name
-        if name in arrays:
-            raise ValueError(f"{path}: two SavedModel variables are named {name!r}; cannot map them by name.")
-        arrays[name] = variable.numpy()
-    return arrays

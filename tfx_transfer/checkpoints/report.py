@@ -21,13 +21,15 @@ class LoadedTensor:
 
 @dataclasses.dataclass(frozen=True)
 class UnusedTensor:
-    """A checkpoint tensor not loaded. `reason`: 'discarded' (recognised, e.g. a pretraining head),
-    'unmatched' (no rule), or 'not in model' (a rule gave a path the model does not have)."""
+    """A checkpoint tensor not loaded. `reason`: 'discarded' (recognised, e.g. a pretraining head, or a task head the
+    model does not have or has in another shape: `note` says which), 'unmatched' (no rule), or 'not in model' (a
+    rule gave a path the model does not have)."""
 
     name: str
     shape: Tuple[int, ...]
     reason: str
     target: str = ""
+    note: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,8 +72,8 @@ class LoadReport:
 
     def summary(self, full: bool = False) -> str:
         """The seeds' hands-on print-out. Long lists fold per-layer names (`layer_*`, with a count) unless full."""
-        unused = [(f"{u.name}", f"{list(u.shape)} [{u.reason}{' -> ' + u.target if u.target else ''}]")
-                  for u in self.unused_in_checkpoint]
+        unused = [(f"{u.name}", f"{list(u.shape)} [{u.reason}{' -> ' + u.target if u.target else ''}"
+                                f"{': ' + u.note if u.note else ''}]") for u in self.unused_in_checkpoint]
         missing = [(m.name, str(list(m.shape))) for m in self.missing_in_checkpoint]
         lines = [
             f"Checkpoint {self.path} ({self.format}): loaded {len(self.loaded)} tensors "

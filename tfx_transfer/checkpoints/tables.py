@@ -6,6 +6,8 @@ used. Shapes: H hidden size, N heads, D = H / N, I intermediate size.
 
 from __future__ import annotations
 
+import re
+
 from tfx_transfer.checkpoints.names import NameTable, TensorName
 from tfx_transfer.checkpoints.transforms import Reshape, Transpose
 
@@ -52,8 +54,15 @@ def _google_adapters():
     return rows
 
 
-def _dense(ours, theirs, kernel="kernel", bias="bias", read=(), write=None):
-    return [TensorName(ours + "/kernel", theirs + kernel, read, write), TensorName(ours + "/bias", theirs + bias)]
+def _dense(ours, theirs, kernel="kernel", bias="bias", read=(), write=None, head=False):
+    return [TensorName(ours + "/kernel", theirs + kernel, read, write, head),
+            TensorName(ours + "/bias", theirs + bias, head=head)]
+
+
+# Our task heads (tfx_transfer.models): BertClassifier's `classifier` [H, C] and BertSpanLabeler's `span_logits`
+# [H, 2] (start, end). Each dialect below maps its producer's heads onto them.
+CLASSIFIER = "classifier"
+SPAN = "span_logits"
 
 
 def _norm(ours, theirs, gamma="gamma", beta="beta"):
@@ -99,14 +108,13 @@ GOOGLE = NameTable(
         *_dense("pooler/dense", "bert/pooler/dense/"),
         *_google_adapters(),
         # run_classifier.py's head: output_weights is [num_labels, H].
-        TensorName("classifier/kernel", "output_weights", _T, _transpose),
-        TensorName("classifier/bias", "output_bias"),
+        *_dense(CLASSIFIER, "", "output_weights", "output_bias", _T, _transpose, head=True),
         # run_squad.py's head: cls/squad/output_weights is [2, H].
-        TensorName("span_logits/kernel", "cls/squad/output_weights", _T, _transpose),
-        TensorName("span_logits/bias", "cls/squad/output_bias"),
+        *_dense(SPAN, "cls/squad/", "output_weights", "output_bias", _T, _transpose, head=True),
     ],
     # Optimizer slots (AdamWeightDecayOptimizer: adam_m/adam_v; tf.train.AdamOptimizer: Adam, Adam_1) and counters.
-    ignore=[r".*/adam_[mv]", r".*/Adam(_\d+)?", r"global_step", r"beta[12]_power", r".*/Momentum"],
+    ignore=[r".*/adam_[mv]", r".*/Adam(_\d+)?", r"global_step", r"beta[12]_power", r".*/Momentum",
+            r"_CHECKPOINTABLE_OBJECT_GRAPH"],
     # Pretraining heads (MLM, NSP) and the task heads of run_squad.py / run_classifier.py (discarded when the
     # model being loaded has no such head), and adapter-bert's adapters when it has no adapters.
     discard=[r"cls/predictions/.*", r"cls/seq_relationship/.*", r"cls/squad/.*", r"output_weights", r"output_bias",
@@ -140,6 +148,32 @@ HF = NameTable(
     rename=[(r"^bert\.", ""), (r"LayerNorm\.gamma$", "LayerNorm.weight"), (r"LayerNorm\.beta$", "LayerNorm.bias")],
 )
 
+# Heads of transformers' BERT task classes, by the `architectures` entry of their config.json. The same names
+# (`classifier.*`) serve sentence and token classification, so only the declared architecture tells them apart;
+# heads not listed (token classification, masked LM, pretraining) stay discarded.
+HF_HEADS = {
+    "BertForSequenceClassification": _dense(CLASSIFIER, "classifier.", "weight", "bias", _T, _transpose, head=True),
+    "BertForQuestionAnswering": _dense(SPAN, "qa_outputs.", "weight", "bias", _T, _transpose, head=True),
+}
+HF_HEAD_KINDS = {"BertForSequenceClassification": "sequence_classification", "BertForQuestionAnswering": "span",
+                 "BertForTokenClassification": "token_classification", "BertForMaskedLM": "masked_lm",
+                 "BertForPreTraining": "pretraining", "BertForNextSentencePrediction": "next_sentence",
+                 "BertForMultipleChoice": "multiple_choice", "BertModel": None}
+
+
+# These build BertModel(add_pooling_layer=False): their checkpoints have no pooler, which stays newly initialised.
+HF_WITHOUT_POOLER = ("BertForTokenClassification", "BertForQuestionAnswering", "BertForMaskedLM")
+
+
+def hf_table(architecture=None) -> NameTable:
+    """The Hugging Face table for a checkpoint of `architecture` (config.json `architectures[0]`)."""
+    if architecture not in HF_HEADS and architecture not in HF_WITHOUT_POOLER:
+        return HF
+    table = HF.extended(HF_HEADS.get(architecture, ()), name=f"hf_bert ({architecture})")
+    if architecture in HF_WITHOUT_POOLER:
+        table.optional.append(r"pooler/dense/.*")
+    return table
+
 
 # ------------------------------------------------------------------ Model Garden TF2 / TF Hub BERT encoders
 MODEL_GARDEN = NameTable(
@@ -155,14 +189,34 @@ MODEL_GARDEN = NameTable(
         *_dense(_LAYER + "output", "transformer/layer_{i}/output/"),
         *_norm(_LAYER + "output_layer_norm", "transformer/layer_{i}/output_layer_norm/"),
         *_dense("pooler/dense", "pooler_transform/"),
+        # models.BertClassifier's ClassificationHead (head_name "sentence_prediction", use_encoder_pooler) [H, C].
+        *_dense(CLASSIFIER, "sentence_prediction/logits/", head=True),
+        # models.BertSpanLabeler's SpanLabeling dense [H, 2] (start, end). Model Garden gives the name to two more
+        # heads: BertTokenClassifier's [H, tags] (another shape: discarded as a head that does not fit) and the
+        # next-sentence head of pretraining checkpoints ([H, 2]; `model_garden_table` leaves it out of those).
+        *_dense(SPAN, "predictions/transform/logits/", head=True),
     ],
-    ignore=[r".*/\.OPTIMIZER_SLOT/.*", r"save_counter.*", r"_CHECKPOINTABLE_OBJECT_GRAPH", r"global_step.*",
-            r"iterations?"],
-    # Pretraining heads of Model Garden's BertPretrainer (masked LM, next sentence).
-    discard=[r"masked_lm/.*", r"cls/.*", r"next_sentence/.*", r"classification/.*"],
+    # Optimizer slots and state of object-based checkpoints (keys kept by ObjectCheckpointReader), counters.
+    ignore=[r".*/\.OPTIMIZER_SLOT/.*", r"optimizer/.*", r"save_counter.*", r"_CHECKPOINTABLE_OBJECT_GRAPH",
+            r"global_step.*", r"iterations?"],
+    # Pretraining heads of Model Garden's BertPretrainer (masked LM, next sentence; `bert/cls/predictions/...` is
+    # what tf1_bert_checkpoint_converter_lib makes of google-research/bert's masked-LM head).
+    discard=[r"masked_lm/.*", r"(bert/)?cls/.*", r"next_sentence/.*", r"classification/.*", r"sentence_prediction/.*",
+             r"predictions/transform/.*"],
     # Hub SavedModels may name variables with a ":0" suffix.
     rename=[(r":0$", "")],
 )
+
+
+MODEL_GARDEN_PRETRAINING = NameTable("model_garden", [r for r in MODEL_GARDEN.rows if not r.ours.startswith(SPAN)],
+                                     MODEL_GARDEN.ignore, MODEL_GARDEN.discard, MODEL_GARDEN.rename)
+_MASKED_LM = re.compile(r"(bert/)?cls/predictions/.*|masked_lm/.*")
+
+
+def model_garden_table(names) -> NameTable:
+    """MODEL_GARDEN, or for a pretraining checkpoint (one with a masked-LM head) the table whose
+    `predictions/transform/logits` is that checkpoint's next-sentence head, never a span head."""
+    return MODEL_GARDEN_PRETRAINING if any(_MASKED_LM.fullmatch(name) for name in names) else MODEL_GARDEN
 
 
 # ------------------------------------------------------------------ keras-hub BertBackbone
@@ -179,7 +233,10 @@ KERAS_HUB = NameTable(
         *_dense(_LAYER + "output", "transformer_layer_{i}/feedforward_output_dense/"),
         *_norm(_LAYER + "output_layer_norm", "transformer_layer_{i}/feedforward_layer_norm/"),
         *_dense("pooler/dense", "pooled_dense/"),
+        # BertTextClassifier's head (`logits` dense on the dropped-out pooled output) [H, C].
+        *_dense(CLASSIFIER, "logits/", head=True),
     ],
+    discard=[r"logits/.*"],
 )
 
 TABLES = {table.name: table for table in (GOOGLE, HF, MODEL_GARDEN, KERAS_HUB)}

@@ -7,6 +7,7 @@ to a temporary sibling and renamed into place, and an existing non-empty directo
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from typing import Optional
@@ -16,6 +17,7 @@ import numpy as np
 from tfx_transfer.checkpoints.loader import model_variables
 from tfx_transfer.checkpoints.tables import GOOGLE, HF
 from tfx_transfer.io_utils import atomic_directory, write_json
+from tfx_transfer.text.tokenizer_files import TokenizerSettings
 
 
 def find_encoder(model):
@@ -30,17 +32,21 @@ def find_encoder(model):
     return found[0]
 
 
-def _vocab_and_casing(encoder, vocab_file, do_lower_case):
+def _tokenizer_settings(encoder, vocab_file, do_lower_case) -> TokenizerSettings:
+    """The encoder's tokenizer settings (from `from_pretrained`), with `vocab_file` / `do_lower_case` overriding."""
     pretrained = getattr(encoder, "pretrained", None)
-    vocab_file = vocab_file or (pretrained.vocab_file if pretrained else None)
+    settings = pretrained.tokenizer if pretrained else None
+    vocab_file = vocab_file or (settings.vocab_file if settings else None)
     if vocab_file is None:
         raise ValueError("No vocabulary known for this encoder (it was not built by from_pretrained): pass "
                          "vocab_file=... so the written model is usable.")
     if not os.path.isfile(vocab_file):
         raise FileNotFoundError(f"Vocabulary file not found: {vocab_file!r}.")
     if do_lower_case is None:
-        do_lower_case = pretrained.do_lower_case if pretrained else True
-    return vocab_file, bool(do_lower_case)
+        do_lower_case = settings.do_lower_case if settings else True
+    if settings is None:
+        return TokenizerSettings(vocab_file, bool(do_lower_case))
+    return dataclasses.replace(settings, vocab_file=vocab_file, do_lower_case=bool(do_lower_case))
 
 
 def _model_arrays(model):
@@ -48,11 +54,10 @@ def _model_arrays(model):
     return {path: np.asarray(variable) for path, variable in model_variables(model).items()}
 
 
-def _copy_vocab(vocab_file, directory, do_lower_case, config):
-    shutil.copyfile(vocab_file, os.path.join(directory, "vocab.txt"))
+def _copy_vocab(settings: TokenizerSettings, directory, config):
+    shutil.copyfile(settings.vocab_file, os.path.join(directory, "vocab.txt"))
     write_json(os.path.join(directory, "tokenizer_config.json"),
-               {"do_lower_case": do_lower_case, "tokenizer_class": "BertTokenizer",
-                "model_max_length": config.max_position_embeddings})
+               {**settings.to_tokenizer_config(), "model_max_length": config.max_position_embeddings})
 
 
 def save_tf_checkpoint(arrays, prefix):
@@ -74,7 +79,7 @@ def save_google_checkpoint(encoder_or_model, out_dir, vocab_file: Optional[str] 
     Returns `out_dir`.
     """
     encoder = find_encoder(encoder_or_model)
-    vocab_file, do_lower_case = _vocab_and_casing(encoder, vocab_file, do_lower_case)
+    settings = _tokenizer_settings(encoder, vocab_file, do_lower_case)
     config = encoder.bert_config
     arrays = GOOGLE.export(_model_arrays(encoder_or_model), config)
     with atomic_directory(out_dir, overwrite) as tmp:
@@ -82,7 +87,7 @@ def save_google_checkpoint(encoder_or_model, out_dir, vocab_file: Optional[str] 
         with open(os.path.join(tmp, "checkpoint"), "w", encoding="utf-8") as f:
             f.write('model_checkpoint_path: "bert_model.ckpt"\nall_model_checkpoint_paths: "bert_model.ckpt"\n')
         write_json(os.path.join(tmp, "bert_config.json"), config.to_google_dict())
-        _copy_vocab(vocab_file, tmp, do_lower_case, config)
+        _copy_vocab(settings, tmp, config)
     return os.fspath(out_dir)
 
 
@@ -93,13 +98,13 @@ def save_hf_checkpoint(encoder_or_model, out_dir, vocab_file: Optional[str] = No
     from safetensors.numpy import save_file
 
     encoder = find_encoder(encoder_or_model)
-    vocab_file, do_lower_case = _vocab_and_casing(encoder, vocab_file, do_lower_case)
+    settings = _tokenizer_settings(encoder, vocab_file, do_lower_case)
     config = encoder.bert_config
     arrays = HF.export(_model_arrays(encoder_or_model), config)
     with atomic_directory(out_dir, overwrite) as tmp:
         save_file(arrays, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
         write_json(os.path.join(tmp, "config.json"), config.to_hf_dict())
-        _copy_vocab(vocab_file, tmp, do_lower_case, config)
+        _copy_vocab(settings, tmp, config)
     return os.fspath(out_dir)
 
 
@@ -108,11 +113,11 @@ def save_keras_model(encoder_or_model, out_dir, vocab_file: Optional[str] = None
     """Writes `model.keras` (the whole model, any adapters and heads included), `config.json`, `vocab.txt`.
     Returns `out_dir`."""
     encoder = find_encoder(encoder_or_model)
-    vocab_file, do_lower_case = _vocab_and_casing(encoder, vocab_file, do_lower_case)
+    settings = _tokenizer_settings(encoder, vocab_file, do_lower_case)
     with atomic_directory(out_dir, overwrite) as tmp:
         encoder_or_model.save(os.path.join(tmp, "model.keras"))
         write_json(os.path.join(tmp, "config.json"), encoder.bert_config.to_hf_dict())
-        _copy_vocab(vocab_file, tmp, do_lower_case, encoder.bert_config)
+        _copy_vocab(settings, tmp, encoder.bert_config)
     return os.fspath(out_dir)
 
 

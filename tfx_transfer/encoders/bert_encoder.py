@@ -94,12 +94,17 @@ class BertEncoder(keras.Model):
 
     @classmethod
     def from_pretrained(cls, path_or_name: str | os.PathLike, strict: bool = True, assignment_map=None,
-                        verbose: bool = False, **overrides) -> "BertEncoder":
+                        verbose: bool = False, config_file=None, vocab_file=None, do_lower_case=None,
+                        **overrides) -> "BertEncoder":
         """Builds an encoder and loads pretrained weights.
 
         Args:
-            path_or_name: a packaged model name ("all-MiniLM-L6-v2"), a model directory in Hugging Face, Google
-                TF1, Keras or TF Hub layout, or a TF checkpoint prefix (see `tfx_transfer.pretrained`).
+            path_or_name: a packaged model name ("all-MiniLM-L6-v2"), a model directory in the layout of Hugging
+                Face (transformers 4 or 5), google-research/bert, Model Garden, keras-hub (a preset), TF Hub (a
+                SavedModel, TF1 Hub modules included) or ours, or a TF checkpoint prefix (see
+                `tfx_transfer.pretrained`).
+            config_file, vocab_file, do_lower_case: what a directory of bare checkpoints lacks, or overrides of
+                what it records (see `resolve_pretrained`).
             strict: raise if a model variable is not in the checkpoint or a checkpoint tensor is not used
                 (recognised pretraining heads and ignorable tensors excepted). See `load_checkpoint`.
             assignment_map: optional `AssignmentMap` decided before the format's built-in map.
@@ -119,7 +124,8 @@ class BertEncoder(keras.Model):
         from tfx_transfer.text.casing import check_vocab_size
         from tfx_transfer.text.vocab import load_vocab
 
-        files = resolve_pretrained(path_or_name)
+        files = resolve_pretrained(path_or_name, config_file=config_file, vocab_file=vocab_file,
+                                   do_lower_case=do_lower_case)
         check_vocab_size(len(load_vocab(files.vocab_file)), files.config.vocab_size, files.vocab_file)
         encoder = cls.from_bert_config(files.config, **overrides)
         from tfx_transfer.adaptation.adapter_config import ADAPTATION_PATH_PATTERN
@@ -135,51 +141,20 @@ class BertEncoder(keras.Model):
     def from_hub(cls, handle, adapters=None, strict: bool = True, **overrides) -> "BertEncoder":
         """Unwraps a BERT-like TF Hub module into a transparent `BertEncoder` with the same outputs.
 
-        Reads the module's variables by their Model Garden / tfhub.dev names (or, for modules exported by
-        `hub_modules.export_encoder`, by the tfx_transfer paths they record), builds the architecture they imply and
-        loads them, so adapters (`adapters=AdapterConfig(...)`), LoRA, freezing schemes and layer-wise learning rates
-        work on a model that came from TF Hub. Vocabulary and casing come from the module (`pretrained` attribute).
+        Reads the module's variables by their names (Model Garden / tfhub.dev `transformer/layer_N/...`, a TF1 Hub
+        module's google-research/bert names, or the tfx_transfer paths `hub_modules.export_encoder` records),
+        builds the architecture they imply and loads them, so adapters (`adapters=AdapterConfig(...)`), LoRA,
+        freezing schemes and layer-wise learning rates work on a model that came from TF Hub. Vocabulary and casing
+        come from the module (`pretrained` attribute). Bookkeeping variables (Model Garden's `do_lower_case`) are
+        recognised, not loaded.
 
         Raises:
             CheckpointMismatchError (strict): variables that could not be mapped, with the full load report.
         """
-        import json
-
         import tensorflow_hub as hub
 
-        from tfx_transfer.adaptation.adapter_config import ADAPTATION_PATH_PATTERN
-        from tfx_transfer.checkpoints.formats import IDENTITY
-        from tfx_transfer.checkpoints.infer import infer_config_from_shapes
-        from tfx_transfer.checkpoints.loader import load_from_reader
-        from tfx_transfer.checkpoints.readers import ArrayReader
-        from tfx_transfer.checkpoints.tables import MODEL_GARDEN
-        from tfx_transfer.encoders.hub_encoder import load_module
-        from tfx_transfer.pretrained import PretrainedFiles
-
         path = os.fspath(handle) if os.path.exists(os.fspath(handle)) else hub.resolve(handle)
-        module = load_module(path)
-        variables = list(getattr(module, "variables", []))
-        if not variables:
-            raise ValueError(f"Hub module {path!r} lists no variables; it is not a BERT encoder module.")
-        config_file = os.path.join(path, "assets.extra", "config.json")
-        if hasattr(module, "tfx_variable_paths"):
-            names = [p.decode() for p in module.tfx_variable_paths.numpy()]
-            arrays, builtin, fmt = dict(zip(names, (v.numpy() for v in variables))), IDENTITY, "tfx_hub"
-        else:
-            arrays = {v.name[:-2] if v.name.endswith(":0") else v.name: v.numpy() for v in variables}
-            builtin, fmt = MODEL_GARDEN.assignment_map(), "model_garden"
-        if os.path.isfile(config_file):
-            with open(config_file, encoding="utf-8") as f:
-                config = BertConfig.from_dict(json.load(f), source=config_file)
-        else:
-            config = infer_config_from_shapes({k: v.shape for k, v in arrays.items()}, path)
-        encoder = cls.from_bert_config(config, adapters=adapters, **overrides)
-        encoder.load_report = load_from_reader(encoder, ArrayReader(arrays, path), builtin, fmt, strict=strict,
-                                               allow_missing=[ADAPTATION_PATH_PATTERN])
-        vocab = module.vocab_file.asset_path.numpy().decode() if hasattr(module, "vocab_file") else None
-        lower = bool(module.do_lower_case.numpy()) if hasattr(module, "do_lower_case") else True
-        encoder.pretrained = PretrainedFiles(path, config, None, path, vocab, lower) if vocab else None
-        return encoder
+        return cls.from_pretrained(path, strict=strict, adapters=adapters, **overrides)
 
     # ------------------------------------------------------------------ serialization
     def get_config(self):

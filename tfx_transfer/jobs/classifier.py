@@ -24,7 +24,7 @@ from tfx_transfer.data.pipeline import encode_examples
 from tfx_transfer.jobs import distribution, trainer
 from tfx_transfer.jobs.cli import run_main
 from tfx_transfer.jobs.flags import FLAGS, FlagError, define, define_common_flags, validate_common, warn_ignored_tpu_flags
-from tfx_transfer.jobs.model_setup import (build_encoder, compile_and_train, prepare_model,
+from tfx_transfer.jobs.model_setup import (build_encoder, compile_and_train, head_loaded, prepare_model,
                                            resolve_model_source)
 from tfx_transfer.jobs.outputs import output_path, save_final, write_text
 from tfx_transfer.metrics.glue import compute
@@ -71,20 +71,30 @@ def define_flags():
                        "probabilities on the training examples: a teacher for --teacher_probabilities).")
 
 
-def _processor():
-    processor, data_dir = _find_processor()
+def _processor(checkpoint_labels=None):
+    processor, data_dir = _find_processor(checkpoint_labels)
     processor.encoding_errors = FLAGS.encoding_errors
     return processor, data_dir
 
 
-def _find_processor():
+def _needs_data() -> bool:
+    return FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict
+
+
+def _find_processor(checkpoint_labels=None):
+    """The task's processor and data directory. A csv task without --label_list takes the labels the checkpoint's
+    producer recorded (Hugging Face id2label, a finished run's task.json); without either it is a regression."""
     if not FLAGS.task_name:
         raise FlagError(f"--task_name is required; known tasks: {', '.join(task_names())}.")
     if FLAGS.task_name.lower() == "csv":
-        if not (FLAGS.train_file or FLAGS.dev_file or FLAGS.test_file):
+        if _needs_data() and not (FLAGS.train_file or FLAGS.dev_file or FLAGS.test_file):
             raise FlagError("--task_name=csv needs --train_file, --dev_file and/or --test_file.")
+        labels = FLAGS.label_list
+        if labels is None and checkpoint_labels:
+            labels = list(checkpoint_labels)
+            logging.info("--task_name=csv: labels %s from the checkpoint (no --label_list).", labels)
         return csv_processor(FLAGS.train_file, FLAGS.dev_file, FLAGS.test_file, FLAGS.text_a_column,
-                             FLAGS.text_b_column, FLAGS.label_column, FLAGS.label_list, FLAGS.delimiter,
+                             FLAGS.text_b_column, FLAGS.label_column, labels, FLAGS.delimiter,
                              FLAGS.skip_header), None
     try:
         processor = get_processor(FLAGS.task_name)
@@ -95,6 +105,8 @@ def _find_processor():
 
         return processor, FLAGS.data_dir or DEMO_DIR
     if not FLAGS.data_dir:
+        if not _needs_data():  # --do_export alone: the task's labels and pairing, no data
+            return processor, None
         raise FlagError(f"--data_dir is required for --task_name={FLAGS.task_name}: the directory of its .tsv files.")
     if not os.path.isdir(FLAGS.data_dir):
         raise FlagError(f"--data_dir={FLAGS.data_dir}: no such directory.")
@@ -146,9 +158,10 @@ def _build_model(source, processor):
             return FeatureClassifier(encoder, num_outputs, head=FLAGS.feature_head, dropout=dropout)
         return BertClassifier(encoder, num_outputs, dropout=dropout)
 
-    patterns = FeatureClassifier.head_patterns if FLAGS.features == "scalar_mix" else [r"classifier/.*"]
     model = classifier(build_encoder(source))
-    prepare_model(model, source, head_patterns=patterns, task_name=processor.name)
+    report = prepare_model(model, source, task_name=processor.name)
+    if report is not None and head_loaded(model, report):
+        _align_head_labels(model, source, processor)
     if FLAGS.student_layers is None:
         return model
     student, chosen = truncated_encoder(model.encoder, FLAGS.student_layers)
@@ -159,6 +172,26 @@ def _build_model(source, processor):
 
     logging.info("%s", apply_strategy(model, FLAGS.adaptation, **strategy_options()))
     return model
+
+
+def _align_head_labels(model, source, processor):
+    """A head loaded from a fine-tuned checkpoint scores the producer's labels in the producer's order. When the
+    producer recorded its label names and they are the task's in another order, the head's classes are reordered
+    to the task's; names that differ are reported (the head's classes are then taken in order)."""
+    from tfx_transfer.models.classifier import reorder_classes
+
+    theirs, ours = source.labels, [str(label) for label in processor.labels or []]
+    if not theirs or not ours or processor.is_regression:
+        return
+    if list(theirs) == ours:
+        logging.info("The checkpoint's head has the task's labels in the task's order: %s.", ours)
+    elif sorted(theirs) == sorted(ours):
+        reorder_classes(model, [list(theirs).index(label) for label in ours])
+        logging.info("Reordered the checkpoint's head from its labels %s to the task's %s.", list(theirs), ours)
+    else:
+        logging.warning("The checkpoint's head was trained on the labels %s; this task's are %s. Its classes are "
+                        "used in order (class i = %s).", list(theirs), ours,
+                        ", ".join(f"{t} -> {o}" for t, o in zip(theirs, ours)))
 
 
 def _distillation_targets(split):
@@ -232,7 +265,7 @@ def _train_multitask(model, processor, train_split, loss, tokenizer, source):
     sampler = TaskSampler(sizes, FLAGS.task_sampling, FLAGS.sampling_temperature, seed=FLAGS.seed)
     logging.info("Multi-task: %d steps of %d over %s; p(task) = %s.", steps, FLAGS.train_batch_size, sizes,
                  {k: round(v, 3) for k, v in sampler.probabilities.items()})
-    add_regularisers_from_flags(model, train_split, source.vocab_file)
+    add_regularisers_from_flags(model, train_split, tokenizer.vocab_file)
     model.compile(optimizer=optimizer_from_flags(model, steps), loss=loss)
     result = MultiTaskTrainer(specs, model.optimizer, sampler, seed=FLAGS.seed).train(
         steps, FLAGS.train_batch_size, FLAGS.max_seq_length, bucket_by_length=FLAGS.bucket_by_length)
@@ -278,12 +311,12 @@ def run():
     warn_ignored_tpu_flags()
     _AUXILIARY.clear()  # a previous in-process run's auxiliary tasks
     strategy = distribution.strategy()  # before TensorFlow touches a device
-    processor, data_dir = _processor()
     source = resolve_model_source()
+    processor, data_dir = _processor(source.labels)
     validate_common(source.max_positions, modes=("do_train", "do_eval", "do_predict", "do_export"))
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     keras.utils.set_random_seed(FLAGS.seed)
-    tokenizer = BertTokenizer(source.vocab_file, source.do_lower_case)
+    tokenizer = BertTokenizer.from_settings(source.tokenizer)
     labels = processor.labels
     _validate_schemes(processor)
     with strategy.scope():
@@ -305,12 +338,12 @@ def run():
         if FLAGS.auxiliary_tasks:
             result = _train_multitask(model, processor, train_split, loss, tokenizer, source)
         else:
-            result = compile_and_train(model, train_split, "examples", loss=loss, vocab_file=source.vocab_file)
+            result = compile_and_train(model, train_split, "examples", loss=loss, vocab_file=tokenizer.vocab_file)
         global_step = result["steps"]
         logging.info("Trained to step %d (%s); %.1f examples/s.", global_step,
                      f"resumed from {result['resumed_from']}" if result["resumed_from"] else "from the start",
                      result["examples_per_s"])
-        save_final(model, FLAGS.output_dir, source.vocab_file, tokenizer.do_lower_case,
+        save_final(model, FLAGS.output_dir, tokenizer,
                    {"task": processor.name, "labels": labels, "metrics": list(processor.metrics),
                     "max_seq_length": FLAGS.max_seq_length, "initialised_from": source.description},
                    FLAGS.adaptation, labels)

@@ -40,11 +40,15 @@ define = _Definer()
 def define_common_flags(max_seq_length: int, train_batch_size: int = 32, learning_rate: float = 5e-5,
                         num_train_epochs: float = 3.0):
     """Flags both scripts share (google-research/bert names and defaults, then ours)."""
-    define.DEFINE_string("bert_config_file", None, "bert_config.json of the pretrained model (with --init_checkpoint).")
-    define.DEFINE_string("vocab_file", None, "vocab.txt the model was trained with (with --init_checkpoint).")
+    define.DEFINE_string("bert_config_file", None, "bert_config.json of the pretrained model (with --init_checkpoint, "
+                        "when its directory has none, e.g. a fine-tuning output_dir of google-research/bert).")
+    define.DEFINE_string("vocab_file", None, "vocab.txt the model was trained with (with --init_checkpoint, when its "
+                        "directory has no vocab.txt or tokenizer.json).")
     define.DEFINE_string("output_dir", None, "Where checkpoints, logs, results and the final model are written.")
-    define.DEFINE_string("init_checkpoint", None, "Initial checkpoint: a Google bert_model.ckpt, a Hugging Face or "
-                        "tfx_transfer model directory, or a previous run's output_dir/final.")
+    define.DEFINE_string("init_checkpoint", None, "Initial checkpoint, pretrained or fine-tuned (a task head that "
+                        "fits is loaded too): a Google bert_model.ckpt / model.ckpt-N, a Hugging Face directory "
+                        "(transformers 4 or 5), a Model Garden checkpoint (name- or object-based), a keras-hub preset, "
+                        "a TF Hub SavedModel, or a previous run's output_dir/final.")
     define.DEFINE_bool("do_lower_case", True, "Lower-case the input (uncased models). Checked against the vocabulary.")
     define.DEFINE_integer("max_seq_length", max_seq_length, "Maximum tokens after WordPiece, special tokens included.")
     define.DEFINE_bool("do_train", False, "Train.")

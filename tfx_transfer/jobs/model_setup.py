@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 from absl import logging
@@ -15,58 +15,64 @@ from tfx_transfer.config import BertConfig
 from tfx_transfer.jobs.flags import FLAGS, FlagError
 from tfx_transfer.pretrained import DEFAULT_MODEL, resolve_pretrained
 from tfx_transfer.text.casing import case_mismatch
+from tfx_transfer.text.tokenizer_files import TokenizerSettings
 from tfx_transfer.text.vocab import load_vocab
 
 
 @dataclasses.dataclass
 class ModelSource:
-    """What the task model is initialised from. `hub_handle` is set for TF Hub modules (weights inside)."""
+    """What the task model is initialised from. `hub_handle` is set for TF Hub modules (weights inside);
+    `labels`: the checkpoint's head labels when its producer recorded them (Hugging Face id2label, a finished
+    run's task.json)."""
 
     config: Optional[BertConfig]
     weights_path: str
-    vocab_file: str
-    do_lower_case: bool
+    tokenizer: TokenizerSettings
     description: str
     hub_handle: Optional[str] = None
+    labels: Optional[Tuple[str, ...]] = None
 
     @property
     def max_positions(self) -> int:
         return self.config.max_position_embeddings if self.config else 512
 
 
-def _hub_source() -> ModelSource:
-    import json
+def _casing_flag() -> Optional[bool]:
+    return FLAGS.do_lower_case if FLAGS["do_lower_case"].present else None
 
+
+def _hub_source() -> ModelSource:
+    """--hub_module_handle: a SavedModel with a BERT encoder interface. Its architecture is read when it is one we
+    can unwrap (Model Garden, TF1 Hub, our exports); otherwise it can still run as a black box."""
     import tensorflow_hub as hub
 
-    from tfx_transfer.checkpoints.infer import infer_config_from_shapes
-    from tfx_transfer.encoders.hub_encoder import describe_interface, legacy_signature, load_module
+    from tfx_transfer.checkpoints.saved_models import read_saved_model
+    from tfx_transfer.encoders.hub_encoder import describe_interface, legacy_signature
 
     handle = FLAGS.hub_module_handle
-    path = handle if os.path.exists(handle) else hub.resolve(handle)
-    module = load_module(path)
-    legacy_signature(module, handle)  # raises for a SavedModel that is not a BERT encoder
-    if not hasattr(module, "vocab_file"):
+    try:
+        path = handle if os.path.exists(handle) else hub.resolve(handle)
+        contents = read_saved_model(path)
+        legacy_signature(contents.module, handle)  # raises for a SavedModel that is not a BERT encoder
+    except ValueError as e:
+        raise FlagError(f"--hub_module_handle={handle}: {e}") from e
+    if contents.vocab_file is None:
         raise FlagError(f"--hub_module_handle={handle}: the module has no vocab_file asset, so its tokenisation is "
-                        f"unknown; it offers {describe_interface(module)}.")
-    config_file = os.path.join(path, "assets.extra", "config.json")
-    config = None
-    if os.path.isfile(config_file):
-        with open(config_file, encoding="utf-8") as f:
-            config = BertConfig.from_dict(json.load(f), source=config_file)
-    else:
-        try:
-            config = infer_config_from_shapes({v.name: v.shape for v in getattr(module, "variables", [])}, path)
-        except ValueError:
-            config = None  # a black box of unknown layout: usable, but not unwrappable
-    lower = bool(module.do_lower_case.numpy()) if hasattr(module, "do_lower_case") else FLAGS.do_lower_case
-    return ModelSource(config, path, module.vocab_file.asset_path.numpy().decode(), lower,
-                       f"--hub_module_handle={handle}", hub_handle=path)
+                        f"unknown; it offers {describe_interface(contents.module)}.")
+    try:
+        files = resolve_pretrained(path, vocab_file=FLAGS.vocab_file, do_lower_case=_casing_flag())
+        config, tokenizer = files.config, files.tokenizer
+    except ValueError:  # a black box of unknown layout: usable, but not unwrappable
+        config = None
+        lower = contents.do_lower_case if contents.do_lower_case is not None else FLAGS.do_lower_case
+        tokenizer = TokenizerSettings(contents.vocab_file, lower if _casing_flag() is None else _casing_flag(),
+                                      source=f"{path} (Hub module)")
+    return ModelSource(config, path, tokenizer, f"--hub_module_handle={handle}", hub_handle=path)
 
 
 def resolve_model_source() -> ModelSource:
     """--hub_module_handle, --init_checkpoint (+ --bert_config_file, --vocab_file) or --pretrained (default: the
-    packaged MiniLM)."""
+    packaged MiniLM), in any layout `tfx_transfer.pretrained` reads."""
     named = [f for f in ("hub_module_handle", "init_checkpoint", "pretrained") if FLAGS[f].value]
     if len(named) > 1:
         raise FlagError(f"{' and '.join('--' + f for f in named)} all name the initial model; pass only one.")
@@ -74,37 +80,30 @@ def resolve_model_source() -> ModelSource:
         return _hub_source()
     name = FLAGS.init_checkpoint or FLAGS.pretrained or DEFAULT_MODEL
     flag = "--init_checkpoint" if FLAGS.init_checkpoint else "--pretrained"
-    files = None
+    for given, what in ((FLAGS.bert_config_file, "--bert_config_file"), (FLAGS.vocab_file, "--vocab_file")):
+        if given and not os.path.isfile(given):
+            raise FlagError(f"{what}={given}: file not found.")
     try:
-        files = resolve_pretrained(name)
-    except FileNotFoundError as e:
-        # A bare checkpoint prefix whose directory lacks the config or vocab: the flags must supply them.
-        prefix_exists = os.path.isfile(name + ".index")
-        if not (FLAGS.init_checkpoint and prefix_exists and FLAGS.bert_config_file and FLAGS.vocab_file):
-            raise FlagError(f"{flag}={name}: {e}") from None
-    config_file = FLAGS.bert_config_file or (files.config_file if files else None)
-    if FLAGS.bert_config_file:
-        config = BertConfig.from_json_file(FLAGS.bert_config_file)
-    elif files is not None:
-        config = files.config
-    else:
-        raise FlagError(f"{flag}={name}: pass --bert_config_file.")
-    vocab_file = FLAGS.vocab_file or files.vocab_file
-    if not os.path.isfile(vocab_file):
-        raise FlagError(f"--vocab_file={vocab_file}: file not found.")
-    weights_path = files.weights_path if files else name
-    vocab = load_vocab(vocab_file)
-    if len(vocab) > config.vocab_size:
-        raise FlagError(f"{vocab_file} has {len(vocab)} tokens but the model ({config_file or name}) has "
-                        f"vocab_size={config.vocab_size}: use the vocabulary the checkpoint was trained with.")
-    if FLAGS["do_lower_case"].present:
-        do_lower_case = FLAGS.do_lower_case
-        problem = case_mismatch(do_lower_case, vocab, weights_path)
+        files = resolve_pretrained(name, config_file=FLAGS.bert_config_file, vocab_file=FLAGS.vocab_file,
+                                   do_lower_case=_casing_flag())
+    except (FileNotFoundError, ValueError) as e:
+        hint = ""
+        if "no config file" in str(e) or "no vocabulary" in str(e):
+            hint = " Pass --bert_config_file and --vocab_file for a directory that holds only checkpoints."
+        raise FlagError(f"{flag}={name}: {e}{hint}") from e
+    vocab = load_vocab(files.vocab_file)
+    if len(vocab) > files.config.vocab_size:
+        raise FlagError(f"{files.vocab_file} has {len(vocab)} tokens but the model ({files.config_file or name}) has "
+                        f"vocab_size={files.config.vocab_size}: use the vocabulary the checkpoint was trained with.")
+    if _casing_flag() is not None:
+        problem = case_mismatch(files.do_lower_case, vocab, files.weights_path)
         if problem:
-            raise FlagError(f"--do_lower_case={do_lower_case}: {problem}")
-    else:
-        do_lower_case = files.do_lower_case if files else FLAGS.do_lower_case
-    return ModelSource(config, weights_path, vocab_file, do_lower_case, f"{flag}={name}")
+            raise FlagError(f"--do_lower_case={files.do_lower_case}: {problem}")
+    logging.info("Tokenizer from %s: lower case %s, strip accents %s, words of up to %d characters.",
+                 files.tokenizer.source, files.do_lower_case,
+                 files.do_lower_case if files.tokenizer.strip_accents is None else files.tokenizer.strip_accents,
+                 files.tokenizer.max_chars_per_word)
+    return ModelSource(files.config, files.weights_path, files.tokenizer, f"{flag}={name}", labels=files.labels)
 
 
 def adapter_config_from_flags() -> Optional[AdapterConfig]:
@@ -150,21 +149,22 @@ def build_encoder(source: ModelSource):
     return encoder
 
 
-def prepare_model(model, source: ModelSource, head_patterns=(), task_name=None):
+def prepare_model(model, source: ModelSource, task_name=None):
     """Loads the initial weights (unless they came with a Hub module) and applies the --adaptation strategy.
-    `task_name`: the job's task; a previous run of another task (sequential adaptation) gives the encoder only."""
+    `task_name`: the job's task; a previous run of another task (sequential adaptation) gives the encoder only.
+    Returns the load report (None for a Hub module, whose weights came with it)."""
     from tfx_transfer.adaptation.strategies import apply_strategy
     from tfx_transfer.encoders.hub_encoder import HubEncoder
 
-    if not source.hub_handle:
-        load_initial_weights(model, source, head_patterns, task_name)
+    report = load_initial_weights(model, source, task_name) if not source.hub_handle else None
     if isinstance(model.encoder, HubEncoder):
         trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
         total = sum(int(np.prod(v.shape)) for v in model.weights)
         logging.info("Black-box Hub encoder (%s): training %d of %d parameters.",
                      "fine-tuned" if model.encoder.trainable else "frozen", trainable, total)
-        return
+        return report
     logging.info("%s", apply_strategy(model, FLAGS.adaptation, **strategy_options()))
+    return report
 
 
 def previous_task(weights_path: str) -> Optional[str]:
@@ -179,22 +179,45 @@ def previous_task(weights_path: str) -> Optional[str]:
     return None
 
 
-def load_initial_weights(model, source: ModelSource, head_patterns=(), task_name=None):
-    """Loads `source` into the task model; adapters and the task head may stay newly initialised. A previous run
-    of another task (sequential adaptation, Phang et al. 2018) loads its encoder; its head is discarded."""
+def head_loaded(model, report) -> bool:
+    """Whether `report` initialised every variable of `model`'s head from the checkpoint."""
+    import re
+
+    head = [v.path for v in model.weights if any(re.fullmatch(p, v.path) for p in model.head_patterns)]
+    loaded = {item.target for item in report.loaded}
+    return bool(head) and all(path in loaded for path in head)
+
+
+def load_initial_weights(model, source: ModelSource, task_name=None):
+    """Loads `source` into the task model; adapters and the task head may stay newly initialised. A fine-tuned
+    checkpoint's head loads when it is the model's kind of head with the same shape (a producer's classifier
+    with as many labels, a QA head), else it is reported as discarded. A previous run of another task (sequential
+    adaptation, Phang et al. 2018) loads its encoder; its head is discarded."""
     from tfx_transfer.checkpoints.assignment_map import AssignmentMap
     from tfx_transfer.checkpoints.loader import load_checkpoint
 
+    head_patterns = list(model.head_patterns)
     user_map = AssignmentMap.from_json_file(FLAGS.assignment_map) if FLAGS.assignment_map else None
     earlier = previous_task(source.weights_path)
     if task_name and earlier and earlier != task_name and head_patterns:
         logging.info("Sequential adaptation: %s is a %s run; its encoder is loaded, its head is not (a new %s head).",
                      source.weights_path, earlier, task_name)
-        new_head = AssignmentMap(discard=list(head_patterns), name=f"new {task_name} head")
+        new_head = AssignmentMap(discard=head_patterns, name=f"new {task_name} head")
         user_map = new_head if user_map is None else new_head.then(user_map)
     report = load_checkpoint(model, source.weights_path, assignment_map=user_map,
-                             allow_missing=[ADAPTATION_PATH_PATTERN, *head_patterns])
+                             allow_missing=[ADAPTATION_PATH_PATTERN, *head_patterns],
+                             heads=model.loads_producer_heads)
     logging.info("Initialised from %s\n%s", source.description, report)
+    if head_patterns and head_loaded(model, report):
+        logging.info("The task head comes from the checkpoint (%s).", source.description)
+    elif head_patterns:
+        notes = sorted({u.note for u in report.unused_in_checkpoint if u.note})
+        if not FLAGS.do_train:
+            logging.warning("The task head is newly initialised (%s) and --do_train is off: evaluation, predictions "
+                            "and exports will come from an untrained head.",
+                            "; ".join(notes) if notes else "the checkpoint has none")
+        elif notes:
+            logging.info("The checkpoint's task head is not used: %s.", "; ".join(notes))
     return report
 
 

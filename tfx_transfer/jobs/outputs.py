@@ -52,11 +52,10 @@ def check_free_space(directory: str, model, copies: int = 4):
                                f"about {needed / 2**20:.0f} MiB; free some space or choose another --output_dir.")
 
 
-def save_final(model, output_dir: str, vocab_file: str, do_lower_case: bool, task: dict, adaptation: str,
-               labels: Optional[list] = None) -> str:
-    """Writes `output_dir/final/`: model.keras, config.json, vocab.txt, tokenizer_config.json, task.json, and
-    adapter.safetensors when only part of the model trained. The directory is a valid --init_checkpoint and
-    `from_pretrained` input, and is replaced atomically."""
+def save_final(model, output_dir: str, tokenizer, task: dict, adaptation: str, labels: Optional[list] = None) -> str:
+    """Writes `output_dir/final/`: model.keras, config.json, vocab.txt, tokenizer_config.json (the tokenizer's
+    settings), task.json, and adapter.safetensors when only part of the model trained. The directory is a valid
+    --init_checkpoint and `from_pretrained` input, and is replaced atomically."""
     from tfx_transfer.adaptation.files import save_adaptation
     from tfx_transfer.jobs import distribution
 
@@ -67,9 +66,10 @@ def save_final(model, output_dir: str, vocab_file: str, do_lower_case: bool, tas
         model.save(os.path.join(tmp, "model.keras"))
         if hasattr(model.encoder, "bert_config"):  # a black-box Hub encoder has no config of ours
             write_json(os.path.join(tmp, "config.json"), model.encoder.bert_config.to_hf_dict())
-        shutil.copyfile(vocab_file, os.path.join(tmp, "vocab.txt"))
-        write_json(os.path.join(tmp, "tokenizer_config.json"), {"do_lower_case": do_lower_case})
-        write_json(os.path.join(tmp, "task.json"), {**task, "do_lower_case": do_lower_case, "adaptation": adaptation})
+        shutil.copyfile(tokenizer.vocab_file, os.path.join(tmp, "vocab.txt"))
+        write_json(os.path.join(tmp, "tokenizer_config.json"), tokenizer.settings.to_tokenizer_config())
+        write_json(os.path.join(tmp, "task.json"), {**task, "do_lower_case": tokenizer.do_lower_case,
+                                                    "adaptation": adaptation})
         if adaptation != "full" and hasattr(model.encoder, "bert_config"):
             save_adaptation(model, os.path.join(tmp, "adapter.safetensors"), labels=labels,
                             extra={"task": task.get("task")})

@@ -78,19 +78,19 @@ def run():
     _validate(source)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     keras.utils.set_random_seed(FLAGS.seed)
-    tokenizer = BertTokenizer(source.vocab_file, source.do_lower_case)
+    tokenizer = BertTokenizer.from_settings(source.tokenizer)
     with strategy.scope():
         model = BertSpanLabeler(build_encoder(source))
-        prepare_model(model, source, head_patterns=[r"span_logits/.*"])
+        prepare_model(model, source)
 
     global_step = 0
     if FLAGS.do_train:
         _, _, features = _features(FLAGS.train_file, tokenizer, is_training=True)
         split = features_to_split(features, FLAGS.max_seq_length)
-        result = compile_and_train(model, split, "features", vocab_file=source.vocab_file)
+        result = compile_and_train(model, split, "features", vocab_file=tokenizer.vocab_file)
         global_step = result["steps"]
         logging.info("Trained to step %d; %.2f features/s.", global_step, result["examples_per_s"])
-        save_final(model, FLAGS.output_dir, source.vocab_file, tokenizer.do_lower_case,
+        save_final(model, FLAGS.output_dir, tokenizer,
                    {"task": "squad_v2" if FLAGS.version_2_with_negative else "squad_v1.1",
                     "max_seq_length": FLAGS.max_seq_length, "doc_stride": FLAGS.doc_stride,
                     "max_query_length": FLAGS.max_query_length, "initialised_from": source.description},

@@ -13,6 +13,19 @@ def check_num_classes(num_classes):
         raise ValueError(f"num_classes={num_classes!r} must be a positive integer (1 for regression).")
 
 
+def reorder_classes(model, order):
+    """Rearranges the output classes of `model`'s `classifier` head in place: the new class i is the old class
+    `order[i]` (e.g. to put a checkpoint's labels in a task's order)."""
+    import numpy as np
+
+    layer = model.get_layer("classifier")
+    order = np.asarray(order, dtype=np.int64)
+    if sorted(order.tolist()) != list(range(layer.units)):
+        raise ValueError(f"order={order.tolist()} is not a permutation of the head's {layer.units} classes.")
+    layer.kernel.assign(np.asarray(layer.kernel)[:, order])
+    layer.bias.assign(np.asarray(layer.bias)[order])
+
+
 def classification_logits(features, num_classes, dropout, initializer_range):
     """features [B, F] -> dropout (`head_dropout`) -> dense (`classifier`, truncated-normal kernel) -> float32
     logits [B, num_classes]: the head every classifier shares (its variable names are what checkpoints use)."""
@@ -48,9 +61,8 @@ class BertClassifier(TaskModel):
         self.dropout = dropout
         self.initializer_range = initializer_range
 
-    @property
-    def head_paths(self):
-        return ("classifier/kernel", "classifier/bias")
+    head_patterns = (r"classifier/.*",)
+    loads_producer_heads = True  # pooled [CLS] -> dense: run_classifier.py's, BertForSequenceClassification's
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable,

@@ -45,6 +45,9 @@ class BertSpanLabeler(TaskModel):
         self.encoder = encoder
         self.initializer_range = initializer_range
 
+    head_patterns = (r"span_logits/.*",)
+    loads_producer_heads = True  # sequence -> dense(2): run_squad.py's, BertForQuestionAnswering's, Model Garden's
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss = ops.mean(span_loss(y, y_pred)) + self.auxiliary_loss(x, training)
         return loss + ops.sum(self.losses) if self.losses else loss

@@ -46,7 +46,18 @@ class AuxiliaryLosses:
 
 
 class TaskModel(AuxiliaryLosses, keras.Model):
-    """`keras.Model` with a multi-worker-safe symbolic build (see the module docstring) and auxiliary losses."""
+    """`keras.Model` with a multi-worker-safe symbolic build (see the module docstring) and auxiliary losses.
+
+    The head contract every task model states:
+        head_patterns: regexes of the head's variable paths (what stays newly initialised when a checkpoint
+            has no such head, what sequential adaptation re-initialises).
+        loads_producer_heads: the head computes what the producers' task heads compute (google-research/bert's
+            output_weights, Hugging Face's classifier / qa_outputs, Model Garden's and keras-hub's heads), so a
+            fine-tuned checkpoint's head loads into it.
+    """
+
+    head_patterns: tuple = ()
+    loads_producer_heads: bool = False
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         import tensorflow as tf
