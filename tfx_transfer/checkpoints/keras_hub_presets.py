@@ -64,12 +64,6 @@ def preset_bert_config(path: str) -> BertConfig:
     return bert_config_from_keras_hub(values.get("config") or {}, source)
 
 
-def preset_task_class(path: str) -> Optional[str]:
-    """The task.json class name (e.g. 'BertTextClassifier'), or None for a backbone-only preset."""
-    values = _keras_hub_json(os.path.join(path, "task.json"))
-    return values.get("class_name") if values else None
-
-
 def preset_arrays(path: str) -> Dict[str, np.ndarray]:
     """{variable path: value} of the preset's task (backbone + head) when it has a task.json, else its backbone.
 

@@ -143,15 +143,6 @@ class ObjectCheckpointReader(CheckpointReader):
         except Exception:
             return False
 
-    @property
-    def named_fraction(self) -> float:
-        """The share of tensors listed under a recorded variable name rather than an object path."""
-        return sum(1 for name in self._keys if not name.endswith("/.ATTRIBUTES/VARIABLE_VALUE")) / max(
-            len(self._keys), 1)
-
-    def object_path(self, name: str) -> str:
-        return self._keys[name]
-
     def shapes(self):
         return dict(self._shapes)
 

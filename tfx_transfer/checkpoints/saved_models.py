@@ -105,15 +105,18 @@ def _read(path: str, mtime: float) -> SavedModelContents:
             special[id(value)] = attribute
     tfx_names = ([p.decode() for p in module.tfx_variable_paths.numpy()]
                  if "tfx_variable_paths" in special.values() else None)
-    arrays, bookkeeping, seen = {}, [], set()
-    weights = [v for v in variables if id(v) not in special]
+    weights, bookkeeping, seen = [], [], set()
     for variable in variables:
-        if id(variable) in special and id(variable) not in seen:
-            bookkeeping.append((_name(variable), special[id(variable)]))
-        seen.add(id(variable))
+        if id(variable) not in seen:
+            seen.add(id(variable))
+            if id(variable) in special:
+                bookkeeping.append((_name(variable), special[id(variable)]))
+            else:
+                weights.append(variable)
     if tfx_names is not None and len(tfx_names) != len(weights):
         raise ValueError(f"{path}: tfx_variable_paths names {len(tfx_names)} variables but the module has "
                          f"{len(weights)}; the export is damaged.")
+    arrays = {}
     for index, variable in enumerate(weights):
         name = tfx_names[index] if tfx_names is not None else _name(variable)
         if name in arrays:

@@ -155,11 +155,6 @@ HF_HEADS = {
     "BertForSequenceClassification": _dense(CLASSIFIER, "classifier.", "weight", "bias", _T, _transpose, head=True),
     "BertForQuestionAnswering": _dense(SPAN, "qa_outputs.", "weight", "bias", _T, _transpose, head=True),
 }
-HF_HEAD_KINDS = {"BertForSequenceClassification": "sequence_classification", "BertForQuestionAnswering": "span",
-                 "BertForTokenClassification": "token_classification", "BertForMaskedLM": "masked_lm",
-                 "BertForPreTraining": "pretraining", "BertForNextSentencePrediction": "next_sentence",
-                 "BertForMultipleChoice": "multiple_choice", "BertModel": None}
-
 
 # These build BertModel(add_pooling_layer=False): their checkpoints have no pooler, which stays newly initialised.
 HF_WITHOUT_POOLER = ("BertForTokenClassification", "BertForQuestionAnswering", "BertForMaskedLM")

@@ -24,9 +24,10 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from tfx_transfer.text.casing import warn_if_case_mismatch
+from tfx_transfer.text.tokenizer_files import GOOGLE_MAX_CHARS_PER_WORD, TokenizerSettings
 from tfx_transfer.text.vocab import load_vocab
 
-MAX_CHARS_PER_WORD = 200  # google-research/bert's WordpieceTokenizer(max_input_chars_per_word=200)
+MAX_CHARS_PER_WORD = GOOGLE_MAX_CHARS_PER_WORD  # google-research/bert's WordpieceTokenizer(max_input_chars_per_word)
 # BERT's word boundaries: whitespace, "punctuation" (ASCII non-alphanumerics and Unicode P*) and CJK ideographs,
 # which are split off one by one.
 _SPLIT_OFF = (r"[\p{P}\x{21}-\x{2F}\x{3A}-\x{40}\x{5B}-\x{60}\x{7B}-\x{7E}"
@@ -87,8 +88,6 @@ class BertTokenizer:
     @property
     def settings(self):
         """This tokenizer's `TokenizerSettings` (what `save_final` and the writers record beside vocab.txt)."""
-        from tfx_transfer.text.tokenizer_files import TokenizerSettings
-
         return TokenizerSettings(self.vocab_file, self.do_lower_case, self.strip_accents, self.max_chars_per_word)
 
     @property
