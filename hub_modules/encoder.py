@@ -9,7 +9,11 @@ attributes `variables`, `trainable_variables`, `regularization_losses`; `vocab_f
 
 from __future__ import annotations
 
+import os
+
 import tensorflow as tf
+
+from tfx_transfer.io_utils import atomic_directory, write_json
 
 INPUT_SPEC = {name: tf.TensorSpec([None, None], tf.int32, name=name)
               for name in ("input_word_ids", "input_mask", "input_type_ids")}
@@ -64,10 +68,6 @@ def export_encoder(encoder, tokenizer_settings, export_path: str, overwrite: boo
         tokenizer_settings: a `TokenizerSettings`; its vocabulary becomes the `vocab_file` asset, its casing
             `do_lower_case`, and all of it assets.extra/tokenizer_config.json (read back by `from_pretrained`).
     """
-    import os
-
-    from tfx_transfer.io_utils import atomic_directory, write_json
-
     module = HubEncoderModule(encoder, tokenizer_settings.vocab_file, tokenizer_settings.do_lower_case)
     signatures = module.trace()
     with atomic_directory(export_path, overwrite) as tmp:

@@ -12,6 +12,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
+from hub_modules.encoder import export_encoder  # noqa: E402
+from tfx_transfer.encoders.bert_encoder import BertEncoder  # noqa: E402
+from tfx_transfer.jobs.cli import parse_and_run  # noqa: E402
+from tfx_transfer.jobs.errors import FlagError  # noqa: E402
+from tfx_transfer.pretrained import DEFAULT_MODEL  # noqa: E402
+
 # A private flag registry: importing this module never clashes with the scripts' flags.
 FLAGS = flags.FlagValues()
 
@@ -28,11 +34,6 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty --export_pa
 
 
 def run():
-    from hub_modules.encoder import export_encoder
-    from tfx_transfer.encoders.bert_encoder import BertEncoder
-    from tfx_transfer.jobs.flags import FlagError
-    from tfx_transfer.pretrained import DEFAULT_MODEL
-
     if not FLAGS.export_path:
         raise FlagError("--export_path is required.")
     if FLAGS.init_checkpoint and FLAGS.pretrained:
@@ -50,8 +51,6 @@ def run():
 
 def main(argv=None) -> int:
     """Parses flags from `argv` (default sys.argv), runs the export; one-line errors and exit code 2."""
-    from tfx_transfer.jobs.cli import parse_and_run
-
     return parse_and_run(FLAGS, run, argv)
 
 

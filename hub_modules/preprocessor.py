@@ -9,8 +9,12 @@
 
 from __future__ import annotations
 
+import os
+
 import tensorflow as tf
 import tensorflow_text as tf_text
+
+from tfx_transfer.io_utils import atomic_directory
 
 TOKENS_SPEC = tf.RaggedTensorSpec([None, None, None], tf.int32, ragged_rank=2)
 
@@ -79,10 +83,6 @@ class HubPreprocessorModule(tf.Module):
 
 def export_preprocessor(tokenizer, seq_length: int, export_path: str, overwrite: bool = False) -> str:
     """Writes the preprocessing SavedModel atomically. Returns `export_path`."""
-    import os
-
-    from tfx_transfer.io_utils import atomic_directory
-
     module = HubPreprocessorModule(tokenizer, seq_length, tokenizer.vocab_file)
     signatures = module.trace()
     with atomic_directory(export_path, overwrite) as tmp:

@@ -1,9 +1,11 @@
 """The checks every tfx_transfer layer and model passes (DESIGN.md convention 2).
 
 `check_layer(make_layer, input_specs, call)` builds the layer, wraps it in a functional model and verifies:
-config round trip, symbolic and eager calls agree on shapes, dropout acts only with training=True,
-`.keras` save/load reproduces outputs exactly, one `fit` step runs and changes the weights, and (for layers
-that take a mask) padding does not change outputs at real token positions.
+config round trip, symbolic and eager calls agree on shapes (and equal `expected_shape`), the trainable-parameter
+count (`trainable_parameters`), dropout acts only with training=True, `.keras` save/load reproduces outputs exactly,
+one `fit` step runs and changes the weights, (for layers that take a mask) padding does not change outputs at real
+token positions, and under the `mixed_float16` policy the layer keeps float32 variables, computes in float16 and
+gives the float32 layer's outputs to float16 precision.
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ def check_layer(make_layer: Callable[[], keras.layers.Layer],
                 tmp_path,
                 has_dropout: bool = True,
                 mask_input: Optional[str] = "input_mask",
-                sequence_output: bool = True):
+                sequence_output: bool = True,
+                expected_shape: Optional[tuple] = None,
+                trainable_parameters: Optional[int] = None,
+                mixed_precision: bool = True):
     """Runs the shared checks.
 
     Args:
@@ -56,6 +61,9 @@ def check_layer(make_layer: Callable[[], keras.layers.Layer],
         has_dropout: whether training=True must change outputs.
         mask_input: name of the 0/1 padding mask in `data` (None: skip the padding check).
         sequence_output: output is [B, T, ...] (padding check compares real positions) vs [B, ...].
+        expected_shape: the output shape on `data`.
+        trainable_parameters: the layer's trainable parameter count (a formula of the test, not read off the layer).
+        mixed_precision: run the mixed_float16 checks (step 7).
     """
     layer = make_layer()
     # 1. config round trip
@@ -72,6 +80,11 @@ def check_layer(make_layer: Callable[[], keras.layers.Layer],
         assert s is None or s == e, (symbolic_shape, eager.shape)
     np.testing.assert_allclose(np.asarray(model(data, training=False)), eager, rtol=1e-6, atol=1e-6)
     assert np.all(np.isfinite(eager))
+    if expected_shape is not None:
+        assert eager.shape == tuple(expected_shape), (eager.shape, expected_shape)
+    if trainable_parameters is not None:
+        count = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+        assert count == trainable_parameters, (count, trainable_parameters)
 
     # 3. dropout only with training=True
     inference_a = np.asarray(model(data, training=False))
@@ -107,4 +120,29 @@ def check_layer(make_layer: Callable[[], keras.layers.Layer],
             np.testing.assert_allclose(out_long[:, :out_short.shape[1]][real], out_short[real], atol=1e-5, rtol=1e-5)
         else:
             np.testing.assert_allclose(out_long, out_short, atol=1e-5, rtol=1e-5)
+
+    # 7. mixed precision: float32 variables, float16 compute, the float32 layer's outputs to float16 precision
+    if mixed_precision:
+        check_mixed_precision(make_layer, call, data, layer)
     return model
+
+
+def check_mixed_precision(make_layer, call, data, reference):
+    """Builds `make_layer()` under the global `mixed_float16` policy with `reference`'s weights and compares."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        mixed = make_layer()
+        inputs = {k: keras.ops.convert_to_tensor(v) for k, v in data.items()}
+        call(mixed, inputs, False)  # builds it
+        assert mixed.dtype_policy.name == "mixed_float16", mixed.dtype_policy.name
+        floating = [w for w in mixed.weights if "float" in str(w.dtype)]
+        assert floating and all(str(w.dtype) == "float32" for w in floating), [str(w.dtype) for w in floating]
+        mixed.set_weights(reference.get_weights())
+        out = np.asarray(keras.ops.convert_to_numpy(call(mixed, inputs, False)), dtype=np.float32)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    expected = np.asarray(call(reference, inputs, False), dtype=np.float32)
+    assert np.all(np.isfinite(out)), "non-finite outputs under mixed_float16"
+    scale = max(1.0, float(np.max(np.abs(expected))))
+    assert float(np.max(np.abs(out - expected))) <= 2e-2 * scale, float(np.max(np.abs(out - expected)))

@@ -6,7 +6,6 @@ import keras
 import numpy as np
 import pytest
 
-from layer_checks import check_layer, random_bert_inputs
 from tfx_transfer import AdapterConfig, BertClassifier, BertEncoder, apply_strategy, load_adaptation, save_adaptation
 from tfx_transfer.adaptation import AdaptationSwitcher, ablate_adapters, merge_lora
 from tfx_transfer.checkpoints import load_checkpoint
@@ -14,8 +13,9 @@ from tfx_transfer.checkpoints.loader import model_variables
 from tfx_transfer.checkpoints.writers import save_google_checkpoint
 from tfx_transfer.layers.adapters import BottleneckAdapter
 
-TINY = dict(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32,
-            max_position_embeddings=32)
+from conftest import TINY
+from layer_checks import check_layer, random_bert_inputs
+
 KINDS = {
     "houlsby": AdapterConfig(kind="houlsby", size=8),
     "pfeiffer": AdapterConfig(kind="pfeiffer", size=8),

@@ -6,11 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from layer_checks import check_layer, random_bert_inputs
 from tfx_transfer import BertConfig, BertEncoder
 
-TINY = dict(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32,
-            max_position_embeddings=32)
+from conftest import TINY
+from layer_checks import check_layer, random_bert_inputs
+
 SPECS = {"input_word_ids": ((None,), "int32"), "input_mask": ((None,), "int32"), "input_type_ids": ((None,), "int32")}
 
 

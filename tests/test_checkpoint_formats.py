@@ -10,20 +10,20 @@ import pytest
 import tensorflow as tf
 from safetensors.numpy import load_file
 
-from layer_checks import random_bert_inputs
 from tfx_transfer import BertEncoder, BertPreprocessor
 from tfx_transfer.checkpoints import MODEL_GARDEN, load_checkpoint
-from tfx_transfer.checkpoints.convert import main as convert_main
 from tfx_transfer.checkpoints.infer import infer_config
 from tfx_transfer.checkpoints.keras_hub_interop import from_keras_hub, to_keras_hub
 from tfx_transfer.checkpoints.loader import model_variables
 from tfx_transfer.checkpoints.writers import (save_google_checkpoint, save_hf_checkpoint, save_keras_model,
                                               save_tf_checkpoint)
 from tfx_transfer.io_utils import atomic_directory
+from tfx_transfer.jobs.convert import main as convert_main
 from tfx_transfer.text.casing import case_mismatch
 
-TINY = dict(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32,
-            max_position_embeddings=32)
+from conftest import TINY
+from layer_checks import random_bert_inputs
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -142,7 +142,7 @@ def test_model_garden_saved_model_like_a_hub_module(tmp_path):
     _vocab(export / "assets")
     config = infer_config(str(export))
     assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size,
-            config.vocab_size, config.max_position_embeddings) == (16, 2, 4, 32, 60, 32)
+            config.vocab_size, config.max_position_embeddings) == (16, 2, 4, 32, 60, 64)
     target = BertEncoder.from_pretrained(export)  # no config file: architecture read off the variables
     assert target.load_report.format == "model_garden"
     assert _max_diff(source, target, random_bert_inputs(2, 6, 60)) == 0.0
@@ -285,7 +285,7 @@ def test_convert_cli_in_process(tmp_path, capsys):
 
 def test_convert_cli_subprocess_errors_are_one_line(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run([sys.executable, "-m", "tfx_transfer.checkpoints.convert",
+    result = subprocess.run([sys.executable, "-m", "tfx_transfer.jobs.convert",
                              f"--input={tmp_path / 'missing'}", f"--output_dir={tmp_path / 'out'}"],
                             capture_output=True, text=True, env=env, cwd=REPO)
     assert result.returncode == 2

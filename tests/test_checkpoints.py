@@ -6,13 +6,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
+from conftest import TINY
 from layer_checks import random_bert_inputs
 from tfx_transfer import BertEncoder
 from tfx_transfer.checkpoints import (AssignmentMap, CheckpointMismatchError, Reshape, Rule, Transpose,
                                       load_checkpoint, model_variables)
-
-TINY = dict(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32,
-            max_position_embeddings=32)
 
 
 def hf_tensors(encoder, prefix=""):

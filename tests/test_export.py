@@ -13,9 +13,9 @@ from tfx_transfer import AdapterConfig, BertClassifier, BertEncoder, BertPreproc
 from tfx_transfer.export import export_for_serving
 from tfx_transfer.models import BertSpanLabeler
 
+from conftest import TINY_ENCODER as TINY
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32,
-            max_position_embeddings=64)
 TEXTS = ["a good movie", "", "the plot was dull and the acting bad", "x" * 10000, "fun " * 3000]
 
 

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from tfx_transfer.adaptation.optimizers import WarmupLinearDecay, create_optimizer
+from tfx_transfer.adaptation.optimizers import create_optimizer
+from tfx_transfer.adaptation.schedules import WarmupLinearDecay
 
 
 def test_schedule_is_google_bert_formula():

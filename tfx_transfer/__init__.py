@@ -6,14 +6,20 @@ Public API (see README.md):
     load_checkpoint, LoadReport, AssignmentMap     checkpoints with explicit name maps and a report
     AdapterConfig, save_adaptation, load_adaptation parameter-efficient adaptation, adapter-only files
     BertClassifier, BertSpanLabeler                 sentence (pair) classification, span prediction (SQuAD)
+    export_for_serving                              a TF Serving SavedModel that takes raw text
+    from_keras_hub, to_keras_hub                    keras-hub BertBackbone <-> BertEncoder, in memory
+    create_optimizer                                BERT's AdamW with its schedules, clipping and layer-wise rates
 """
 
 __version__ = "0.1.0"
 
 from tfx_transfer.adaptation import AdapterConfig, apply_strategy, load_adaptation, save_adaptation
+from tfx_transfer.adaptation.optimizers import create_optimizer
 from tfx_transfer.checkpoints import AssignmentMap, CheckpointMismatchError, LoadReport, load_checkpoint
+from tfx_transfer.checkpoints.keras_hub_interop import from_keras_hub, to_keras_hub
 from tfx_transfer.config import BertConfig
 from tfx_transfer.encoders import BertEncoder, HubEncoder
+from tfx_transfer.export import export_for_serving
 from tfx_transfer.models import BertClassifier, BertSpanLabeler
 from tfx_transfer.pretrained import DEFAULT_MODEL, resolve_pretrained
 from tfx_transfer.text import BertPacker, BertPreprocessor, BertTokenizer
@@ -22,5 +28,5 @@ __all__ = [
     "BertConfig", "BertEncoder", "BertTokenizer", "BertPacker", "BertPreprocessor", "load_checkpoint",
     "LoadReport", "AssignmentMap", "CheckpointMismatchError", "resolve_pretrained", "DEFAULT_MODEL", "__version__",
     "AdapterConfig", "apply_strategy", "save_adaptation", "load_adaptation", "BertClassifier", "BertSpanLabeler",
-    "HubEncoder",
+    "HubEncoder", "export_for_serving", "from_keras_hub", "to_keras_hub", "create_optimizer",
 ]

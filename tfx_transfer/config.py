@@ -33,15 +33,18 @@ _ACTIVATION_ALIASES = {
     "silu": "silu",
     "swish": "silu",
 }
-ACTIVATIONS = tuple(sorted(set(_ACTIVATION_ALIASES.values())))
 
 
-def canonical_activation(name: str) -> str:
-    """Maps an activation name from any config dialect to `gelu`, `gelu_approximate`, `relu`, `tanh` or `silu`."""
+def canonical_activation(name: str, what: str = "hidden_act") -> str:
+    """Maps an activation name from any config dialect to `gelu`, `gelu_approximate`, `relu`, `tanh` or `silu`.
+
+    The one alias table of the package: encoder configs, adapter configs and layers all resolve names here (the
+    functions themselves are in `tfx_transfer.layers.activations`). `what` names the setting in error messages.
+    """
     key = str(name).strip().lower()
     if key not in _ACTIVATION_ALIASES:
         raise ValueError(
-            f"hidden_act={name!r} is not supported; use one of {sorted(_ACTIVATION_ALIASES)} "
+            f"{what}={name!r} is not supported; use one of {sorted(_ACTIVATION_ALIASES)} "
             "(in Hugging Face configs 'gelu' is the exact erf GELU; 'gelu_new'/'gelu_approximate'/'gelu_pytorch_tanh' "
             "are the tanh form, which is also what 'gelu' means in a Google bert_config.json)."
         )

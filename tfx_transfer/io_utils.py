@@ -27,7 +27,7 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e}); expected {what}.") from None
+        raise ValueError(f"{path}: not valid JSON ({e}); expected {what}.") from e
 
 
 @contextlib.contextmanager

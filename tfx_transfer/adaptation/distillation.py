@@ -16,6 +16,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfx_transfer.encoders.bert_encoder import BertEncoder
+
 
 def pack_targets(labels, teacher_probabilities) -> np.ndarray:
     """[N] int labels and [N, C] teacher probabilities -> float32 [N, 1 + C] (column 0: the label)."""
@@ -63,8 +65,6 @@ class DistillationLoss(keras.losses.Loss):
 def truncated_encoder(encoder, num_layers: int):
     """A student `BertEncoder` with `num_layers` of `encoder`'s layers, initialised from evenly spaced teacher
     layers (DistilBERT's "take one layer out of two"; Sanh et al. 2019) and the teacher's embeddings and pooler."""
-    from tfx_transfer.encoders.bert_encoder import BertEncoder
-
     teacher_layers = encoder.bert_config.num_hidden_layers
     if not 1 <= num_layers <= teacher_layers:
         raise ValueError(f"student layers {num_layers} must be between 1 and the teacher's {teacher_layers}.")

@@ -15,6 +15,10 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from tfx_transfer.data.glue import get_processor
+from tfx_transfer.io_utils import write_text
+from tfx_transfer.metrics.glue import compute
+
 
 def average_probabilities(probabilities: Sequence[np.ndarray], weights: Optional[Sequence[float]] = None):
     """Weighted mean of [N, C] probability arrays (equal weights by default)."""
@@ -40,16 +44,14 @@ def read_probabilities(path: str) -> np.ndarray:
             if line.strip():
                 try:
                     rows.append([float(v) for v in line.split("\t")])
-                except ValueError:
-                    raise ValueError(f"{path}:{number}: not tab-separated numbers: {line.strip()[:60]!r}") from None
+                except ValueError as error:
+                    raise ValueError(f"{path}:{number}: not tab-separated numbers: {line.strip()[:60]!r}") from error
     if len({len(r) for r in rows}) > 1:
         raise ValueError(f"{path}: rows of different widths.")
     return np.asarray(rows, np.float32)
 
 
 def write_probabilities(path: str, probabilities: np.ndarray):
-    from tfx_transfer.io_utils import write_text
-
     rows = ["\t".join(f"{p:.6f}" for p in np.atleast_1d(row)) for row in probabilities]
     write_text(path, "\n".join(rows) + "\n")
 
@@ -74,9 +76,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     write_probabilities(args.output_file, ensemble)
     print(f"averaged {len(arrays)} runs -> {args.output_file}")
     if args.task_name:
-        from tfx_transfer.data.glue import get_processor
-        from tfx_transfer.metrics.glue import compute
-
         processor = get_processor(args.task_name)
         dev = processor.dev_examples(args.data_dir)
         index = {label: i for i, label in enumerate(processor.labels)}

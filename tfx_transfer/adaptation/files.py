@@ -15,13 +15,17 @@ from typing import Dict, Iterable, Optional
 
 import numpy as np
 
+from tfx_transfer import models
+from tfx_transfer.checkpoints.loader import model_variables
+from tfx_transfer.config import BertConfig
+from tfx_transfer.encoders.bert_encoder import BertEncoder, find_encoder
+from tfx_transfer.layers.adapter_config import AdapterConfig, is_adaptation_variable
+
 FORMAT = "tfx_transfer.adaptation/1"
 
 
 def base_fingerprint(encoder, paths: Iterable[str]) -> str:
     """sha256 over the names, shapes and bytes of the given base variables of `encoder` (sorted by path)."""
-    from tfx_transfer.checkpoints.loader import model_variables
-
     variables = model_variables(encoder)
     digest = hashlib.sha256()
     for path in sorted(paths):
@@ -37,8 +41,6 @@ def base_fingerprint(encoder, paths: Iterable[str]) -> str:
 
 def _head_config(model) -> Optional[dict]:
     """The task model's own config without its encoder (None for a bare encoder)."""
-    from tfx_transfer.checkpoints.writers import find_encoder
-
     if model is find_encoder(model):
         return None
     config = {k: v for k, v in model.get_config().items() if k not in ("encoder", "name", "trainable")}
@@ -52,10 +54,6 @@ def save_adaptation(model, path, labels: Optional[list] = None, extra: Optional[
     loading onto another base is refused. Returns the metadata written. Atomic (temp file + rename).
     """
     from safetensors.numpy import save_file
-
-    from tfx_transfer.adaptation.adapter_config import is_adaptation_variable
-    from tfx_transfer.checkpoints.loader import model_variables
-    from tfx_transfer.checkpoints.writers import find_encoder
 
     encoder = find_encoder(model)
     variables = model_variables(model)
@@ -92,7 +90,7 @@ def read_adaptation(path):
             raw = (f.metadata() or {}).get("tfx_transfer")
             arrays = {name: f.get_tensor(name) for name in f.keys()}
     except Exception as e:
-        raise ValueError(f"{path}: not a readable safetensors file ({e}).") from None
+        raise ValueError(f"{path}: not a readable safetensors file ({e}).") from e
     if raw is None:
         raise ValueError(f"{path}: a safetensors file without tfx_transfer adaptation metadata; write adaptation "
                          "files with save_adaptation().")
@@ -104,8 +102,6 @@ def read_adaptation(path):
 
 def check_base(encoder, metadata, path="adaptation file"):
     """Raises ValueError when `encoder` is not the base the adaptation was trained on."""
-    from tfx_transfer.config import BertConfig
-
     expected = BertConfig(**metadata["base_config"])
     if encoder.bert_config != expected:
         raise ValueError(f"{path} was trained on a different base architecture ({expected}) than this encoder "
@@ -118,8 +114,6 @@ def check_base(encoder, metadata, path="adaptation file"):
 
 
 def build_task_model(encoder, metadata):
-    from tfx_transfer import models
-
     head = dict(metadata.get("head") or {})
     if not head:
         return encoder
@@ -132,10 +126,6 @@ def build_task_model(encoder, metadata):
 def adapted_encoder(base_encoder, adapters: Optional[dict]):
     """`base_encoder` itself when it already has this adapter architecture, else a new encoder with the adapters
     and a copy of the base weights."""
-    from tfx_transfer.adaptation.adapter_config import AdapterConfig
-    from tfx_transfer.checkpoints.loader import model_variables
-    from tfx_transfer.encoders.bert_encoder import BertEncoder
-
     wanted = AdapterConfig.from_dict(adapters) if adapters else None
     if base_encoder.adapters == wanted:
         return base_encoder
@@ -144,13 +134,11 @@ def adapted_encoder(base_encoder, adapters: Optional[dict]):
     for path, variable in model_variables(encoder).items():
         if path in base:
             variable.assign(base[path])
-    encoder.pretrained = getattr(base_encoder, "pretrained", None)
+    encoder.pretrained = base_encoder.pretrained
     return encoder
 
 
 def assign_arrays(model, arrays, path="adaptation file"):
-    from tfx_transfer.checkpoints.loader import model_variables
-
     variables = model_variables(model)
     missing = sorted(set(arrays) - set(variables))
     if missing:

@@ -23,10 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 import numpy as np
 from absl import logging
+
+from tfx_transfer.adaptation.regularizers import estimate_fisher, mlm_loss_fn, pretrained_variables
+from tfx_transfer.data.pipeline import dataset, plan_batches
+from tfx_transfer.encoders.bert_encoder import find_encoder
+from tfx_transfer.layers.masked_lm import MaskedLMHead
 
 SAMPLING = ("proportional", "temperature", "uniform")
 
@@ -98,8 +103,6 @@ class MultiTaskTrainer:
 
     def train(self, num_steps: int, batch_size: int, max_seq_length: int, bucket_by_length: bool = True) -> dict:
         """Runs `num_steps` updates. Returns {"steps_per_task", "mean_loss_per_task", "seconds"}."""
-        from tfx_transfer.data.pipeline import dataset, plan_batches
-
         self.optimizer.build(self.variables)
         iterators, epochs = {}, {name: 0 for name in self.tasks}
 
@@ -140,10 +143,6 @@ def special_token_ids(vocab: List[str]) -> Dict[str, int]:
 def add_auxiliary_mlm(model, vocab: List[str], weight: float = 0.5, rate: float = 0.15, head=None):
     """Adds weight x masked-LM loss on each training batch's own text to `model` (a `TaskModel` around a
     `BertEncoder`), before compile. Returns the `MaskedLMHead` (new, tied to the word embeddings, unless given)."""
-    from tfx_transfer.adaptation.regularizers import mlm_loss_fn
-    from tfx_transfer.checkpoints.writers import find_encoder
-    from tfx_transfer.layers.masked_lm import MaskedLMHead
-
     if weight <= 0:
         raise ValueError(f"auxiliary MLM weight {weight} must be > 0.")
     encoder = find_encoder(model)
@@ -163,11 +162,6 @@ def ewc_fisher_from_mlm(model, split, vocab: List[str], num_examples: int = 64, 
     of 16 examples, so the Fisher is not that of a random head when the checkpoint has none."""
     import keras
     import tensorflow as tf
-
-    from tfx_transfer.adaptation.regularizers import estimate_fisher, mlm_loss_fn, pretrained_variables
-    from tfx_transfer.checkpoints.writers import find_encoder
-    from tfx_transfer.data.pipeline import dataset, plan_batches
-    from tfx_transfer.layers.masked_lm import MaskedLMHead
 
     encoder = find_encoder(model)
     if not pretrained_variables(model):

@@ -16,7 +16,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from tfx_transfer.adaptation.schedules import WarmupLinearDecay, build_schedule
+from tfx_transfer.adaptation.schedules import build_schedule
+from tfx_transfer.encoders.bert_encoder import find_encoder
 
 NO_DECAY = ("bias", "gamma", "beta")  # Keras variable names of biases and LayerNorm parameters
 
@@ -114,8 +115,6 @@ def create_optimizer(learning_rate, num_train_steps, warmup_steps=0, weight_deca
 
 def layerwise_multipliers(model, decay: float) -> dict:
     """{variable path: decay**depth} for every weight of `model` (a task model or an encoder)."""
-    from tfx_transfer.checkpoints.writers import find_encoder
-
     num_layers = find_encoder(model).bert_config.num_hidden_layers
     return {p: decay ** d for p, d in layer_depths([v.path for v in model.weights], num_layers).items()}
 

@@ -23,6 +23,10 @@ from typing import Callable, Dict, Iterable, Optional
 import keras
 import numpy as np
 
+from tfx_transfer.encoders.bert_encoder import find_encoder
+from tfx_transfer.layers.adapter_config import is_adaptation_variable
+from tfx_transfer.layers.masked_lm import mask_tokens, masked_lm_loss
+
 
 class _AnchoredPenalty(keras.regularizers.Regularizer):
     """coefficient/2 * sum(weight * (x - anchor)^2); `weight` None means 1."""
@@ -54,9 +58,6 @@ class EWC(_AnchoredPenalty):
 
 def pretrained_variables(model, pattern: Optional[str] = None):
     """The trainable variables of `model`'s encoder (adapters excluded), or those whose path matches `pattern`."""
-    from tfx_transfer.adaptation.adapter_config import is_adaptation_variable
-    from tfx_transfer.checkpoints.writers import find_encoder
-
     variables = find_encoder(model).trainable_variables if pattern is None else model.trainable_variables
     return [v for v in variables if not is_adaptation_variable(v.path)
             and (pattern is None or re.search(pattern, v.path))]
@@ -102,12 +103,6 @@ def apply_ewc(model, fisher: Dict[str, np.ndarray], coefficient: float) -> Dict[
     return anchors
 
 
-def clear_regularizers(model):
-    for variable in model.weights:
-        if isinstance(variable.regularizer, _AnchoredPenalty):
-            variable.regularizer = None
-
-
 def estimate_fisher(loss_fn: Callable, examples: Iterable, variables) -> Dict[str, np.ndarray]:
     """Diagonal empirical Fisher: mean over `examples` of the squared gradient of `loss_fn(example)` with respect
     to each of `variables`. Pass single examples (batch size 1): the square of a batch-mean gradient is not the
@@ -138,8 +133,6 @@ def estimate_fisher(loss_fn: Callable, examples: Iterable, variables) -> Dict[st
 def mlm_loss_fn(encoder, head, *, mask_id: int, special_ids, rate: float = 0.15, seed: int = 0):
     """loss_fn(inputs) for `estimate_fisher` and auxiliary losses: BERT's masking of `inputs` (the encoder's
     dict), then the masked-LM cross-entropy of `head` (a `MaskedLMHead`) on the masked positions."""
-    from tfx_transfer.layers.masked_lm import mask_tokens, masked_lm_loss
-
     vocab_size = encoder.bert_config.vocab_size
 
     def loss_fn(inputs, training=False):

@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
 import numpy as np
 
-from tfx_transfer.adaptation.adapter_config import is_adaptation_variable
+from tfx_transfer.checkpoints.loader import model_variables
+from tfx_transfer.encoders.bert_encoder import find_encoder
+from tfx_transfer.keras_compat import sublayers
+from tfx_transfer.layers.adapter_config import is_adaptation_variable
 
 STRATEGIES = ("full", "feature_extraction", "adapters", "top_k", "bitfit", "lora")
 
 
 def _encoder_of(model):
-    from tfx_transfer.checkpoints.writers import find_encoder
-
     return find_encoder(model)
 
 
@@ -69,8 +70,6 @@ class ParameterReport:
 
 
 def parameter_report(model, strategy: str = "current") -> ParameterReport:
-    from tfx_transfer.checkpoints.loader import model_variables
-
     encoder_paths = set(model_variables(_encoder_of(model)))
     groups: Dict[str, Dict[str, int]] = {}
     total = trainable = 0
@@ -132,22 +131,15 @@ def apply_strategy(model, name: str, **options) -> ParameterReport:
     Returns:
         ParameterReport. Raises ValueError for an unknown strategy or missing options.
     """
-    from tfx_transfer.checkpoints.loader import model_variables
-
     options = dict(options)
     keep = _predicate(name, model, options)
     if options:
         raise ValueError(f"Strategy {name!r} got unknown options {sorted(options)}.")
     encoder_paths = set(model_variables(_encoder_of(model)))
     model.trainable = True
-    for layer in model._flatten_layers(include_self=False):
+    for layer in sublayers(model):
         layer.trainable = True
     for path, variable in model_variables(model).items():
         variable.trainable = bool(keep(path, variable_group(path, encoder_paths)))
     return parameter_report(model, name)
 
-
-def trainable_paths(model) -> List[str]:
-    from tfx_transfer.checkpoints.loader import model_variables
-
-    return [path for path, variable in model_variables(model).items() if variable.trainable]

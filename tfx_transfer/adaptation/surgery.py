@@ -14,19 +14,17 @@ from typing import Iterable, Optional
 import numpy as np
 
 from tfx_transfer.checkpoints.loader import model_variables
-from tfx_transfer.checkpoints.writers import find_encoder
+from tfx_transfer.encoders.bert_encoder import BertEncoder, find_encoder
 
 
 def merge_lora(model):
     """A copy of `model` (an encoder or a task model such as `BertClassifier`) with every LoRA update added into its kernel and no
     LoRA variables: W' = W + (alpha / r) A B. Outputs equal the unmerged model's up to float rounding."""
-    from tfx_transfer.encoders.bert_encoder import BertEncoder
-
     encoder = find_encoder(model)
     if encoder.adapters is None or encoder.adapters.kind != "lora":
         raise ValueError("merge_lora needs a model whose encoder was built with AdapterConfig(kind='lora').")
     merged_encoder = BertEncoder.from_bert_config(encoder.bert_config)
-    merged_encoder.pretrained = getattr(encoder, "pretrained", None)
+    merged_encoder.pretrained = encoder.pretrained
     source = {p: np.asarray(v) for p, v in model_variables(encoder).items()}
     for path, variable in model_variables(merged_encoder).items():
         value = source[path]

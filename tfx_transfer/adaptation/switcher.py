@@ -16,8 +16,7 @@ from typing import Dict
 
 import numpy as np
 
-from tfx_transfer.adaptation.files import (adapted_encoder, assign_arrays, build_task_model, check_base,
-                                           read_adaptation)
+from tfx_transfer.adaptation.files import adapted_encoder, assign_arrays, build_task_model, check_base, read_adaptation
 from tfx_transfer.checkpoints.loader import model_variables
 
 

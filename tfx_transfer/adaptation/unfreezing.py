@@ -34,6 +34,9 @@ import keras
 import numpy as np
 from absl import logging
 
+from tfx_transfer.adaptation.optimizers import PerVariableRates, layer_depths
+from tfx_transfer.encoders.bert_encoder import find_encoder
+
 UNFREEZING = ("none", "gradual", "chain_thaw", "sequential")
 
 
@@ -109,9 +112,6 @@ class UnfreezingCallback(keras.callbacks.Callback):
         self._phase = None
 
     def _setup(self):
-        from tfx_transfer.adaptation.optimizers import PerVariableRates, layer_depths
-        from tfx_transfer.checkpoints.writers import find_encoder
-
         optimizer = self.model.optimizer
         if not isinstance(optimizer, PerVariableRates):
             raise ValueError("UnfreezingCallback needs an optimizer with per-variable rates: "

@@ -3,7 +3,7 @@
     load_checkpoint(model, path) -> LoadReport         any format below, auto-detected
     save_google_checkpoint / save_hf_checkpoint / save_keras_model(encoder, out_dir)
     from_keras_hub(backbone) / to_keras_hub(encoder)    in-memory keras-hub interop
-    python -m tfx_transfer.checkpoints.convert ...      the converter CLI
+    (the converter CLI: python -m tfx_transfer.jobs.convert)
 """
 
 from tfx_transfer.checkpoints.assignment_map import AssignmentMap, Rule

@@ -47,7 +47,7 @@ class Rule:
         try:
             object.__setattr__(self, "_regex", re.compile(self.pattern))
         except re.error as e:
-            raise ValueError(f"Assignment rule pattern {self.pattern!r} is not a valid regex: {e}.") from None
+            raise ValueError(f"Assignment rule pattern {self.pattern!r} is not a valid regex: {e}.") from e
         object.__setattr__(self, "transforms", tuple(transform_from_config(t) for t in self.transforms))
 
     def apply(self, name: str) -> Optional[str]:
@@ -57,7 +57,7 @@ class Rule:
         try:
             return match.expand(self.target)
         except (re.error, IndexError) as e:
-            raise ValueError(f"Assignment rule {self.pattern!r} -> {self.target!r}: bad target template ({e}).") from None
+            raise ValueError(f"Assignment rule {self.pattern!r} -> {self.target!r}: bad target template ({e}).") from e
 
     def to_config(self):
         config = {"pattern": self.pattern, "target": self.target}
@@ -90,7 +90,7 @@ def _compile_all(patterns, what):
         try:
             compiled.append(re.compile(pattern))
         except re.error as e:
-            raise ValueError(f"Assignment map {what} pattern {pattern!r} is not a valid regex: {e}.") from None
+            raise ValueError(f"Assignment map {what} pattern {pattern!r} is not a valid regex: {e}.") from e
     return tuple(compiled)
 
 

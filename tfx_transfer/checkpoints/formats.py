@@ -28,6 +28,7 @@ from tfx_transfer.checkpoints.keras_hub_presets import is_keras_hub_preset, pres
 from tfx_transfer.checkpoints.readers import ArrayReader, ObjectCheckpointReader, SafetensorsReader, TFCheckpointReader
 from tfx_transfer.checkpoints.saved_models import read_saved_model
 from tfx_transfer.checkpoints.tables import GOOGLE, KERAS_HUB, hf_table, model_garden_table
+from tfx_transfer.encoders.bert_encoder import BertEncoder
 from tfx_transfer.io_utils import read_json
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl")
@@ -144,9 +145,6 @@ def keras_model_arrays(path: str) -> dict:
     """{variable path: value} of a model saved by Keras (`.keras`, or `model.weights.h5` + config.json)."""
     import keras
 
-    import tfx_transfer  # noqa: F401  (registers our layers for deserialisation)
-    from tfx_transfer.encoders.bert_encoder import BertEncoder
-
     file = keras_path(path)
     try:
         if file.endswith(".keras"):
@@ -158,7 +156,7 @@ def keras_model_arrays(path: str) -> dict:
     except (FileNotFoundError, ValueError):
         raise
     except Exception as e:
-        raise ValueError(f"{file}: cannot be loaded by Keras ({type(e).__name__}: {e}).") from None
+        raise ValueError(f"{file}: cannot be loaded by Keras ({type(e).__name__}: {e}).") from e
     return {variable.path: variable.numpy() for variable in model.weights}
 
 

@@ -13,7 +13,12 @@ import re
 
 import numpy as np
 
+from tfx_transfer.checkpoints.formats import open_checkpoint
+from tfx_transfer.checkpoints.loader import load_from_reader
+from tfx_transfer.checkpoints.readers import ArrayReader
+from tfx_transfer.checkpoints.tables import GOOGLE
 from tfx_transfer.config import BertConfig
+from tfx_transfer.encoders.bert_encoder import BertEncoder
 
 
 def infer_config(path: str, hidden_act: str = "gelu_approximate") -> BertConfig:
@@ -23,8 +28,6 @@ def infer_config(path: str, hidden_act: str = "gelu_approximate") -> BertConfig:
         ValueError: the names are not Model Garden's (a Google checkpoint needs its bert_config.json), or a needed
             tensor is missing.
     """
-    from tfx_transfer.checkpoints.formats import open_checkpoint
-
     fmt, reader, _ = open_checkpoint(path)
     if fmt != "model_garden":
         raise ValueError(f"{path}: the architecture of a {fmt} checkpoint cannot be read off its weights (its "
@@ -103,11 +106,6 @@ def match_tf1_hub_config(contents, atol: float = 1e-4) -> BertConfig:
         ValueError: no configuration reproduces the module's outputs within `atol`.
     """
     import tensorflow as tf
-
-    from tfx_transfer.checkpoints.loader import load_from_reader
-    from tfx_transfer.checkpoints.readers import ArrayReader
-    from tfx_transfer.checkpoints.tables import GOOGLE
-    from tfx_transfer.encoders.bert_encoder import BertEncoder
 
     shapes = {name: np.shape(array) for name, array in contents.arrays.items()}
     base = google_config_from_shapes(shapes, contents.path, num_attention_heads=1)

@@ -15,12 +15,11 @@ from tfx_transfer.checkpoints.keras_hub_presets import bert_config_from_keras_hu
 from tfx_transfer.checkpoints.loader import load_from_reader, model_variables
 from tfx_transfer.checkpoints.readers import ArrayReader
 from tfx_transfer.checkpoints.tables import KERAS_HUB
+from tfx_transfer.encoders.bert_encoder import BertEncoder, find_encoder
 
 
 def from_keras_hub(backbone, **overrides):
     """A `BertEncoder` with the weights of a keras-hub `BertBackbone`; `load_report` says what was loaded."""
-    from tfx_transfer.encoders.bert_encoder import BertEncoder
-
     encoder = BertEncoder.from_bert_config(bert_config_from_keras_hub(backbone.get_config()), **overrides)
     arrays = {variable.path: np.asarray(variable) for variable in backbone.weights}
     encoder.load_report = load_from_reader(encoder, ArrayReader(arrays, f"keras_hub:{backbone.name}"),
@@ -31,8 +30,6 @@ def from_keras_hub(backbone, **overrides):
 def to_keras_hub(encoder):
     """A keras-hub `BertBackbone` with the encoder's weights (same architecture, tanh GELU)."""
     import keras_hub
-
-    from tfx_transfer.checkpoints.writers import find_encoder
 
     encoder = find_encoder(encoder)
     config = encoder.bert_config

@@ -47,7 +47,7 @@ def bert_config_from_keras_hub(config: dict, source: str = "keras-hub config") -
                           max_position_embeddings=config.get("max_sequence_length", 512),
                           type_vocab_size=config.get("num_segments", 2)).validate(source=source)
     except KeyError as e:
-        raise ValueError(f"{source}: not a keras-hub BertBackbone config (no {e}).") from None
+        raise ValueError(f"{source}: not a keras-hub BertBackbone config (no {e}).") from e
 
 
 def preset_bert_config(path: str) -> BertConfig:
@@ -88,7 +88,7 @@ def preset_arrays(path: str) -> Dict[str, np.ndarray]:
             if model is None:
                 model = keras_hub.models.Backbone.from_preset(path)
     except Exception as e:  # keras-hub raises ValueError / KeyError / OSError for broken presets
-        raise ValueError(f"{path}: keras-hub cannot load this preset ({type(e).__name__}: {e}).") from None
+        raise ValueError(f"{path}: keras-hub cannot load this preset ({type(e).__name__}: {e}).") from e
     arrays = {}
     for variable in model.weights:
         if variable.path in arrays:

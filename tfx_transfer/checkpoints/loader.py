@@ -110,7 +110,7 @@ def load_from_reader(model, reader, builtin: AssignmentMap, fmt: str, strict: bo
             for transform in resolution.transforms:
                 array = transform(array, target_shape)
         except ValueError as e:
-            raise ValueError(f"Checkpoint tensor {name!r} -> model variable {target!r}: {e}.") from None
+            raise ValueError(f"Checkpoint tensor {name!r} -> model variable {target!r}: {e}.") from e
         if tuple(array.shape) != target_shape and resolution.head:
             report.unused_in_checkpoint.append(UnusedTensor(
                 name, shapes[name], "discarded", target,

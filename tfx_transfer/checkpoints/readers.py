@@ -37,8 +37,8 @@ class SafetensorsReader(CheckpointReader):
             try:
                 with open(path, encoding="utf-8") as f:
                     weight_map = json.load(f)["weight_map"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise ValueError(f"{path}: not a safetensors shard index (no 'weight_map').") from None
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                raise ValueError(f"{path}: not a safetensors shard index (no 'weight_map').") from error
             directory = os.path.dirname(path)
             files = {name: os.path.join(directory, shard) for name, shard in weight_map.items()}
         else:
@@ -51,7 +51,7 @@ class SafetensorsReader(CheckpointReader):
             try:
                 handle = safe_open(shard, framework="numpy")
             except Exception as e:  # safetensors raises its own error types for corrupt headers
-                raise ValueError(f"{shard}: not a readable safetensors file ({e}).") from None
+                raise ValueError(f"{shard}: not a readable safetensors file ({e}).") from e
             self._handles[shard] = handle
             for name in handle.keys():
                 self._file_of[name] = shard
@@ -77,7 +77,7 @@ class TFCheckpointReader(CheckpointReader):
             self._reader = tf.train.load_checkpoint(prefix)
         except Exception as e:  # tf raises DataLossError / NotFoundError / OpError for damaged files
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ValueError(f"{prefix}: not a readable TensorFlow checkpoint ({first_line}).") from None
+            raise ValueError(f"{prefix}: not a readable TensorFlow checkpoint ({first_line}).") from e
         self._shapes = {name: tuple(shape) for name, shape in self._reader.get_variable_to_shape_map().items()}
 
     def shapes(self):
@@ -88,7 +88,7 @@ class TFCheckpointReader(CheckpointReader):
             return np.asarray(self._reader.get_tensor(name))
         except Exception as e:
             raise ValueError(f"{self.path}: cannot read tensor {name!r} ({type(e).__name__}); the checkpoint's data "
-                             "file may be truncated or corrupt.") from None
+                             "file may be truncated or corrupt.") from e
 
 
 class ObjectCheckpointReader(CheckpointReader):
@@ -115,7 +115,7 @@ class ObjectCheckpointReader(CheckpointReader):
             graph.ParseFromString(self._reader.get_tensor(self.GRAPH_KEY))
         except Exception as e:  # DataLossError / NotFoundError / DecodeError for damaged files
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ValueError(f"{prefix}: not a readable object-based TensorFlow checkpoint ({first_line}).") from None
+            raise ValueError(f"{prefix}: not a readable object-based TensorFlow checkpoint ({first_line}).") from e
         shapes = self._reader.get_variable_to_shape_map()
         named = {}
         for node in graph.nodes:
@@ -151,7 +151,7 @@ class ObjectCheckpointReader(CheckpointReader):
             return np.asarray(self._reader.get_tensor(self._keys[name]))
         except Exception as e:
             raise ValueError(f"{self.path}: cannot read tensor {name!r} ({type(e).__name__}); the checkpoint's data "
-                             "file may be truncated or corrupt.") from None
+                             "file may be truncated or corrupt.") from e
 
 
 class ArrayReader(CheckpointReader):

@@ -21,6 +21,8 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from tfx_transfer.encoders.hub_encoder import load_module
+
 
 @dataclasses.dataclass(frozen=True)
 class SavedModelContents:
@@ -92,8 +94,6 @@ def _tf1_tokenization_info(module, path: str):
 def _read(path: str, mtime: float) -> SavedModelContents:
     import tensorflow as tf
 
-    from tfx_transfer.encoders.hub_encoder import load_module
-
     module = load_module(path)
     variables = getattr(module, "variables", None)  # Reusable SavedModels (TF Hub) and TF1 modules list them
     if variables is None:
@@ -147,3 +147,11 @@ def read_saved_model(path) -> SavedModelContents:
     path = os.path.abspath(os.fspath(path))
     graph = os.path.join(path, "saved_model.pb")
     return _read(path, os.path.getmtime(graph) if os.path.isfile(graph) else 0.0)  # load_module explains a non-SavedModel
+
+
+def adopt_module(path):
+    """The module `read_saved_model(path)` loaded, handed over to one owner (e.g. the job's black-box HubEncoder,
+    which trains its variables): the cache forgets it, so a later read loads the SavedModel afresh."""
+    module = read_saved_model(path).module
+    _read.cache_clear()
+    return module

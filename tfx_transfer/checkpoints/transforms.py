@@ -62,8 +62,8 @@ class Reshape(Transform):
         shape = self.shape if self.shape is not None else tuple(target_shape)
         try:
             return np.reshape(array, shape)
-        except ValueError:
-            raise ValueError(f"cannot reshape a tensor of shape {tuple(array.shape)} to {shape}") from None
+        except ValueError as error:
+            raise ValueError(f"cannot reshape a tensor of shape {tuple(array.shape)} to {shape}") from error
 
     def to_config(self):
         return self.name if self.shape is None else {"name": self.name, "shape": list(self.shape)}
@@ -110,4 +110,4 @@ def transform_from_config(config) -> Transform:
     try:
         return _REGISTRY[name](**kwargs)
     except TypeError as e:
-        raise ValueError(f"Transform {config!r}: bad arguments ({e}).") from None
+        raise ValueError(f"Transform {config!r}: bad arguments ({e}).") from e

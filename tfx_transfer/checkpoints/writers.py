@@ -13,28 +13,18 @@ import shutil
 from typing import Optional
 
 import numpy as np
+import tensorflow as tf
 
 from tfx_transfer.checkpoints.loader import model_variables
 from tfx_transfer.checkpoints.tables import GOOGLE, HF
+from tfx_transfer.encoders.bert_encoder import find_encoder
 from tfx_transfer.io_utils import atomic_directory, write_json
 from tfx_transfer.text.tokenizer_files import TokenizerSettings
 
 
-def find_encoder(model):
-    """The `BertEncoder` of `model` (the model itself, or the one encoder nested in a task model)."""
-    from tfx_transfer.encoders.bert_encoder import BertEncoder
-
-    if isinstance(model, BertEncoder):
-        return model
-    found = [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, BertEncoder)]
-    if len(found) != 1:
-        raise ValueError(f"Expected exactly one BertEncoder inside {model.name!r}, found {len(found)}.")
-    return found[0]
-
-
 def _tokenizer_settings(encoder, vocab_file, do_lower_case) -> TokenizerSettings:
     """The encoder's tokenizer settings (from `from_pretrained`), with `vocab_file` / `do_lower_case` overriding."""
-    pretrained = getattr(encoder, "pretrained", None)
+    pretrained = encoder.pretrained
     settings = pretrained.tokenizer if pretrained else None
     vocab_file = vocab_file or (settings.vocab_file if settings else None)
     if vocab_file is None:
@@ -62,8 +52,6 @@ def _copy_vocab(settings: TokenizerSettings, directory, config):
 
 def save_tf_checkpoint(arrays, prefix):
     """Writes {name: array} as a name-based TF checkpoint (`prefix.index`, `prefix.data-00000-of-00001`)."""
-    import tensorflow as tf
-
     names = sorted(arrays)
     tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
                       tensors=[tf.constant(arrays[name]) for name in names])

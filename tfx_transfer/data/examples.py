@@ -49,7 +49,7 @@ def read_rows(path: str, delimiter: str = "\t", encoding: str = "utf-8-sig",
             except UnicodeDecodeError as e:
                 if encoding_errors != "replace":
                     raise ValueError(f"{path}, line {number}: not UTF-8 ({e.reason} at byte {e.start}); fix the file "
-                                     "or pass --encoding_errors=replace.") from None
+                                     "or pass --encoding_errors=replace.") from e
                 line = raw.decode("utf-8", errors="replace")
                 replaced += 1
             line = line.rstrip("\r\n")

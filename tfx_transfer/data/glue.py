@@ -88,8 +88,8 @@ class GlueProcessor:
             if label is not None and self.labels is None:
                 try:
                     label = float(label)
-                except ValueError:
-                    raise ValueError(f"{path}, line {number}: score {label!r} is not a number.") from None
+                except ValueError as error:
+                    raise ValueError(f"{path}, line {number}: score {label!r} is not a number.") from error
             examples.append(InputExample(f"{split_name}-{len(examples)}", text_a, text_b, label))
         if skipped:
             from absl import logging

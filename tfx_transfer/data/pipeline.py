@@ -20,6 +20,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from tfx_transfer.text.packer import BertPacker
+
 BUCKET_STEP = 16
 SORT_WINDOW_BATCHES = 50
 
@@ -44,8 +46,6 @@ def encode_examples(examples, tokenizer, max_seq_length: int, label_list: Option
 
     Labels: class index into `label_list`, float for regression (label_list None), or None when the split has none.
     """
-    from tfx_transfer.text.packer import BertPacker
-
     if not examples:
         raise ValueError("No examples to encode.")
     packer = BertPacker.for_tokenizer(tokenizer, max_seq_length, pad_to_max_length=True)

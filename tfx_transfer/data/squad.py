@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from absl import logging
 
+from tfx_transfer.data.pipeline import EncodedSplit
 from tfx_transfer.text.basic_tokenizer import basic_tokenize
 
 
@@ -75,7 +76,7 @@ def read_squad(path: str, is_training: bool, version_2: bool = False) -> tuple:
         with open(path, encoding="utf-8") as f:
             dataset = _require(json.load(f), "data", "the top-level object", path)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e}).") from None
+        raise ValueError(f"{path}: not valid JSON ({e}).") from e
     examples, skipped = [], 0
     paragraph_index = 0
     for article in dataset:
@@ -239,8 +240,6 @@ def build_features(examples: Sequence[SquadExample], tokenizer, max_seq_length: 
 
 def features_to_split(features: Sequence[SquadFeature], max_seq_length: int):
     """An `EncodedSplit` of the features (labels: [start, end] pairs for training)."""
-    from tfx_transfer.data.pipeline import EncodedSplit
-
     n = len(features)
     longest = max(len(f.token_ids) for f in features)
     word_ids = np.zeros((n, longest), np.int32)

@@ -7,6 +7,9 @@ import os
 import keras
 
 from tfx_transfer.config import BertConfig
+from tfx_transfer.keras_compat import sublayers
+from tfx_transfer.layers.adapter_config import AdapterConfig
+from tfx_transfer.layers.adapter_slots import block_adaptation_kwargs, shared_adaptation_layers
 from tfx_transfer.layers.embeddings import BertEmbeddings
 from tfx_transfer.layers.pooler import BertPooler
 from tfx_transfer.layers.transformer_block import TransformerBlock
@@ -42,9 +45,6 @@ class BertEncoder(keras.Model):
                  attention_probs_dropout_prob=0.1, max_position_embeddings=512, type_vocab_size=2,
                  initializer_range=0.02, layer_norm_eps=1e-12, adapters=None, name="bert_encoder", dtype=None,
                  **kwargs):
-        from tfx_transfer.adaptation.adapter_config import AdapterConfig
-        from tfx_transfer.adaptation.build import block_adaptation_kwargs, shared_adaptation_layers
-
         config = BertConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
                             num_attention_heads=num_attention_heads, intermediate_size=intermediate_size,
                             hidden_act=hidden_act, hidden_dropout_prob=hidden_dropout_prob,
@@ -75,6 +75,11 @@ class BertEncoder(keras.Model):
         super().__init__(inputs=inputs, outputs=outputs, name=name, dtype=dtype, **kwargs)
         self.bert_config = config
         self.adapters = adapters
+        # Set by `from_pretrained` / `from_hub` (and kept by `merge_lora`, `load_adaptation`): where the weights
+        # came from (`PretrainedFiles`: files, config, tokenizer settings, head labels) and the `LoadReport`. Not
+        # serialised: a model reloaded from .keras has neither, and the writers then need a vocab_file.
+        self.pretrained = None
+        self.load_report = None
 
     # ------------------------------------------------------------------ construction at the edges
     @classmethod
@@ -119,23 +124,10 @@ class BertEncoder(keras.Model):
         Raises:
             ValueError: the vocabulary has more tokens than the embedding table has rows.
         """
-        from tfx_transfer.checkpoints.loader import load_checkpoint
-        from tfx_transfer.pretrained import resolve_pretrained
-        from tfx_transfer.text.casing import check_vocab_size
-        from tfx_transfer.text.vocab import load_vocab
+        from tfx_transfer.pretrained import load_encoder  # the entry point over the loader (a layer above)
 
-        files = resolve_pretrained(path_or_name, config_file=config_file, vocab_file=vocab_file,
-                                   do_lower_case=do_lower_case)
-        check_vocab_size(len(load_vocab(files.vocab_file)), files.config.vocab_size, files.vocab_file)
-        encoder = cls.from_bert_config(files.config, **overrides)
-        from tfx_transfer.adaptation.adapter_config import ADAPTATION_PATH_PATTERN
-
-        encoder.load_report = load_checkpoint(encoder, files.weights_path, strict=strict,
-                                              assignment_map=assignment_map, allow_missing=[ADAPTATION_PATH_PATTERN])
-        encoder.pretrained = files
-        if verbose:
-            print(encoder.load_report)
-        return encoder
+        return load_encoder(cls, path_or_name, strict=strict, assignment_map=assignment_map, verbose=verbose,
+                            config_file=config_file, vocab_file=vocab_file, do_lower_case=do_lower_case, **overrides)
 
     @classmethod
     def from_hub(cls, handle, adapters=None, strict: bool = True, **overrides) -> "BertEncoder":
@@ -151,10 +143,9 @@ class BertEncoder(keras.Model):
         Raises:
             CheckpointMismatchError (strict): variables that could not be mapped, with the full load report.
         """
-        import tensorflow_hub as hub
+        from tfx_transfer.pretrained import hub_module_path, load_encoder  # the entry point over the loader
 
-        path = os.fspath(handle) if os.path.exists(os.fspath(handle)) else hub.resolve(handle)
-        return cls.from_pretrained(path, strict=strict, adapters=adapters, **overrides)
+        return load_encoder(cls, hub_module_path(handle), strict=strict, adapters=adapters, **overrides)
 
     # ------------------------------------------------------------------ serialization
     def get_config(self):
@@ -166,3 +157,17 @@ class BertEncoder(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def find_encoder(model) -> BertEncoder:
+    """The `BertEncoder` of `model`: the model itself, or the one encoder nested in a task model.
+
+    Raises:
+        ValueError: `model` holds no BertEncoder, or more than one (e.g. a black-box `HubEncoder`).
+    """
+    if isinstance(model, BertEncoder):
+        return model
+    found = [layer for layer in sublayers(model) if isinstance(layer, BertEncoder)]
+    if len(found) != 1:
+        raise ValueError(f"Expected exactly one BertEncoder inside {model.name!r}, found {len(found)}.")
+    return found[0]

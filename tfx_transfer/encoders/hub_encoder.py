@@ -21,6 +21,8 @@ import re
 import keras
 import tensorflow as tf
 
+from tfx_transfer.keras_compat import track_variable
+
 INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 _LEGACY = {"input_word_ids": "input_ids", "input_mask": "input_mask", "input_type_ids": "segment_ids"}
 
@@ -41,7 +43,7 @@ def load_module(handle: str):
         return hub.load(path)
     except Exception as e:  # hub raises a mix of OSError / ValueError / tf errors
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"Cannot load the Hub module {path!r}: {first}") from None
+        raise ValueError(f"Cannot load the Hub module {path!r}: {first}") from e
 
 
 def describe_interface(obj) -> str:
@@ -80,6 +82,8 @@ class HubEncoder(keras.layers.Layer):
     Args:
         handle: a local SavedModel path or anything `tensorflow_hub` resolves (TFHUB_CACHE_DIR offline).
         trainable: fine-tune the module's variables (its trainable ones) or keep them frozen.
+        module: the module already loaded from `handle` (`hub.load`), so it is not loaded twice; this layer then
+            owns it (its variables are the ones it trains).
 
     Call args: dict of int32 [B, T] inputs; training enables the module's dropout.
     Returns: {"sequence_output" [B, T, H], "pooled_output" [B, H], "encoder_outputs" [L x [B, T, H]] (when the
@@ -87,10 +91,10 @@ class HubEncoder(keras.layers.Layer):
     Attributes: `vocab_file` (path) and `do_lower_case` from the module, when it carries them.
     """
 
-    def __init__(self, handle, trainable=False, **kwargs):
+    def __init__(self, handle, trainable=False, module=None, **kwargs):
         super().__init__(trainable=trainable, **kwargs)
         self.handle = os.fspath(handle)
-        self._module = load_module(self.handle)
+        self._module = module if module is not None else load_module(self.handle)
         self._legacy = legacy_signature(self._module, self.handle)
         trainable_ids = {id(v) for v in getattr(self._module, "trainable_variables", [])}
         variables = list(getattr(self._module, "variables", []))
@@ -101,7 +105,7 @@ class HubEncoder(keras.layers.Layer):
         for variable in variables:
             wrapped = keras.Variable(variable, trainable=id(variable) in trainable_ids,
                                      name=_sanitize(variable.name))
-            self._track_variable(wrapped)
+            track_variable(self, wrapped)
             self._hub_variables.append(wrapped)
         self.vocab_file = None
         if hasattr(self._module, "vocab_file"):

@@ -12,8 +12,13 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence
 
+import tensorflow as tf
 from absl import logging
 
+from tfx_transfer.adaptation.surgery import merge_lora
+from tfx_transfer.encoders.bert_encoder import find_encoder
+from tfx_transfer.export.classifier_module import ClassifierServingModule
+from tfx_transfer.export.squad_module import SquadServingModule
 from tfx_transfer.export.versioning import new_version_directory
 
 WARMUP_TEXTS = ["A short warmup sentence.", "Warmup request number two, somewhat longer than the first one, so that a "
@@ -21,9 +26,6 @@ WARMUP_TEXTS = ["A short warmup sentence.", "Warmup request number two, somewhat
 
 
 def _merged(model):
-    from tfx_transfer.adaptation.surgery import merge_lora
-    from tfx_transfer.checkpoints.writers import find_encoder
-
     encoder = getattr(model, "encoder", None)
     if encoder is None or not hasattr(encoder, "adapters"):  # a black-box Hub encoder: nothing to merge
         return model
@@ -45,8 +47,6 @@ def write_warmup_requests(directory: str, requests) -> Optional[str]:
         logging.warning("tensorflow-serving-api is not installed: no warmup requests written "
                         "(pip install tensorflow-serving-api).")
         return None
-    import tensorflow as tf
-
     extra = os.path.join(directory, "assets.extra")
     os.makedirs(extra, exist_ok=True)
     path = os.path.join(extra, "tf_serving_warmup_requests")
@@ -74,19 +74,13 @@ def export_for_serving(model, export_base: str, tokenizer, labels: Optional[Sequ
     Returns:
         The version directory.
     """
-    import tensorflow as tf
-
     model = _merged(model)
     if task == "classifier":
-        from tfx_transfer.export.classifier_module import ClassifierServingModule
-
         module = ClassifierServingModule(model, tokenizer, max_seq_length, labels, pairs, tokenizer.vocab_file)
         inputs = {"text": WARMUP_TEXTS}
         if pairs:
             inputs["text_b"] = list(reversed(WARMUP_TEXTS))
     elif task == "squad":
-        from tfx_transfer.export.squad_module import SquadServingModule
-
         module = SquadServingModule(model, tokenizer, max_seq_length, tokenizer.vocab_file, **squad_options)
         inputs = {"question": ["What is warming up?", "Why?"], "context": WARMUP_TEXTS}
     else:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import os
 import sys
 
+from absl import flags
+
+from tfx_transfer.checkpoints.report import CheckpointMismatchError
+from tfx_transfer.jobs.errors import FlagError
+from tfx_transfer.jobs.trainer import TrainingDiverged, TrainingInterrupted
+
 
 def run_main(run, argv) -> int:
     """Calls `run()`; bad flags, data or checkpoints print `error: <one line>` to stderr and return 2."""
-    from tfx_transfer.checkpoints.report import CheckpointMismatchError
-    from tfx_transfer.jobs.flags import FlagError
-    from tfx_transfer.jobs.trainer import TrainingDiverged, TrainingInterrupted
-
     if len(argv) > 1:
         print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
         return 2
@@ -35,8 +37,6 @@ def run_main(run, argv) -> int:
 def parse_and_run(flag_values, run, argv=None) -> int:
     """For command lines with a private `absl.flags.FlagValues` (hub_modules/): parses `argv` (default sys.argv)
     into `flag_values`, then `run_main(run, rest)`. Flag errors are one line and exit code 2 too."""
-    from absl import flags
-
     argv = sys.argv if argv is None else argv
     try:
         flag_values.unparse_flags()

@@ -1,4 +1,4 @@
-"""tf.distribute for both scripts: Model Garden's flags, the strategy, and who writes.
+"""tf.distribute for both scripts: the strategy of Model Garden's flags (defined in jobs/flags.py), and who writes.
 
     --distribution_strategy={default,one_device,mirrored,multi_worker_mirrored,tpu}
     --num_gpus=N            mirrored / one_device: how many local GPUs (0 = CPU)
@@ -19,10 +19,16 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from typing import Optional
 
+import tensorflow as tf
 from absl import logging
+
+from tfx_transfer import keras_compat
+from tfx_transfer.jobs.errors import FlagError
+from tfx_transfer.jobs.options import DistributionOptions
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 ALL_REDUCE = ("nccl", "hierarchical_copy", "reduce_to_one_device", "ring")
@@ -30,47 +36,20 @@ ALL_REDUCE = ("nccl", "hierarchical_copy", "reduce_to_one_device", "ring")
 _state = {"strategy": None, "key": None, "worker_dir": None}
 
 
-def define_flags(define):
-    define.DEFINE_enum("distribution_strategy", "default", list(STRATEGIES),
-                       "tf.distribute strategy: default (one device), one_device, mirrored (the local GPUs or "
-                       "--num_cpu_devices), multi_worker_mirrored (workers from TF_CONFIG), tpu. Batch sizes are "
-                       "global.")
-    define.DEFINE_integer("num_gpus", None, "GPUs for mirrored/one_device (default: all visible; 0 = CPU).")
-    define.DEFINE_integer("num_cpu_devices", None, "Split the CPU into this many logical devices (mirrored on CPUs).")
-    define.DEFINE_enum("all_reduce_alg", None, list(ALL_REDUCE), "Gradient all-reduce: mirrored nccl / "
-                       "hierarchical_copy / reduce_to_one_device, multi_worker_mirrored ring / nccl.")
-    define.DEFINE_string("tpu", None, "TPU name or grpc:// address for --distribution_strategy=tpu ('local' on a TPU "
-                         "VM).")
-
-
-def _flags():
-    from tfx_transfer.jobs.flags import FLAGS
-
-    return FLAGS
-
-
 def _configure_cpu_devices(count: int):
-    import tensorflow as tf
-
     cpus = tf.config.list_physical_devices("CPU")
     current = tf.config.get_logical_device_configuration(cpus[0])
     if current and len(current) == count:
         return
     try:
         tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
-    except RuntimeError:
-        from tfx_transfer.jobs.flags import FlagError
-
+    except RuntimeError as e:
         raise FlagError(f"--num_cpu_devices={count}: TensorFlow already initialised its devices in this process; "
-                        "set it in a fresh process.") from None
+                        "set it in a fresh process.") from e
 
 
 def _create(name: str, num_gpus: Optional[int], num_cpu_devices: Optional[int], all_reduce_alg: Optional[str],
             tpu: Optional[str]):
-    import tensorflow as tf
-
-    from tfx_transfer.jobs.flags import FlagError
-
     if num_cpu_devices is not None:
         if num_cpu_devices < 1:
             raise FlagError(f"--num_cpu_devices={num_cpu_devices} must be >= 1.")
@@ -92,7 +71,7 @@ def _create(name: str, num_gpus: Optional[int], num_cpu_devices: Optional[int], 
         if not os.environ.get("TF_CONFIG"):
             logging.warning("multi_worker_mirrored without TF_CONFIG: training on this host alone.")
         _check_tf_config()
-        _patch_keras_multi_worker_logs()
+        keras_compat.average_scalar_logs_over_workers()
         return tf.distribute.MultiWorkerMirroredStrategy(
             communication_options=tf.distribute.experimental.CommunicationOptions(implementation=implementation))
     gpus = tf.config.list_logical_devices("GPU")
@@ -112,49 +91,18 @@ def _create(name: str, num_gpus: Optional[int], num_cpu_devices: Optional[int], 
     return tf.distribute.MirroredStrategy(devices, cross_device_ops=cross_device_ops)
 
 
-def _patch_keras_multi_worker_logs():
-    """Keras 3's TF trainer averages each step's logs over workers with `strategy.reduce("MEAN", v, axis=0)`, which
-    fails for the scalar losses and metrics under MultiWorkerMirroredStrategy ("Invalid reduction dimension 0 for
-    input with 0 dimensions"; tensorflow/tensorflow#72388): `fit` cannot run a single multi-worker step. We wrap
-    Keras's `reduce_per_replica` so that scalars are averaged with `axis=None` (the same mean, over replicas);
-    everything else goes to Keras unchanged. Installed only when a multi-worker strategy is created."""
-    import tensorflow as tf
-    from keras.src.backend.tensorflow import trainer as keras_tf_trainer
-
-    original = keras_tf_trainer.reduce_per_replica
-    if getattr(original, "_tfx_transfer_patch", False):
-        return
-
-    def reduce_per_replica(values, strategy, reduction):
-        multi_worker = keras_tf_trainer._collective_all_reduce_multi_worker(strategy)
-        if not multi_worker or reduction not in ("auto", "mean"):
-            return original(values, strategy, reduction)
-
-        def reduce(v):
-            if isinstance(v, tf.distribute.DistributedValues) or isinstance(v, tf.Tensor):
-                rank = v.values[0].shape.rank if isinstance(v, tf.distribute.DistributedValues) else v.shape.rank
-                if rank == 0:
-                    return strategy.reduce("MEAN", v, axis=None)
-            return original(v, strategy, reduction)
-
-        return keras_tf_trainer.tree.map_structure(reduce, values)
-
-    reduce_per_replica._tfx_transfer_patch = True
-    keras_tf_trainer.reduce_per_replica = reduce_per_replica
-
-
-def strategy():
-    """The strategy the flags ask for (created once per process and flag set)."""
-    FLAGS = _flags()
-    key = (FLAGS.distribution_strategy, FLAGS.num_gpus, FLAGS.num_cpu_devices, FLAGS.all_reduce_alg, FLAGS.tpu)
+def strategy(options: DistributionOptions):
+    """The strategy `options` ask for (created once per process and set of options)."""
+    key = (options.distribution_strategy, options.num_gpus, options.num_cpu_devices, options.all_reduce_alg,
+           options.tpu)
     if _state["strategy"] is None or _state["key"] != key:
         _state["strategy"] = _create(*key)
         _state["key"] = key
         _state["worker_dir"] = None
-        if FLAGS.distribution_strategy != "default":
+        if options.distribution_strategy != "default":
             s = _state["strategy"]
             logging.info("Distribution: --distribution_strategy=%s (%s) with %d replica(s)%s.",
-                         FLAGS.distribution_strategy, type(s).__name__, s.num_replicas_in_sync,
+                         options.distribution_strategy, type(s).__name__, s.num_replicas_in_sync,
                          "" if is_chief() else "; this worker is not the chief: it writes no outputs")
     return _state["strategy"]
 
@@ -186,17 +134,13 @@ def _check_tf_config():
         return
     try:
         json.loads(raw)
-    except ValueError:
-        from tfx_transfer.jobs.flags import FlagError
-
-        raise FlagError("TF_CONFIG is not valid JSON; see the README's multi-worker example.") from None
+    except ValueError as e:
+        raise FlagError("TF_CONFIG is not valid JSON; see the README's multi-worker example.") from e
 
 
 def free_local_ports(n: int):
     """n TCP ports free on 127.0.0.1 right now: a local multi-worker cluster for TF_CONFIG (tests, benches,
     trying multi-worker on one machine)."""
-    import socket
-
     sockets = [socket.socket() for _ in range(n)]
     try:
         for s in sockets:

@@ -1,25 +1,32 @@
-"""absl flags shared by run_classifier.py and run_squad.py, and their validation.
+"""The scripts' absl flags: their definitions, the one place they are read (`parse_*_options`: FLAGS -> the frozen
+options of `jobs/options.py`, once per run), and the checks on the parsed options.
 
 google-research/bert's names and defaults come first, so old command lines work; tfx_transfer's own flags
-follow. TPU-only flags are accepted and ignored with a warning. `validate_*` raise `FlagError` with one line that
-names the flag, its value and the fix; the scripts print it and exit with code 2.
+follow. TPU-only flags are accepted and ignored with a warning. Checks raise `FlagError` with one line that names
+the flag, its value and the fix; the scripts print it and exit with code 2. Nothing outside this module reads FLAGS.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import tempfile
 
 from absl import flags, logging
 
-from tfx_transfer.adaptation.adapter_config import KINDS
+from tfx_transfer.adaptation.schedules import SCHEDULES
 from tfx_transfer.adaptation.strategies import STRATEGIES
+from tfx_transfer.adaptation.unfreezing import UNFREEZING
+from tfx_transfer.data.glue import task_names
+from tfx_transfer.jobs import distribution
+from tfx_transfer.jobs.errors import FlagError
+from tfx_transfer.jobs.options import (ClassifierOptions, DistributionOptions, ModelOptions, OutputOptions,
+                                       SquadOptions, TrainingOptions)
+from tfx_transfer.layers.adapter_config import KINDS
+from tfx_transfer.models.feature_classifier import FEATURE_HEADS
 
 FLAGS = flags.FLAGS
 TPU_FLAGS = ("use_tpu", "tpu_name", "tpu_zone", "gcp_project", "master", "num_tpu_cores", "iterations_per_loop")
-
-
-class FlagError(ValueError):
-    """A bad flag value; the message is one line naming the flag, the value and the fix."""
 
 
 class _Definer:
@@ -91,18 +98,13 @@ def define_common_flags(max_seq_length: int, train_batch_size: int = 32, learnin
     define.DEFINE_bool("do_export", False, "Export the model named by --init_checkpoint (e.g. a finished run's "
                        "output_dir/final) without training; needs --export_dir.")
     define.DEFINE_integer("export_version", None, "Version number of the export (default: the next one).")
-    from tfx_transfer.jobs import distribution
-
-    distribution.define_flags(define)
+    define_distribution_flags()
     define_optimisation_flags()
 
 
 def define_optimisation_flags():
     """How and when weights update (issue 9): schedule, clipping, accumulation, discriminative rates, unfreezing,
     regularisation toward the pretrained weights, auxiliary masked-LM."""
-    from tfx_transfer.adaptation.schedules import SCHEDULES
-    from tfx_transfer.adaptation.unfreezing import UNFREEZING
-
     define.DEFINE_float("layerwise_lr_decay", 1.0, "Discriminative learning rates: depth d from the top trains at "
                        "learning_rate x decay**d (1.0 = off).")
     define.DEFINE_enum("lr_schedule", "linear", list(SCHEDULES), "Learning-rate schedule: linear = google-research/"
@@ -134,73 +136,197 @@ def define_optimisation_flags():
                         "against the task loss (the seeds use 0.5; 0 = off).")
 
 
-def warn_ignored_tpu_flags():
-    for name in TPU_FLAGS:
-        if FLAGS[name].present:
-            logging.warning("--%s is a TPU flag of google-research/bert; it is accepted and ignored here.", name)
+def define_distribution_flags():
+    """Model Garden's tf.distribute flags (see jobs/distribution.py)."""
+    define.DEFINE_enum("distribution_strategy", "default", list(distribution.STRATEGIES),
+                       "tf.distribute strategy: default (one device), one_device, mirrored (the local GPUs or "
+                       "--num_cpu_devices), multi_worker_mirrored (workers from TF_CONFIG), tpu. Batch sizes are "
+                       "global.")
+    define.DEFINE_integer("num_gpus", None, "GPUs for mirrored/one_device (default: all visible; 0 = CPU).")
+    define.DEFINE_integer("num_cpu_devices", None, "Split the CPU into this many logical devices (mirrored on CPUs).")
+    define.DEFINE_enum("all_reduce_alg", None, list(distribution.ALL_REDUCE), "Gradient all-reduce: mirrored nccl / "
+                       "hierarchical_copy / reduce_to_one_device, multi_worker_mirrored ring / nccl.")
+    define.DEFINE_string("tpu", None, "TPU name or grpc:// address for --distribution_strategy=tpu ('local' on a TPU "
+                         "VM).")
+
+
+def define_classifier_flags():
+    """run_classifier.py's flags."""
+    define_common_flags(max_seq_length=128)
+    define.DEFINE_string("task_name", None, f"The task: {', '.join(task_names())}.")
+    define.DEFINE_string("data_dir", None, "Directory with the task's .tsv files.")
+    define.DEFINE_bool("do_eval", False, "Evaluate on the dev set.")
+    define.DEFINE_integer("eval_batch_size", 8, "Total batch size for evaluation.")
+    define.DEFINE_string("train_file", None, "csv task: training file.")
+    define.DEFINE_string("dev_file", None, "csv task: evaluation file.")
+    define.DEFINE_string("test_file", None, "csv task: prediction file.")
+    define.DEFINE_string("text_a_column", "0", "csv task: first text column (index or header name).")
+    define.DEFINE_string("text_b_column", None, "csv task: second text column for pairs.")
+    define.DEFINE_string("label_column", "1", "csv task: label column (index or header name).")
+    define.DEFINE_list("label_list", None, "csv task: the labels (comma separated); omit for regression.")
+    define.DEFINE_string("delimiter", "\t", "csv task: field delimiter.")
+    define.DEFINE_bool("skip_header", True, "csv task: the files start with a header row.")
+    define.DEFINE_enum("encoding_errors", "strict", ["strict", "replace"],
+                       "Data files that are not UTF-8: fail naming the line (strict) or replace the bad bytes.")
+    define.DEFINE_enum("features", "pooled", ["pooled", "scalar_mix"], "Classifier input: the pooled [CLS] vector "
+                       "(BERT) or a learned scalar mix of all layers (ELMo; use with --adaptation=feature_extraction).")
+    define.DEFINE_enum("feature_head", "linear", list(FEATURE_HEADS), "--features=scalar_mix: a linear head on the "
+                       "mean of the mixed token vectors, or a BiLSTM over them.")
+    define.DEFINE_list("teacher_probabilities", None, "Knowledge distillation: files of a teacher's class "
+                       "probabilities on the training examples (train_probabilities.tsv of a teacher run; several "
+                       "files are averaged: an ensemble teacher).")
+    define.DEFINE_float("distill_temperature", 2.0, "Distillation temperature T.")
+    define.DEFINE_float("distill_alpha", 0.5, "Weight of the soft-target term (1 - alpha on the hard labels).")
+    define.DEFINE_integer("student_layers", None, "Distil into a student with this many of the pretrained encoder's "
+                          "layers (evenly spaced, DistilBERT-style initialisation).")
+    define.DEFINE_list("auxiliary_tasks", None, "Multi-task fine-tuning: other tasks trained jointly on the same "
+                       "encoder, each with its own head, as TASK:DATA_DIR (e.g. MRPC:glue_data/MRPC); each step "
+                       "samples a task (--task_sampling). Not resumable.")
+    define.DEFINE_enum("task_sampling", "proportional", ["proportional", "temperature", "uniform"],
+                       "Multi-task: p(task) proportional to its size, to size^(1/T), or uniform.")
+    define.DEFINE_float("sampling_temperature", 2.0, "Multi-task: T of --task_sampling=temperature.")
+    define.DEFINE_bool("write_train_probabilities", False, "After training, write train_probabilities.tsv (class "
+                       "probabilities on the training examples: a teacher for --teacher_probabilities).")
+
+
+def define_squad_flags():
+    """run_squad.py's flags."""
+    define_common_flags(max_seq_length=384)
+    define.DEFINE_string("train_file", None, "SQuAD JSON for training, e.g. train-v1.1.json.")
+    define.DEFINE_string("predict_file", None, "SQuAD JSON for predictions, e.g. dev-v1.1.json.")
+    define.DEFINE_integer("doc_stride", 128, "Stride between the windows of a long context, in tokens.")
+    define.DEFINE_integer("max_query_length", 64, "Maximum question tokens; longer questions are truncated.")
+    define.DEFINE_integer("n_best_size", 20, "Candidate spans kept per question (nbest_predictions.json).")
+    define.DEFINE_integer("max_answer_length", 30, "Longest answer, in tokens.")
+    define.DEFINE_bool("verbose_logging", False, "Log the de-tokenisation of every answer (debugging).")
+    define.DEFINE_bool("version_2_with_negative", False, "SQuAD 2.0: questions may have no answer.")
+    define.DEFINE_float("null_score_diff_threshold", 0.0, "v2: predict no answer when null odds exceed this.")
+    define.DEFINE_bool("eval", False, "Score predictions with the official metrics (the predict file has answers).")
+    define.DEFINE_bool("find_null_threshold", False, "v2: report the threshold that maximises F1 on the predict file "
+                      "and apply it to predictions.json.")
+
+
+# ------------------------------------------------------------------ parsing: FLAGS -> options, once per run
+def _value(name):
+    return FLAGS[name].value if name in FLAGS else None
+
+
+def _given(name):
+    """The flag's value when it was given on the command line, else None (the model or a rule decides)."""
+    return FLAGS[name].value if name in FLAGS and FLAGS[name].present else None
+
+
+def _tuple(name):
+    value = _value(name)
+    return tuple(value) if value is not None else None
+
+
+def _group(cls, **computed):
+    """`cls` with each field from the flag of the same name (unless `computed` gives it)."""
+    values = {}
+    for field in dataclasses.fields(cls):
+        if field.name in computed:
+            values[field.name] = computed[field.name]
+        elif field.name in FLAGS:
+            values[field.name] = FLAGS[field.name].value
+    return cls(**values)
+
+
+def _sequential_unfreezing_epochs():
+    raw = FLAGS.sequential_unfreezing_epochs
+    try:
+        epochs = tuple(float(e) for e in raw)
+    except ValueError:
+        epochs = ()
+    if len(epochs) != 2 or min(epochs) < 0:
+        raise FlagError(f"--sequential_unfreezing_epochs={','.join(raw)} must be two non-negative numbers n,k "
+                        "(epochs of head-only, then of all-but-embeddings training).")
+    return epochs
+
+
+def _shared():
+    return dict(
+        model=_group(ModelOptions, do_lower_case=_given("do_lower_case")),
+        training=_group(TrainingOptions, weight_decay=_given("weight_decay"),
+                        sequential_unfreezing_epochs=_sequential_unfreezing_epochs()),
+        output=_group(OutputOptions), distribution=_group(DistributionOptions),
+        ignored_tpu_flags=tuple(name for name in TPU_FLAGS if FLAGS[name].present))
+
+
+def _job(cls, **computed):
+    shared = _shared()
+    names = {f.name for f in dataclasses.fields(cls)} - set(shared) - set(computed)
+    return cls(**shared, **computed, **{name: FLAGS[name].value for name in names if name in FLAGS})
+
+
+def parse_classifier_options() -> ClassifierOptions:
+    """run_classifier.py's parsed command line (call after absl parsed the flags)."""
+    return _job(ClassifierOptions, label_list=_tuple("label_list"),
+                teacher_probabilities=_tuple("teacher_probabilities"), auxiliary_tasks=_tuple("auxiliary_tasks"))
+
+
+def parse_squad_options() -> SquadOptions:
+    """run_squad.py's parsed command line."""
+    return _job(SquadOptions)
+
+
+# ------------------------------------------------------------------ validation of parsed options
+def warn_ignored_tpu_flags(options):
+    for name in options.ignored_tpu_flags:
+        logging.warning("--%s is a TPU flag of google-research/bert; it is accepted and ignored here.", name)
 
 
 def _check_writable(directory: str):
     """Creates `directory` and writes a probe file in it, so permission problems show before hours of training."""
-    import tempfile
-
     try:
         os.makedirs(directory, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-probe-"):
             pass
     except OSError as e:
         raise FlagError(f"--output_dir={directory}: cannot write there ({e.strerror or e}); choose another "
-                        "directory or fix its permissions.") from None
+                        "directory or fix its permissions.") from e
 
 
-def validate_common(max_seq_length_of_model: int, modes=("do_train", "do_predict", "do_export")):
-    """Checks shared by both scripts; `modes` are the flags of which at least one must be set."""
-    if not any(FLAGS[m].value for m in modes):
+def _at_least(values: dict, minimum, strict=False):
+    for name, value in values.items():
+        if value is not None and (value <= minimum if strict else value < minimum):
+            raise FlagError(f"--{name}={value} must be {'>' if strict else '>='} {minimum}.")
+
+
+def validate_common(options, max_seq_length_of_model: int, modes=("do_train", "do_predict", "do_export")):
+    """Checks shared by both scripts; `modes` are the options of which at least one must be set."""
+    training, model, output = options.training, options.model, options.output
+    if not any(getattr(options, m) for m in modes):
         raise FlagError(f"At least one of {', '.join('--' + m for m in modes)} must be set.")
-    if FLAGS.do_export and not FLAGS.export_dir:
+    if options.do_export and not output.export_dir:
         raise FlagError("--do_export needs --export_dir: the TF Serving model base directory.")
-    if not FLAGS.output_dir:
+    if not output.output_dir:
         raise FlagError("--output_dir is required: where results, checkpoints and the model are written.")
-    if os.path.isfile(FLAGS.output_dir):
-        raise FlagError(f"--output_dir={FLAGS.output_dir} is a file; give a directory.")
-    _check_writable(FLAGS.output_dir)
-    for name in ("train_batch_size", "eval_batch_size", "predict_batch_size", "save_checkpoints_steps",
-                 "max_seq_length"):
-        if name in FLAGS and FLAGS[name].value is not None and FLAGS[name].value < 1:
-            raise FlagError(f"--{name}={FLAGS[name].value} must be >= 1.")
-    if FLAGS.num_train_epochs <= 0:
-        raise FlagError(f"--num_train_epochs={FLAGS.num_train_epochs} must be > 0.")
-    if FLAGS.learning_rate <= 0:
-        raise FlagError(f"--learning_rate={FLAGS.learning_rate} must be > 0.")
-    if not 0 <= FLAGS.warmup_proportion < 1:
-        raise FlagError(f"--warmup_proportion={FLAGS.warmup_proportion} must be in [0, 1).")
-    if FLAGS.max_seq_length > max_seq_length_of_model:
-        raise FlagError(f"Cannot use sequence length {FLAGS.max_seq_length} because the BERT model was only trained up "
-                        f"to sequence length {max_seq_length_of_model} (--max_seq_length).")
-    if FLAGS.max_train_examples is not None and FLAGS.max_train_examples < 1:
-        raise FlagError(f"--max_train_examples={FLAGS.max_train_examples} must be >= 1.")
-    if not 0 < FLAGS.layerwise_lr_decay <= 1:
-        raise FlagError(f"--layerwise_lr_decay={FLAGS.layerwise_lr_decay} must be in (0, 1].")
-    for name in ("clip_norm", "l2sp", "ewc", "aux_mlm_weight", "unfreezing_interval", "ewc_head_steps"):
-        if FLAGS[name].value < 0:
-            raise FlagError(f"--{name}={FLAGS[name].value} must be >= 0.")
-    if FLAGS.adam_epsilon <= 0:
-        raise FlagError(f"--adam_epsilon={FLAGS.adam_epsilon} must be > 0.")
-    if FLAGS.gradient_accumulation_steps < 1:
-        raise FlagError(f"--gradient_accumulation_steps={FLAGS.gradient_accumulation_steps} must be >= 1.")
-    if FLAGS.ewc_examples < 1:
-        raise FlagError(f"--ewc_examples={FLAGS.ewc_examples} must be >= 1.")
-    try:
-        epochs = [float(e) for e in FLAGS.sequential_unfreezing_epochs]
-    except ValueError:
-        epochs = []
-    if len(epochs) != 2 or min(epochs) < 0:
-        raise FlagError(f"--sequential_unfreezing_epochs={','.join(FLAGS.sequential_unfreezing_epochs)} must be two "
-                        "non-negative numbers n,k (epochs of head-only, then of all-but-embeddings training).")
-    if FLAGS.stlr_ratio < 1:
-        raise FlagError(f"--stlr_ratio={FLAGS.stlr_ratio} must be >= 1.")
-    if FLAGS.hub_module_handle and (FLAGS.unfreezing != "none" or FLAGS.layerwise_lr_decay != 1 or FLAGS.ewc
-                                    or FLAGS.aux_mlm_weight) and FLAGS.adaptation in ("full", "feature_extraction"):
+    if os.path.isfile(output.output_dir):
+        raise FlagError(f"--output_dir={output.output_dir} is a file; give a directory.")
+    _check_writable(output.output_dir)
+    _at_least({"train_batch_size": training.train_batch_size, "eval_batch_size": getattr(options, "eval_batch_size",
+                                                                                          None),
+               "predict_batch_size": options.predict_batch_size, "save_checkpoints_steps":
+               training.save_checkpoints_steps, "max_seq_length": options.max_seq_length,
+               "max_train_examples": training.max_train_examples, "gradient_accumulation_steps":
+               training.gradient_accumulation_steps, "ewc_examples": training.ewc_examples}, 1)
+    _at_least({"num_train_epochs": training.num_train_epochs, "learning_rate": training.learning_rate,
+               "adam_epsilon": training.adam_epsilon}, 0, strict=True)
+    _at_least({name: getattr(training, name) for name in ("clip_norm", "l2sp", "ewc", "aux_mlm_weight",
+                                                          "unfreezing_interval", "ewc_head_steps")}, 0)
+    if not 0 <= training.warmup_proportion < 1:
+        raise FlagError(f"--warmup_proportion={training.warmup_proportion} must be in [0, 1).")
+    if options.max_seq_length > max_seq_length_of_model:
+        raise FlagError(f"Cannot use sequence length {options.max_seq_length} because the BERT model was only trained "
+                        f"up to sequence length {max_seq_length_of_model} (--max_seq_length).")
+    if not 0 < training.layerwise_lr_decay <= 1:
+        raise FlagError(f"--layerwise_lr_decay={training.layerwise_lr_decay} must be in (0, 1].")
+    if training.stlr_ratio < 1:
+        raise FlagError(f"--stlr_ratio={training.stlr_ratio} must be >= 1.")
+    if model.hub_module_handle and (training.unfreezing != "none" or training.layerwise_lr_decay != 1
+                                    or training.ewc or training.aux_mlm_weight) and \
+            model.adaptation in ("full", "feature_extraction"):
         raise FlagError("--unfreezing, --layerwise_lr_decay, --ewc and --aux_mlm_weight need a transparent encoder: "
                         "a black-box --hub_module_handle has no layers to address (use --adaptation=adapters, or "
-                        "convert the module with tfx_transfer.checkpoints.convert).")
+                        "convert the module with tfx_transfer.jobs.convert).")

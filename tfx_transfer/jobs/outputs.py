@@ -6,27 +6,25 @@ import os
 import shutil
 from typing import Optional
 
+import numpy as np
 from absl import logging
 
+from tfx_transfer.adaptation.files import save_adaptation
 from tfx_transfer.io_utils import atomic_directory, inside, write_json, write_text  # noqa: F401  (the jobs' writer)
+from tfx_transfer.jobs import distribution
 
 
-def checkpoint_dir() -> str:
-    """`--output_dir/checkpoints` on every worker: the chief writes it, all workers resume from it."""
-    from tfx_transfer.jobs.flags import FLAGS
-
-    return inside(FLAGS.output_dir, "checkpoints")
+def checkpoint_dir(output_dir: str) -> str:
+    """`output_dir/checkpoints` on every worker: the chief writes it, all workers resume from it."""
+    return inside(output_dir, "checkpoints")
 
 
-def output_path(name: str) -> str:
-    """`--output_dir/name`, refusing paths that symlinks lead outside --output_dir. A non-chief worker of a
+def output_path(output_dir: str, name: str) -> str:
+    """`output_dir/name`, refusing paths that symlinks lead outside output_dir. A non-chief worker of a
     multi-worker run gets a path in its private temporary directory instead: only the chief writes outputs."""
-    from tfx_transfer.jobs import distribution
-    from tfx_transfer.jobs.flags import FLAGS
-
     if not distribution.is_chief():
         return os.path.join(distribution.worker_dir(), name)
-    return inside(FLAGS.output_dir, name)
+    return inside(output_dir, name)
 
 
 class OutputSpaceError(ValueError):
@@ -41,8 +39,6 @@ def check_free_space(directory: str, model, copies: int = 4):
     Raises:
         OutputSpaceError: naming the directory, the free and the needed space.
     """
-    import numpy as np
-
     weights = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
     slots = 2 * sum(int(np.prod(v.shape)) * 4 for v in model.trainable_weights)
     needed = copies * (weights + slots)
@@ -56,9 +52,6 @@ def save_final(model, output_dir: str, tokenizer, task: dict, adaptation: str, l
     """Writes `output_dir/final/`: model.keras, config.json, vocab.txt, tokenizer_config.json (the tokenizer's
     settings), task.json, and adapter.safetensors when only part of the model trained. The directory is a valid
     --init_checkpoint and `from_pretrained` input, and is replaced atomically."""
-    from tfx_transfer.adaptation.files import save_adaptation
-    from tfx_transfer.jobs import distribution
-
     if not distribution.is_chief():
         return None
     directory = inside(output_dir, "final")

@@ -13,6 +13,7 @@ the step and the last good checkpoint, which is left as it was.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import signal
@@ -22,9 +23,11 @@ from typing import Optional
 
 import keras
 import numpy as np
+import tensorflow as tf
 from absl import logging
 
 from tfx_transfer.data.pipeline import EncodedSplit, dataset, plan_batches
+from tfx_transfer.jobs import distribution
 from tfx_transfer.jobs.outputs import check_free_space
 from tfx_transfer.jobs.training_state import TrainingCheckpoints
 
@@ -100,8 +103,6 @@ class _StepCallback(keras.callbacks.Callback):
             self.model.stop_training = True
             return
         if self.writer is not None and (step % self.log_every == 0 or step == 1):
-            import tensorflow as tf
-
             with self.writer.as_default(step=step):
                 tf.summary.scalar("loss", float(logs.get("loss", np.nan)))
                 lr = self.model.optimizer.learning_rate
@@ -124,10 +125,6 @@ def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq
     """Trains a compiled `model` on `split`. Returns {"steps", "resumed_from", "seconds", "examples_per_s"}.
 
     `callbacks`: extra Keras callbacks (their batch indices restart at every epoch's `fit`)."""
-    import tensorflow as tf
-
-    from tfx_transfer.jobs import distribution
-
     chief = distribution.is_chief()
     if chief:
         os.makedirs(checkpoint_dir, exist_ok=True)
@@ -165,7 +162,7 @@ def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq
         try:
             checkpoints.save(model, step)
         except FloatingPointError as e:
-            raise TrainingDiverged(step, str(e), checkpoints.latest()) from None
+            raise TrainingDiverged(step, str(e), checkpoints.latest()) from e
     trained = step - resumed_from
     fingerprint = weights_fingerprint(model)
     logging.info("Weights at step %d: fingerprint %s.", step, fingerprint)
@@ -176,8 +173,6 @@ def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq
 def weights_fingerprint(model) -> str:
     """SHA-256 (first 16 hex digits) of every model weight's bytes, in order: equal on every worker of a
     multi-worker run, and between runs that computed bit-identical weights."""
-    import hashlib
-
     digest = hashlib.sha256()
     for variable in model.weights:
         digest.update(np.ascontiguousarray(np.asarray(variable)).tobytes())
@@ -189,8 +184,6 @@ def predict(model, split: EncodedSplit, *, batch_size: int, max_seq_length: int,
     """Model outputs for every example of `split`, in file order: an array [N, ...], or a dict of them for
     dict-output models. With `per_token`, outputs are [B, T] per batch and are returned as [N, L], L the split's
     longest example (positions beyond an example's length hold zeros)."""
-    import tensorflow as tf
-
     plan = plan_batches(split.lengths, batch_size, max_seq_length, shuffle=False,
                         bucket_by_length=bucket_by_length)
     forward = tf.function(lambda inputs: model(inputs, training=False), jit_compile=jit_compile,

@@ -24,6 +24,7 @@ _FUNCTIONS = {
 }
 
 
-def get_activation(name: str):
-    """Returns the function for `name` (any alias `canonical_activation` accepts)."""
-    return _FUNCTIONS[canonical_activation(name)]
+def get_activation(name: str, what: str = "hidden_act"):
+    """Returns the function for `name` (any alias `canonical_activation` accepts; `what` names the setting in the
+    error for an unknown one)."""
+    return _FUNCTIONS[canonical_activation(name, what)]

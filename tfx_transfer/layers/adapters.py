@@ -1,4 +1,4 @@
-"""Adapter layers: bottleneck adapters (sequential or parallel), LoRA updates, projected attention layers.
+"""Adapter layers: bottleneck adapters (sequential or parallel) and projected attention layers (LoRA: lora.py).
 
 All adapters plug into `TransformerBlock`'s slots, which call them as
 `adapter(sublayer_output, sublayer_input=..., attention_mask=..., training=...)` and use what they return
@@ -8,12 +8,9 @@ in place of the sub-layer's output (before the residual add and LayerNorm).
 from __future__ import annotations
 
 import keras
-from keras import ops
 
+from tfx_transfer.layers.activations import get_activation
 from tfx_transfer.layers.attention import MultiHeadSelfAttention
-
-_ACTIVATIONS = {"gelu": keras.activations.gelu, "relu": keras.activations.relu, "tanh": keras.activations.tanh,
-                "swish": keras.activations.silu}
 
 
 @keras.saving.register_keras_serializable(package="tfx_transfer")
@@ -26,7 +23,7 @@ class BottleneckAdapter(keras.layers.Layer):
 
     Args:
         size: bottleneck width m (d -> m -> d).
-        activation: gelu, relu, tanh or swish.
+        activation: any name `tfx_transfer.config.canonical_activation` knows ("gelu" is the exact GELU).
         init_stddev: truncated-normal stddev of both kernels; biases start at zero.
         zero_init_up: zero the up-projection kernel, making the adapter exactly the identity at init.
         parallel: read the sub-layer input instead of its output.
@@ -41,8 +38,7 @@ class BottleneckAdapter(keras.layers.Layer):
     def __init__(self, size, activation="gelu", init_stddev=1e-2, zero_init_up=False, parallel=False, scale=1.0,
                  **kwargs):
         super().__init__(**kwargs)
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"Adapter activation={activation!r}; choose one of {sorted(_ACTIVATIONS)}.")
+        self._activation_fn = get_activation(activation, "Adapter activation")
         self.size = size
         self.activation = activation
         self.init_stddev = init_stddev
@@ -64,7 +60,7 @@ class BottleneckAdapter(keras.layers.Layer):
         z = sublayer_input if self.parallel else h
         if z is None:
             raise ValueError("A parallel adapter needs the sub-layer input (sublayer_input=...).")
-        delta = self.up(_ACTIVATIONS[self.activation](self.down(z)))
+        delta = self.up(self._activation_fn(self.down(z)))
         if self.scale != 1.0:
             delta = delta * self.scale
         return h + delta
@@ -76,57 +72,6 @@ class BottleneckAdapter(keras.layers.Layer):
         config = super().get_config()
         config.update(size=self.size, activation=self.activation, init_stddev=self.init_stddev,
                       zero_init_up=self.zero_init_up, parallel=self.parallel, scale=self.scale)
-        return config
-
-
-@keras.saving.register_keras_serializable(package="tfx_transfer")
-class LoRADelta(keras.layers.Layer):
-    """Low-rank update of a frozen projection (Hu et al. 2022): delta(x) = (alpha / r) * dropout(x) A B.
-
-    A [in, r] starts random (uniform +-1/sqrt(in), as PyTorch's Kaiming default), B [r, out] at zero, so the
-    update starts at exactly zero. `merged_kernel_delta()` = (alpha / r) A B is what `merge_lora` adds to the
-    frozen kernel for serving.
-
-    Args:
-        rank: r. alpha: scaling numerator. dropout_rate: dropout on the input (training only).
-        units: output width (the projection's).
-
-    Variables: `lora_a` [in, r], `lora_b` [r, units].
-    """
-
-    def __init__(self, rank, units, alpha=16.0, dropout_rate=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.rank = rank
-        self.units = units
-        self.alpha = alpha
-        self.dropout_rate = dropout_rate
-        self.dropout = keras.layers.Dropout(dropout_rate, name="dropout", dtype=self.dtype_policy)
-
-    def build(self, input_shape):
-        fan_in = input_shape[-1]
-        limit = 1.0 / fan_in ** 0.5
-        self.lora_a = self.add_weight(name="lora_a", shape=(fan_in, self.rank),
-                                      initializer=keras.initializers.RandomUniform(-limit, limit))
-        self.lora_b = self.add_weight(name="lora_b", shape=(self.rank, self.units), initializer="zeros")
-        self.built = True
-
-    @property
-    def scaling(self):
-        return self.alpha / self.rank
-
-    def call(self, x, training=None):
-        x = self.dropout(x, training=training)
-        return ops.matmul(ops.matmul(x, self.lora_a), self.lora_b) * self.scaling
-
-    def merged_kernel_delta(self):
-        return ops.matmul(self.lora_a, self.lora_b) * self.scaling
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.units,)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(rank=self.rank, units=self.units, alpha=self.alpha, dropout_rate=self.dropout_rate)
         return config
 
 

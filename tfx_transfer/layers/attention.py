@@ -5,6 +5,8 @@ import math
 import keras
 from keras import ops
 
+from tfx_transfer.layers.lora import LoRADelta
+
 # Added to the scores of masked keys. Large enough that exp() underflows to exactly 0 in float32
 # after the softmax's max-subtraction, small enough to stay finite in float16 (google-research/bert uses it).
 MASK_BIAS = -10000.0
@@ -77,8 +79,6 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             layer.build(input_shape)
             setattr(self, name, layer)
         if self.lora_rank:
-            from tfx_transfer.layers.adapters import LoRADelta
-
             for name in self.lora_targets:
                 delta = LoRADelta(self.lora_rank, hidden_size, alpha=self.lora_alpha, dropout_rate=self.lora_dropout,
                                   name=f"{name}_lora", dtype=self.dtype_policy)

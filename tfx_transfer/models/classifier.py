@@ -65,12 +65,5 @@ class BertClassifier(TaskModel):
     loads_producer_heads = True  # pooled [CLS] -> dense: run_classifier.py's, BertForSequenceClassification's
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable,
-                "encoder": keras.saving.serialize_keras_object(self.encoder), "num_classes": self.num_classes,
-                "dropout": self.dropout, "initializer_range": self.initializer_range}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
+        return self.config_with_encoder(num_classes=self.num_classes, dropout=self.dropout,
+                                        initializer_range=self.initializer_range)

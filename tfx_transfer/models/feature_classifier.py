@@ -55,13 +55,5 @@ class FeatureClassifier(TaskModel):
     head_patterns = (r"scalar_mix/.*", r"bilstm/.*", r"classifier/.*")
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable,
-                "encoder": keras.saving.serialize_keras_object(self.encoder), "num_classes": self.num_classes,
-                "head": self.head, "lstm_units": self.lstm_units, "dropout": self.dropout,
-                "initializer_range": self.initializer_range}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
+        return self.config_with_encoder(num_classes=self.num_classes, head=self.head, lstm_units=self.lstm_units,
+                                        dropout=self.dropout, initializer_range=self.initializer_range)

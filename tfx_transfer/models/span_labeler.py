@@ -53,14 +53,7 @@ class BertSpanLabeler(TaskModel):
         return loss + ops.sum(self.losses) if self.losses else loss
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "initializer_range": self.initializer_range,
-                "encoder": keras.saving.serialize_keras_object(self.encoder)}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
+        return self.config_with_encoder(initializer_range=self.initializer_range)
 
 
 def span_loss(labels, outputs):

@@ -1,15 +1,12 @@
-"""The base of the task models: a `keras.Model` that trains under every tf.distribute strategy.
-
-Keras 3.15's TensorFlow trainer builds a model before `fit` from one batch of the distributed dataset by calling
-`strategy.reduce("MEAN", batch)` on the whole `(inputs, labels)` structure. MirroredStrategy accepts that;
-MultiWorkerMirroredStrategy does not ("Attempt to convert a value ({'input_word_ids': PerReplica..."), so `fit`
-fails on every multi-worker run. The build only needs shapes and dtypes, so we take the local replica's values
-instead: no collective op, nothing for workers to agree on.
-"""
+"""The base of the task models: a `keras.Model` that trains under every tf.distribute strategy (its symbolic build
+works under MultiWorkerMirroredStrategy: `keras_compat.LocalReplicaSymbolicBuild`), takes auxiliary losses, states
+which variables are its head and (de)serialises its encoder."""
 
 from __future__ import annotations
 
 import keras
+
+from tfx_transfer.keras_compat import LocalReplicaSymbolicBuild
 
 
 class AuxiliaryLosses:
@@ -45,8 +42,9 @@ class AuxiliaryLosses:
 
 
 
-class TaskModel(AuxiliaryLosses, keras.Model):
-    """`keras.Model` with a multi-worker-safe symbolic build (see the module docstring) and auxiliary losses.
+class TaskModel(LocalReplicaSymbolicBuild, AuxiliaryLosses, keras.Model):
+    """`keras.Model` with a multi-worker-safe symbolic build (`keras_compat.LocalReplicaSymbolicBuild`) and
+    auxiliary losses.
 
     The head contract every task model states:
         head_patterns: regexes of the head's variable paths (what stays newly initialised when a checkpoint
@@ -59,18 +57,13 @@ class TaskModel(AuxiliaryLosses, keras.Model):
     head_patterns: tuple = ()
     loads_producer_heads: bool = False
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        import tensorflow as tf
+    def config_with_encoder(self, **fields) -> dict:
+        """`get_config` of a task model: name, trainable, the serialised encoder, and the model's own `fields`."""
+        return {"name": self.name, "trainable": self.trainable,
+                "encoder": keras.saving.serialize_keras_object(self.encoder), **fields}
 
-        strategy = getattr(self, "_distribute_strategy", None)
-        if strategy is None or iterator is None:
-            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-        for _, _, it in iterator:
-            batch = next(it)
-            data_batch = tf.nest.map_structure(
-                lambda v: strategy.experimental_local_results(v)[0]
-                if isinstance(v, tf.distribute.DistributedValues) else v, batch)
-            break
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)

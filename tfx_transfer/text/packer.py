@@ -7,6 +7,8 @@ from typing import Dict, Sequence
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from tfx_transfer.text.tokenizer import BertTokenizer
+
 
 class BertPacker:
     """Turns 1-2 (or more) ragged id segments into the encoder's dict inputs.
@@ -83,8 +85,6 @@ class BertPreprocessor:
 
     @classmethod
     def from_pretrained(cls, path_or_name, seq_length: int = 128, pad_to_max_length: bool = True):
-        from tfx_transfer.text.tokenizer import BertTokenizer
-
         return cls(BertTokenizer.from_pretrained(path_or_name), seq_length, pad_to_max_length)
 
     def __call__(self, text_a, text_b=None) -> Dict[str, tf.Tensor]:

@@ -216,7 +216,7 @@ def find_tokenizer(directory: str, do_lower_case: Optional[bool] = None) -> Opti
             with open(tokenizer_json, encoding="utf-8") as f:
                 values = json.load(f)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{tokenizer_json}: not a readable tokenizer.json ({e}).") from None
+            raise ValueError(f"{tokenizer_json}: not a readable tokenizer.json ({e}).") from e
         if is_hf_tokenizer_json(values):
             return _hf_settings(directory, tokenizer_json, values)
         if is_keras_hub_tokenizer_json(values):

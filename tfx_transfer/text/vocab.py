@@ -22,7 +22,7 @@ def load_vocab(path: str | os.PathLike) -> List[str]:
         with open(path, encoding="utf-8") as f:
             tokens = [line.rstrip("\r\n") for line in f]
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e}); a WordPiece vocab.txt is UTF-8, one token per line.") from None
+        raise ValueError(f"{path}: not UTF-8 text ({e}); a WordPiece vocab.txt is UTF-8, one token per line.") from e
     while tokens and tokens[-1] == "":
         tokens.pop()
     if not tokens:

@@ -1,12 +1,12 @@
 """Convert a BERT between checkpoint formats.
 
-    python -m tfx_transfer.checkpoints.convert --input=<dir|prefix|all-MiniLM-L6-v2> \\
+    python -m tfx_transfer.jobs.convert --input=<dir|prefix|all-MiniLM-L6-v2> \\
         --output_dir=<dir> --output_format={google,hf,keras}
 
 Reads anything `BertEncoder.from_pretrained` reads (Hugging Face, Google TF1, Model Garden, keras-hub presets, Keras,
-TF Hub SavedModels),
-prints one line per stage and the load report, writes the output directory atomically (an existing non-empty
-directory is refused unless --overwrite), then reloads what it wrote and checks the outputs are identical.
+TF Hub SavedModels), prints one line per stage and the load report, writes the output directory atomically (an
+existing non-empty directory is refused unless --overwrite), then reloads what it wrote and checks the outputs are
+identical.
 Errors are one line on stderr and exit code 2.
 """
 
@@ -18,7 +18,13 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
+
+from tfx_transfer.checkpoints.assignment_map import AssignmentMap  # noqa: E402
+from tfx_transfer.checkpoints.writers import WRITERS  # noqa: E402
+from tfx_transfer.encoders.bert_encoder import BertEncoder  # noqa: E402
+from tfx_transfer.text import BertPreprocessor  # noqa: E402
 
 # A private flag registry: importing this module never clashes with the scripts' absl flags.
 FLAGS = flags.FlagValues()
@@ -48,13 +54,6 @@ def _stage(index, total, text):
 def convert(input_path, output_dir, output_format, assignment_map=None, strict=True, overwrite=False,
             vocab_file=None, do_lower_case=None, verify=True, config_file=None):
     """Library form of the CLI. Returns (LoadReport, max abs output difference after reload or None)."""
-    import numpy as np
-
-    from tfx_transfer.checkpoints.assignment_map import AssignmentMap
-    from tfx_transfer.checkpoints.writers import WRITERS
-    from tfx_transfer.encoders.bert_encoder import BertEncoder
-    from tfx_transfer.text import BertPreprocessor
-
     total = 4 if verify else 3
     start = time.perf_counter()
     user_map = AssignmentMap.from_json_file(assignment_map) if assignment_map else None
@@ -96,7 +95,7 @@ def main(argv=None) -> int:
             if not FLAGS[name].value:
                 raise flags.Error(f"--{name} is required")
     except flags.Error as e:
-        print(f"error: {e}. Usage: python -m tfx_transfer.checkpoints.convert --input=... --output_dir=... "
+        print(f"error: {e}. Usage: python -m tfx_transfer.jobs.convert --input=... --output_dir=... "
               "--output_format={google,hf,keras}", file=sys.stderr)
         return 2
     try:

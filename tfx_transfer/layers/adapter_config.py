@@ -17,10 +17,11 @@ import dataclasses
 import re
 from typing import Optional, Tuple
 
+from tfx_transfer.config import canonical_activation
+
 KINDS = ("houlsby", "pfeiffer", "parallel", "lora", "pal")
 _DEFAULT_SUBLAYERS = {"houlsby": ("attention", "ffn"), "pfeiffer": ("ffn",), "parallel": ("ffn",),
                       "lora": (), "pal": ("attention",)}
-ACTIVATIONS = ("gelu", "relu", "tanh", "swish")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +61,7 @@ class AdapterConfig:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"AdapterConfig kind={self.kind!r} is unknown; choose one of {list(KINDS)}.")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"AdapterConfig activation={self.activation!r}; choose one of {list(ACTIVATIONS)}.")
+        canonical_activation(self.activation, "AdapterConfig activation")
         if self.kind != "lora" and (not isinstance(self.size, int) or self.size < 1):
             raise ValueError(f"AdapterConfig size={self.size!r} must be a positive integer.")
         if not self.init_stddev > 0:

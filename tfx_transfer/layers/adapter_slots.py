@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Dict
 
-from tfx_transfer.adaptation.adapter_config import AdapterConfig
+from tfx_transfer.layers.adapter_config import AdapterConfig
+from tfx_transfer.layers.adapters import BottleneckAdapter, PalProjections, ProjectedAttentionAdapter
+from tfx_transfer.layers.attention import MultiHeadSelfAttention
 
 
 def shared_adaptation_layers(config: AdapterConfig, hidden_size: int, dtype=None) -> Dict[str, object]:
     """Layers shared by all blocks (PAL projections, and PAL attention with pal_share='all'), built here so their
     variable paths are top-level (`pal_projections/...`, `pal_attention/...`)."""
-    from tfx_transfer.layers.adapters import PalProjections
-    from tfx_transfer.layers.attention import MultiHeadSelfAttention
-
     shared = {}
     if config.kind == "pal" and config.pal_share in ("projections", "all"):
         projections = PalProjections(config.size, config.init_stddev, config.zero_init_up, name="pal_projections",
@@ -30,8 +29,6 @@ def shared_adaptation_layers(config: AdapterConfig, hidden_size: int, dtype=None
 def block_adaptation_kwargs(config: AdapterConfig, index: int, num_layers: int, shared: Dict[str, object],
                             dtype=None) -> dict:
     """Keyword arguments for `TransformerBlock` number `index` (empty when the layer gets no adaptation)."""
-    from tfx_transfer.layers.adapters import BottleneckAdapter, ProjectedAttentionAdapter
-
     if not config.applies_to(index, num_layers):
         return {}
     if config.kind == "lora":

@@ -1,0 +1,83 @@
+"""Every use of a private Keras API in tfx_transfer, each with what it works around. Nothing else in the package
+touches Keras internals, so a Keras upgrade is checked here first.
+
+    sublayers(layer)            Layer._flatten_layers: Keras has no public recursive iterator over nested layers
+                                (keras-team/keras#4398 asked for one); `layer.layers` is one level deep.
+    track_variable(layer, v)    Layer._track_variable: a Keras 3 layer only tracks variables it creates itself, so
+                                the variables of a loaded TF Hub module are wrapped and registered by hand
+                                (`hub.KerasLayer` does not work in Keras 3 models: tensorflow/hub#930).
+    LocalReplicaSymbolicBuild   overrides Model._maybe_symbolic_build: Keras 3.15 builds a model before `fit` with
+                                `strategy.reduce("MEAN", batch)` over the whole (inputs, labels) structure, which
+                                MultiWorkerMirroredStrategy refuses ("Attempt to convert a value ({'input_word_ids':
+                                PerReplica..."); the build only needs shapes, so the local replica's batch is used.
+    average_scalar_logs_over_workers()
+                                wraps keras.src.backend.tensorflow.trainer.reduce_per_replica: Keras 3 averages each
+                                step's logs with `strategy.reduce("MEAN", v, axis=0)`, which fails for scalars under
+                                MultiWorkerMirroredStrategy ("Invalid reduction dimension 0 for input with 0
+                                dimensions"; tensorflow/tensorflow#72388), so no multi-worker `fit` step can run.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import keras
+import tensorflow as tf
+
+
+def sublayers(layer) -> List[keras.layers.Layer]:
+    """Every layer nested inside `layer` (not `layer` itself), depth first."""
+    return list(layer._flatten_layers(include_self=False))
+
+
+def track_variable(layer, variable) -> None:
+    """Registers `variable` (a `keras.Variable` created outside `layer`) as one of `layer`'s weights."""
+    layer._track_variable(variable)
+
+
+class LocalReplicaSymbolicBuild:
+    """Mixin for `keras.Model` subclasses: the symbolic build before `fit` reads the local replica's batch instead of
+    reducing the distributed batch (see the module docstring)."""
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        for _, _, it in iterator:
+            batch = next(it)
+            data_batch = tf.nest.map_structure(
+                lambda v: strategy.experimental_local_results(v)[0]
+                if isinstance(v, tf.distribute.DistributedValues) else v, batch)
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+
+def average_scalar_logs_over_workers() -> None:
+    """Installs the scalar-log reduction fix (see the module docstring); idempotent. Call it when a multi-worker
+    strategy is created: scalars are averaged with `axis=None` (the same mean, over replicas), everything else goes
+    to Keras unchanged."""
+    # Private Keras module, imported only when the patch is installed: a Keras that moves it breaks multi-worker
+    # runs alone, with this line in the trace.
+    from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+
+    original = keras_tf_trainer.reduce_per_replica
+    if getattr(original, "_tfx_transfer_patch", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        multi_worker = keras_tf_trainer._collective_all_reduce_multi_worker(strategy)
+        if not multi_worker or reduction not in ("auto", "mean"):
+            return original(values, strategy, reduction)
+
+        def reduce(v):
+            if isinstance(v, tf.distribute.DistributedValues) or isinstance(v, tf.Tensor):
+                rank = v.values[0].shape.rank if isinstance(v, tf.distribute.DistributedValues) else v.shape.rank
+                if rank == 0:
+                    return strategy.reduce("MEAN", v, axis=None)
+            return original(v, strategy, reduction)
+
+        return keras_tf_trainer.tree.map_structure(reduce, values)
+
+    reduce_per_replica._tfx_transfer_patch = True
+    keras_tf_trainer.reduce_per_replica = reduce_per_replica
