@@ -28,7 +28,7 @@ demo: $(STAMP)
 	@echo "Outputs in $(DEMO_OUT)/: eval_results.txt, test_results.tsv, demo.tsv, final/ (model.keras, adapter.safetensors)"
 
 test: $(STAMP)
-	$(RUN) -m pytest -q tests
+	$(RUN) -m pytest -q -n auto --dist loadfile tests
 
 # Speed and accuracy targets (bench/README.md). `make bench` takes about 40 minutes on 2 cores;
 # `make bench-all` adds SQuAD and the full MRPC/RTE/STS-B runs (about 2.5 more hours).

@@ -13,6 +13,7 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TFX_TRANSFER_QUIET_START", "1")  # TensorFlow's native start-up lines stay out of the console
 
 from absl import app  # noqa: E402
 

@@ -28,11 +28,14 @@ setup(
         "absl-py>=2.1,<3",
         "safetensors>=0.4,<1",
         "numpy>=1.26,<3",
+        # figures: the benches' PNGs and --plot_training / python -m tfx_transfer.plot
+        "matplotlib>=3.8,<4",
     ],
     extras_require={
         # tokenizers: Hugging Face's reference tokenizer, an extra parity check in the tests.
         # scipy / scikit-learn: independent references for the metric functions.
-        "test": ["pytest>=8,<10", "tokenizers>=0.20,<1", "scipy>=1.11,<2", "scikit-learn>=1.4,<2",
+        # pytest-xdist: `make test` runs the test files on every core (-n auto --dist loadfile).
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "tokenizers>=0.20,<1", "scipy>=1.11,<2", "scikit-learn>=1.4,<2",
                  "tensorflow-serving-api>=2.21,<2.22"],
         # TF Serving warmup requests (PredictionLog protos) in exports.
         "serving": ["tensorflow-serving-api>=2.21,<2.22"],

@@ -9,6 +9,7 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TFX_TRANSFER_QUIET_START", "1")  # tfx_transfer/native_logs.py
 
 from absl import flags  # noqa: E402
 

@@ -34,8 +34,8 @@ def run(job, argv):
     return job.main([f"{job.__name__}.py"])
 
 
-def _pairs_csv(tmp_path, labels=(1, 0, 2)):
-    path_ = tmp_path / "pairs.csv"
+def _pairs_tsv(tmp_path, labels=(1, 0, 2)):
+    path_ = tmp_path / "pairs.tsv"
     with open(path_, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, delimiter="\t")
         writer.writerow(["a", "b", "label"])
@@ -50,9 +50,9 @@ def _probabilities(out):
 
 
 def test_google_fine_tuned_classifier_predicts_without_training(tmp_path, absl_log):
-    data = _pairs_csv(tmp_path)
+    data = _pairs_tsv(tmp_path)
     out = tmp_path / "out"
-    assert run(classifier, ["--task_name=csv", f"--dev_file={data}", f"--test_file={data}", "--text_a_column=a",
+    assert run(classifier, ["--task_name=tsv", f"--dev_file={data}", f"--test_file={data}", "--text_a_column=a",
                             "--text_b_column=b", "--label_column=label", "--label_list=" + ",".join(MNLI_LABELS),
                             f"--output_dir={out}", "--do_eval", "--do_predict", *GOOGLE, *SMALL]) == 0
     stored = expected("google/run_classifier")
@@ -65,8 +65,8 @@ def test_google_fine_tuned_classifier_predicts_without_training(tmp_path, absl_l
 
 
 def test_hugging_face_classifier_labels_come_from_id2label_and_are_reordered(tmp_path, absl_log):
-    data = _pairs_csv(tmp_path)
-    common = ["--task_name=csv", f"--test_file={data}", "--text_a_column=a", "--text_b_column=b",
+    data = _pairs_tsv(tmp_path)
+    common = ["--task_name=tsv", f"--test_file={data}", "--text_a_column=a", "--text_b_column=b",
               "--label_column=label", "--init_checkpoint=" + path("hf/sequence_classification"), "--do_predict", *SMALL]
     assert run(classifier, common + [f"--output_dir={tmp_path / 'theirs'}"]) == 0  # no --label_list: id2label
     stored = softmax(expected("hf/sequence_classification")["logits"])
@@ -76,7 +76,7 @@ def test_hugging_face_classifier_labels_come_from_id2label_and_are_reordered(tmp
     assert run(classifier, common + [f"--output_dir={tmp_path / 'ours'}", "--label_list=" + ",".join(order)]) == 0
     assert max_difference(_probabilities(tmp_path / "ours"), stored[:, [2, 0, 1]]) <= TOLERANCE
     assert "Reordered the checkpoint's head" in absl_log.text
-    submission = (tmp_path / "ours" / "csv.tsv").read_text().splitlines()[1:]
+    submission = (tmp_path / "ours" / "tsv.tsv").read_text().splitlines()[1:]
     assert [line.split("\t")[1] for line in submission] == [order[i] for i in stored[:, [2, 0, 1]].argmax(1)]
 
 

@@ -49,15 +49,37 @@ class Context:
         self.tmp = tmp_path
         self.model = tiny_model
 
-    def data_dir(self, train_lines=None, raw: Optional[bytes] = None) -> str:
-        """An SST-2 directory (header `sentence\\tlabel`) whose train.tsv holds `train_lines` or `raw` bytes."""
+    def data_dir(self, train_lines=None, raw: Optional[bytes] = None, dev_lines=None, test_lines=None) -> str:
+        """An SST-2 directory (header `sentence\\tlabel`) whose train.tsv holds `train_lines` or `raw` bytes, dev.tsv
+        `dev_lines` and test.tsv (header `index\\tsentence`) `test_lines`."""
         d = self.tmp / "SST-2"
         d.mkdir(exist_ok=True)
         if raw is None:
             raw = ("sentence\tlabel\n" + "".join(line + "\n" for line in (train_lines or GOOD_ROWS))).encode()
         (d / "train.tsv").write_bytes(raw)
-        (d / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(GOOD_ROWS) + "\n", encoding="utf-8")
+        (d / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(dev_lines or GOOD_ROWS) + "\n", encoding="utf-8")
+        tests = test_lines or [f"{i}\t{row.split(chr(9))[0]}" for i, row in enumerate(GOOD_ROWS)]
+        (d / "test.tsv").write_text("index\tsentence\n" + "\n".join(tests) + "\n", encoding="utf-8")
         return str(d)
+
+    def text_file(self, name: str, text: str) -> str:
+        path = self.tmp / name
+        path.write_text(text, encoding="utf-8")
+        return str(path)
+
+    def generic(self, name: str, text: str, task="csv", **flags) -> Dict[str, Optional[str]]:
+        """Flags of a csv/tsv task whose train, dev and test file is `text` (columns review, verdict: no/yes)."""
+        path = self.text_file(name, text)
+        return {"task_name": task, "data_dir": None, "train_file": path, "dev_file": path, "test_file": path,
+                "text_a_column": "review", "label_column": "verdict", "label_list": "no,yes", **flags}
+
+    def hold_lock(self) -> Dict[str, Optional[str]]:
+        """--output_dir locked by a live run (this process holds the lock on another file description)."""
+        from tfx_transfer.jobs.run_lock import OutputDirLock
+
+        (self.tmp / "o").mkdir(exist_ok=True)
+        self.lock = OutputDirLock(str(self.tmp / "o")).acquire()
+        return {}
 
     def model_copy(self) -> str:
         """A writable copy of the tiny pretrained-model directory."""
@@ -172,12 +194,45 @@ CASES = [
          lambda c: {"data_dir": c.data_dir(raw=b"sentence\tlabel\na good movie\t1\nna\xefve\xff\t0\n")},
          "train.tsv, line 3: not UTF-8 (invalid continuation byte at byte 2); fix the file or pass "
          "--encoding_errors=replace"),
-    Case("blank text", lambda c: {"data_dir": c.data_dir(GOOD_ROWS + ["   \t1"])},
-         "train.tsv, line 6: empty text; remove the row or fill it in"),
+    Case("blank text with --empty_texts=error", lambda c: {"data_dir": c.data_dir(GOOD_ROWS + ["   \t1"]),
+                                                           "empty_texts": "error"},
+         "train.tsv, line 6: empty text (--empty_texts=error); remove the row or fill it in"),
+    Case("csv quote that is never closed", lambda c: c.generic("q.csv", 'review,verdict\n"never closed,yes\nok,no\n'),
+         'q.csv, line 2: the quote (") opened here is never closed'),
+    Case("csv text holding the delimiter, unquoted", lambda c: c.generic(
+        "q.csv", "review,verdict\ngood, really good,yes\n"),
+         "q.csv, line 2: 3 columns but the header has 2: a text probably contains a comma (the delimiter); put that "
+         'text in quotes ("...")'),
+    Case("delimiter of two characters", lambda c: c.generic("q.csv", "review;verdict\n", delimiter=";;"),
+         "--delimiter=';;' must be one character"),
+    Case("bad dev file with --do_train", lambda c: {"do_eval": "true",
+                                                    "data_dir": c.data_dir(dev_lines=GOOD_ROWS + ["a\tb\t1"])},
+         "dev.tsv, line 6: 3 columns but the header has 2"),
+    Case("bad test file with --do_train", lambda c: {"do_predict": "true", "data_dir": c.data_dir(
+        test_lines=["0\tfine", "1"])}, "test.tsv, line 3: 1 column(s), the SST-2 format has at least 2"),
+    Case("teacher probabilities for other examples", lambda c: {"teacher_probabilities": c.text_file(
+        "teacher.tsv", "0.5\t0.5\n0.1\t0.9\n")}, "--teacher_probabilities: 2 teacher rows for 4 training examples"),
+    Case("auxiliary task with a bad file", lambda c: {"auxiliary_tasks": "CoLA:" + os.path.dirname(c.text_file(
+        "train.tsv", "gj04\t1\t\tfine\nbroken\n"))}, "train.tsv, line 2: 1 column(s), the CoLA format has at least 4"),
     Case("csv column that is not in the header", lambda c: (
         (c.tmp / "t.csv").write_text("review,verdict\ngood,yes\n") and
         {"task_name": "csv", "data_dir": None, "train_file": str(c.tmp / "t.csv"), "delimiter": ",",
          "text_a_column": "text", "label_column": "verdict", "label_list": "no,yes"}), "'text'"),
+    # ---- evaluation during training
+    Case("keep_best metric the task does not report", lambda c: {"do_eval": "true", "eval_every_steps": "1",
+                                                                 "keep_best": "eval_bleu"},
+         "--keep_best=eval_bleu: the evaluation reports eval_accuracy, eval_loss"),
+    Case("early stopping without evaluation during training", lambda c: {"early_stopping_patience": "2"},
+         "--keep_best and --early_stopping_patience choose among evaluations during training"),
+    Case("evaluation during training without --do_eval", lambda c: {"eval_every_epoch": "true"},
+         "--eval_every_steps / --eval_every_epoch evaluate on the dev set: add --do_eval"),
+    Case("evaluation during training without --do_train", lambda c: {"do_train": None, "do_eval": "true",
+                                                                     "eval_every_steps": "2"},
+         "--eval_every_steps and --eval_every_epoch evaluate during training: add --do_train"),
+    Case("SQuAD: evaluation during training without --eval", lambda c: {
+        "do_train": "true", "eval_every_steps": "2",
+        "train_file": c.squad_file(_squad_article("a good movie", [("q7", "what?", "movie", 7)]))},
+         "score --predict_file during training: add --do_predict --eval", job="squad"),
     # ---- checkpoints
     Case("not a checkpoint", lambda c: (c.tmp / "weights.bin").write_bytes(b"\0" * 64) and
          {"pretrained": None, "init_checkpoint": str(c.tmp / "weights.bin")}, "--init_checkpoint="),
@@ -213,6 +268,7 @@ CASES = [
     Case("output file symlinked outside --output_dir", _symlinked_output, "Refusing to write"),
     Case("output_dir not writable", lambda c: {"output_dir": "/proc/tfx_transfer_out"},
          "--output_dir=/proc/tfx_transfer_out: cannot write there"),
+    Case("output_dir in use by a live run", lambda c: c.hold_lock(), "is in use by a live run (pid "),
     # ---- SQuAD
     Case("SQuAD: doc_stride >= max_seq_length", lambda c: {"doc_stride": "32"},
          "--doc_stride=32 must be between 1 and --max_seq_length - 1", job="squad"),
@@ -229,6 +285,10 @@ CASES = [
         "do_predict": None, "do_train": "true", "predict_file": None,
         "train_file": c.squad_file(_squad_article("a good movie", [("q7", "what?", "movie", 99)]))},
          "question q7: answer_start=99", job="squad"),
+    Case("SQuAD: bad predict file with --do_train", lambda c: (c.tmp / "dev.json").write_text("{") and {
+        "do_train": "true", "predict_file": str(c.tmp / "dev.json"),
+        "train_file": c.squad_file(_squad_article("a good movie", [("q7", "what?", "movie", 7)]))},
+         "dev.json", job="squad"),
     Case("SQuAD: not JSON at all", lambda c: (c.tmp / "dev.json").write_text("id\ttext\n") and
          {"predict_file": str(c.tmp / "dev.json")}, "dev.json", job="squad"),
 ]
@@ -268,6 +328,82 @@ def test_bad_input_gets_one_clear_line(case, tiny_model, tmp_path, capsys):
     assert _files(tmp_path / "o") == before  # no partial output
 
 
+@dataclasses.dataclass
+class Works:
+    """A real-world input that must work: `setup(ctx)` returns flag overrides; `check(out, printed, log)` asserts on
+    the output directory, what the job printed and its log."""
+
+    name: str
+    setup: Callable[["Context"], Dict[str, Optional[str]]]
+    check: Callable[[object, str, str], None]
+
+
+def _stale_lock(ctx):
+    (ctx.tmp / "o").mkdir()
+    (ctx.tmp / "o" / ".tfx_transfer.lock").write_text(json.dumps({"pid": 999999, "host": "gone", "started": 0}))
+    return {}
+
+
+def _printed(*texts):
+    def check(out, printed, log):
+        for text in texts:
+            assert f"  {text!r} -> " in printed, (text, printed)
+    return check
+
+
+def _eval_ran(also=""):
+    def check(out, printed, log):
+        assert (out / "eval_results.txt").is_file() and also in log, log[-3000:]
+    return check
+
+
+WORKS = [
+    Works("an empty review in the dev file", lambda c: {"do_eval": "true", "data_dir": c.data_dir(
+        dev_lines=GOOD_ROWS[:2] + ["\t1"] + GOOD_ROWS[2:])},
+          _eval_ran("dev.tsv: 1 empty text(s) (lines 4), processed as [CLS] [SEP]")),
+    Works("RFC 4180 csv: quoted delimiters", lambda c: c.generic(
+        "q.csv", 'review,verdict\n"good, really good",yes\n"dull, so dull",no\n', do_predict="true"),
+          _printed("good, really good", "dull, so dull")),
+    Works("RFC 4180 csv: newlines and doubled quotes inside quotes", lambda c: c.generic(
+        "q.csv", 'review,verdict\n"a ""good""\nmovie",yes\nawful,no\n', do_predict="true"),
+          _printed('a "good"\nmovie', "awful")),
+    Works("tsv task with quotes inside texts", lambda c: c.generic(
+        "q.tsv", 'review\tverdict\nhe said "fun" twice\tyes\n"a\ttabbed text"\tno\n', task="tsv",
+        do_predict="true"), _printed('he said "fun" twice', "a\ttabbed text")),
+    Works("tsv with --quotechar=none: a quote opening a text", lambda c: c.generic(
+        "q.tsv", 'review\tverdict\n"dull\tno\nfun\tyes\n', task="tsv", quotechar="none", do_predict="true"),
+          _printed('"dull', "fun")),
+    Works("a stale lock left by a killed run", _stale_lock, lambda out, printed, log: (
+        "taking over the lock of a run that is no longer alive (pid 999999 on gone" in log
+        and not (out / ".tfx_transfer.lock").exists()) or pytest.fail(log[-2000:])),
+]
+
+
+@pytest.mark.parametrize("case", WORKS, ids=[c.name for c in WORKS])
+def test_real_input_works(case, tiny_model, tmp_path, capsys, absl_log):
+    argv = _argv(Case(case.name, case.setup, ""), Context(tmp_path, tiny_model)) + ["--num_train_epochs=1",
+                                                                                   "--verbosity=0"]
+    code = run_job(Case(case.name, case.setup, ""), argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-2000:]
+    case.check(tmp_path / "o", captured.out, absl_log.text)
+
+
+def test_a_bad_dev_file_fails_before_any_training_step(tiny_model, tmp_path, monkeypatch, capsys):
+    """Everything the run will read is read before the model is built: a broken dev file costs seconds."""
+    from tfx_transfer.jobs import classifier as job
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the model was built / training started before the dev file was read")
+
+    monkeypatch.setattr(job, "build_model", must_not_run)
+    monkeypatch.setattr(job, "compile_and_train", must_not_run)
+    case = next(c for c in CASES if c.name == "bad dev file with --do_train")
+    assert run_job(case, _argv(case, Context(tmp_path, tiny_model))) == 2
+    assert "dev.tsv, line 6" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "checkpoints").exists()
+
+
 def test_symlinked_output_is_left_untouched(tiny_model, tmp_path, capsys):
     case = next(c for c in CASES if c.name == "output file symlinked outside --output_dir")
     assert run_job(case, _argv(case, Context(tmp_path, tiny_model))) == 2
@@ -291,8 +427,8 @@ def test_qqp_skips_its_known_broken_rows(tmp_path, caplog):
             "4\t7\t8\tfun?\tdull?\t1"]
     (tmp_path / "train.tsv").write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
     examples = get_processor("QQP").train_examples(str(tmp_path))
-    assert [e.text_a for e in examples] == ["is it good?", "fun?"]
-    assert "skipped 2 malformed row(s) (lines 3, 4)" in caplog.text
+    assert [e.text_a for e in examples] == ["is it good?", "", "fun?"]  # an empty question is kept, as HF does
+    assert "skipped 1 malformed row(s) (lines 3)" in caplog.text and "1 empty text(s) (lines 4)" in caplog.text
 
 
 def test_catalogue_is_one_row_per_input():

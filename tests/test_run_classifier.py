@@ -112,8 +112,8 @@ def test_every_glue_format_end_to_end(task, tiny_model, tmp_path):
         assert all(abs(sum(map(float, row)) - 1) < 1e-4 for row in probabilities)
     submission = (out / f"{task}.tsv").read_text().splitlines()
     assert submission[0] == "index\tprediction" and len(submission) == 6
-    assert sorted(os.listdir(out / "final")) == ["config.json", "model.keras", "task.json", "tokenizer_config.json",
-                                                 "vocab.txt"]
+    assert sorted(os.listdir(out / "final")) == ["README.md", "config.json", "model.keras", "model_card.json",
+                                                 "task.json", "tokenizer_config.json", "vocab.txt"]
 
 
 def test_csv_task_with_named_columns_and_adapters(tiny_model, tmp_path):

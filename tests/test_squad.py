@@ -212,6 +212,12 @@ def test_v2_evaluation_has_no_answers_and_best_threshold():
 
 
 # ---------------------------------------------------------------------------------------------- end to end
+THREE_QUESTIONS = [(CONTEXT, [("q1", "Who swore fealty to King Charles III?", "Rollo", CONTEXT.index("Rollo")),
+                              ("q2", "When did Rollo swear fealty?", "911", CONTEXT.index("911"))]),
+                   ("Paris is the capital and most populous city of France.",
+                    [("q3", "What is the capital of France?", "Paris", 0)])]
+
+
 def run_job(argv):
     FLAGS.unparse_flags()
     FLAGS(["run_squad.py"] + argv)
@@ -219,11 +225,7 @@ def run_job(argv):
 
 
 def test_run_squad_end_to_end(tmp_path, minilm_dir):
-    paragraphs = [(CONTEXT, [("q1", "Who swore fealty to King Charles III?", "Rollo", CONTEXT.index("Rollo")),
-                             ("q2", "When did Rollo swear fealty?", "911", CONTEXT.index("911"))]),
-                  ("Paris is the capital and most populous city of France.",
-                   [("q3", "What is the capital of France?", "Paris", 0)])]
-    train = write(tmp_path, squad_json(paragraphs), "train.json")
+    train = write(tmp_path, squad_json(THREE_QUESTIONS), "train.json")
     out = tmp_path / "out"
     assert run_job([f"--train_file={train}", f"--predict_file={train}", f"--output_dir={out}", "--do_train",
                     "--do_predict", "--eval", "--max_seq_length=64", "--max_query_length=16", "--doc_stride=32", "--train_batch_size=2",
@@ -235,8 +237,26 @@ def test_run_squad_end_to_end(tmp_path, minilm_dir):
     assert set(nbest["q1"][0]) == {"text", "probability", "start_logit", "end_logit"}
     results = json.loads((out / "eval_results.json").read_text())
     assert set(results) == {"exact_match", "f1", "global_step"} and results["global_step"] == 5  # 5 windows, 2 epochs, batch 2
-    assert sorted(os.listdir(out / "final")) == ["adapter.safetensors", "config.json", "model.keras", "task.json",
-                                                 "tokenizer_config.json", "vocab.txt"]
+    assert sorted(os.listdir(out / "final")) == ["README.md", "adapter.safetensors", "config.json", "model.keras",
+                                                 "model_card.json", "task.json", "tokenizer_config.json", "vocab.txt"]
+
+
+def test_run_squad_keeps_the_best_f1_during_training(tmp_path, tiny_model):
+    """--eval_every_steps on --predict_file: the best official F1 becomes final/, and the predictions after training
+    are the best model's (the same F1)."""
+    train = write(tmp_path, squad_json(THREE_QUESTIONS), "train.json")
+    out = tmp_path / "out"
+    assert run_job([f"--train_file={train}", f"--predict_file={train}", f"--output_dir={out}", "--do_train",
+                    "--do_predict", "--eval", f"--pretrained={tiny_model}", "--max_seq_length=64",
+                    "--max_query_length=16", "--doc_stride=32", "--train_batch_size=2", "--predict_batch_size=2",
+                    "--num_train_epochs=3", "--learning_rate=3e-3", "--run_eagerly", "--eval_every_steps=2"]) == 0
+    best = json.loads((out / "final" / "task.json").read_text())["best_model"]
+    results = json.loads((out / "eval_results.json").read_text())
+    steps = results["global_step"]
+    assert steps >= 3 and best["metric"] == "eval_f1"
+    assert best["evaluations"] == steps // 2 + steps % 2  # every 2 steps, and at the end
+    assert results["f1"] == pytest.approx(best["value"])
+    assert json.loads((out / "final" / "model_card.json").read_text())["best_model"] == best
 
 
 def test_run_squad_v2_and_flag_errors(tmp_path, minilm_dir, capsys):

@@ -13,6 +13,8 @@ Public API (see README.md):
 
 __version__ = "0.1.0"
 
+# First: our scripts import TensorFlow with its native start-up lines filtered out (native_logs.py).
+from tfx_transfer import native_logs  # noqa: F401  (isort: skip)
 from tfx_transfer.adaptation import AdapterConfig, apply_strategy, load_adaptation, save_adaptation
 from tfx_transfer.adaptation.optimizers import create_optimizer
 from tfx_transfer.checkpoints import AssignmentMap, CheckpointMismatchError, LoadReport, load_checkpoint

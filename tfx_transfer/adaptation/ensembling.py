@@ -15,6 +15,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from tfx_transfer.data.examples import read_rows
 from tfx_transfer.data.glue import get_processor
 from tfx_transfer.io_utils import write_text
 from tfx_transfer.metrics.glue import compute
@@ -39,13 +40,13 @@ def read_probabilities(path: str) -> np.ndarray:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such probability file.")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append([float(v) for v in line.split("\t")])
-                except ValueError as error:
-                    raise ValueError(f"{path}:{number}: not tab-separated numbers: {line.strip()[:60]!r}") from error
+    for row in read_rows(path, "\t"):  # the project's one reader of delimited text (line numbers, encodings)
+        if row.fields and any(v.strip() for v in row.fields):
+            try:
+                rows.append([float(v) for v in row.fields])
+            except ValueError as error:
+                text = "\t".join(row.fields).strip()[:60]
+                raise ValueError(f"{path}:{row.line}: not tab-separated numbers: {text!r}") from error
     if len({len(r) for r in rows}) > 1:
         raise ValueError(f"{path}: rows of different widths.")
     return np.asarray(rows, np.float32)

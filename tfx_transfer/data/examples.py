@@ -1,11 +1,14 @@
-"""Task examples and reading tab/comma separated files with clear errors."""
+"""Task examples, and reading delimited text files (TSV, RFC 4180 CSV) with errors that name the line."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import os
 from typing import List, Optional, Union
+
+from absl import logging
 
 csv.field_size_limit(2 ** 31 - 1)
 
@@ -26,34 +29,80 @@ class InputExample:
     label: Optional[Union[str, float]] = None
 
 
-def read_rows(path: str, delimiter: str = "\t", encoding: str = "utf-8-sig",
-              encoding_errors: str = "strict") -> List[List[str]]:
-    """Rows of a delimited file, with no quote processing (GLUE files contain bare quotes).
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One record of a delimited file: the fields, and the file line it starts on (1-based; a quoted field may
+    hold newlines, so a record can span lines). A blank line is a record without fields."""
 
-    `utf-8-sig` drops the byte-order mark some GLUE files (MRPC) start with. With encoding_errors="replace",
-    undecodable bytes become U+FFFD (and BERT's cleaning then drops them) and a warning counts the lines.
+    line: int
+    fields: List[str]
+
+
+def delimiter_name(delimiter: str) -> str:
+    """How messages name a delimiter: "a tab", "a comma", or the character."""
+    return {"\t": "a tab", ",": "a comma", ";": "a semicolon", "|": "a vertical bar"}.get(delimiter,
+                                                                                         repr(delimiter))
+
+
+def _decode(path: str, raw: bytes, encoding_errors: str) -> str:
+    """The file's text: UTF-8 with an optional byte-order mark (some GLUE files, MRPC, start with one). With
+    encoding_errors="replace", undecodable bytes become U+FFFD (BERT's cleaning then drops them) and a warning
+    counts the lines that had them."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line_start = raw.rfind(b"\n", 0, e.start) + 1
+        number = raw.count(b"\n", 0, e.start) + 1
+        if encoding_errors != "replace":
+            raise ValueError(f"{path}, line {number}: not UTF-8 ({e.reason} at byte {e.start - line_start}); fix "
+                             "the file or pass --encoding_errors=replace.") from e
+    bad_lines = 0
+    for line in raw.split(b"\n"):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            bad_lines += 1
+    logging.warning("%s: %d line(s) had bytes that are not UTF-8; they were replaced.", path, bad_lines)
+    return raw.decode("utf-8", errors="replace")
+
+
+def read_rows(path: str, delimiter: str = "\t", quotechar: Optional[str] = None,
+              encoding_errors: str = "strict") -> List[Row]:
+    """The records of a delimited file.
+
+    Args:
+        delimiter: the field separator.
+        quotechar: None reads every character literally (the GLUE files, which hold bare quotes inside texts, as
+            google-research/bert's reader does). A character, usually '"', reads RFC 4180 quoting: a field in
+            quotes may hold the delimiter, newlines and doubled quotes ("" for "), what spreadsheets export.
+        encoding_errors: "strict" (a byte that is not UTF-8 is an error naming its line) or "replace".
 
     Raises:
-        FileNotFoundError: naming the path. ValueError: the file is not UTF-8 (naming the line and the fix).
+        FileNotFoundError: naming the path. ValueError: not UTF-8, or a quote that is never closed, naming the line.
     """
-    from absl import logging
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Data file not found: {path!r}.")
-    rows, replaced = [], 0
     with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode(encoding if number == 1 else "utf-8")
-            except UnicodeDecodeError as e:
-                if encoding_errors != "replace":
-                    raise ValueError(f"{path}, line {number}: not UTF-8 ({e.reason} at byte {e.start}); fix the file "
-                                     "or pass --encoding_errors=replace.") from e
-                line = raw.decode("utf-8", errors="replace")
-                replaced += 1
-            line = line.rstrip("\r\n")
-            rows.append(next(csv.reader([line], delimiter=delimiter, quoting=csv.QUOTE_NONE)) if line else [])
-    if replaced:
-        logging.warning("%s: %d line(s) had bytes that are not UTF-8; they were replaced.", path, replaced)
+        text = _decode(path, f.read(), encoding_errors)
+    if quotechar:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar=quotechar,
+                            doublequote=True, strict=True)
+    else:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=csv.QUOTE_NONE)
+    rows, previous_end = [], 0
+    try:
+        for fields in reader:
+            rows.append(Row(previous_end + 1, fields))
+            previous_end = reader.line_num
+    except csv.Error as e:
+        line = previous_end + 1
+        if "end of data" in str(e):
+            problem = f"the quote ({quotechar}) opened here is never closed"
+        else:
+            problem = f"{e} (text after a closing quote)"
+        raise ValueError(f"{path}, line {line}: {problem}; quote the whole field and double the quotes inside it "
+                         f"({quotechar}{quotechar}), or pass --quotechar=none to read quotes as text.") from e
     return rows

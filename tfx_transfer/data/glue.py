@@ -1,5 +1,5 @@
-"""The nine GLUE tasks in their released file formats, google-research/bert's processors, plus a generic
-csv/tsv task and the packaged demo task.
+"""The nine GLUE tasks in their released file formats, google-research/bert's processors, plus the generic csv and
+tsv tasks and the packaged demo task.
 
 Each processor knows its files, columns, labels and official metrics:
 
@@ -10,11 +10,14 @@ Each processor knows its files, columns, labels and official metrics:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from tfx_transfer.data.examples import InputExample, read_rows
+from absl import logging
+
+from tfx_transfer.data.examples import InputExample, delimiter_name, read_rows
 
 DEMO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo")
 
@@ -32,15 +35,19 @@ class Split:
 class GlueProcessor:
     """A task: its splits, labels (None for regression) and metrics (the first is the official one)."""
 
-    def __init__(self, name, labels, metrics, train, dev, test, extra_dev=None, delimiter="\t", pairs=False,
-                 skip_malformed=False):
+    def __init__(self, name, labels, metrics, train, dev, test, extra_dev=None, delimiter="\t", quotechar=None,
+                 pairs=False, skip_malformed=False):
         self.name = name
         self.encoding_errors = "strict"  # or "replace" (--encoding_errors)
+        # An empty text is packed as [CLS] [SEP] (a pair's empty second text as a second [SEP]), as google-research/bert
+        # and Hugging Face do, with one warning per file that counts them; "error" refuses them (--empty_texts).
+        self.empty_texts = "keep"
         # QQP: its released train file has a few broken rows; skip them with a warning, as the Hugging Face / GLUE
         # baseline readers do. Every other task stops at the first one, naming its line.
         self.skip_malformed = skip_malformed
         self.pairs = pairs  # examples have a second text (text_b)
         self.delimiter = delimiter
+        self.quotechar = quotechar  # None: quotes are text (the GLUE files); '"': RFC 4180 quoting
         self.labels = labels
         self.metrics = metrics
         self.splits = {"train": train, "dev": dev, "test": test}
@@ -54,29 +61,30 @@ class GlueProcessor:
         if split is None:
             raise ValueError(f"The {self.name} task has no {split_name} file; pass --{split_name}_file.")
         path = os.path.join(data_dir or "", split.filename)
-        rows = read_rows(path, self.delimiter, encoding_errors=self.encoding_errors)
+        rows = read_rows(path, self.delimiter, self.quotechar, encoding_errors=self.encoding_errors)
         if not rows:
             raise ValueError(f"{path}: no examples (the file is empty).")
-        header_width = len(rows[0]) if split.header else None
+        header_width = len(rows[0].fields) if split.header else None
         if split.header:
             rows = rows[1:]
         if not rows:
             raise ValueError(f"{path}: no examples (the file is empty apart from its header).")
-        examples = []
-        skipped = []
-        for number, row in enumerate(rows, start=2 if split.header else 1):
+        examples, skipped, empty = [], [], []
+        for number, row in ((r.line, r.fields) for r in rows):
             if not row:
                 continue
             problem = None
             if len(row) < split.min_columns:
                 problem = f"{len(row)} column(s), the {self.name} format has at least {split.min_columns}."
             elif header_width is not None and len(row) > header_width:
-                problem = (f"{len(row)} columns but the header has {header_width}; a text probably contains a tab "
-                           "(the delimiter).")
+                problem = self._extra_columns(len(row), header_width)
             else:
                 text_a, text_b, label = split.parse(row)
                 if not text_a.strip() or (text_b is not None and not text_b.strip()):
-                    problem = "empty text; remove the row or fill it in."
+                    if self.empty_texts == "error":
+                        raise ValueError(f"{path}, line {number}: empty text (--empty_texts=error); remove the row "
+                                         "or fill it in.")
+                    empty.append(number)
             if problem:
                 if not self.skip_malformed:
                     raise ValueError(f"{path}, line {number}: {problem}")
@@ -92,12 +100,28 @@ class GlueProcessor:
                     raise ValueError(f"{path}, line {number}: score {label!r} is not a number.") from error
             examples.append(InputExample(f"{split_name}-{len(examples)}", text_a, text_b, label))
         if skipped:
-            from absl import logging
-
-            logging.warning("%s: skipped %d malformed row(s) (lines %s%s), as the %s reference processors do.", path,
-                            len(skipped), ", ".join(map(str, skipped[:5])), ", ..." if len(skipped) > 5 else "",
-                            self.name)
+            logging.warning("%s: skipped %d malformed row(s) (lines %s), as the %s reference processors do.", path,
+                            len(skipped), _some(skipped), self.name)
+        if empty:
+            logging.warning("%s: %d empty text(s) (lines %s), processed as [CLS] [SEP] as google-research/bert and "
+                            "Hugging Face do (--empty_texts=error refuses them).", path, len(empty), _some(empty))
         return examples
+
+    def _extra_columns(self, width, header_width):
+        delimiter = delimiter_name(self.delimiter)
+        if self.quotechar:
+            fix = f"put that text in quotes ({self.quotechar}...{self.quotechar})"
+        elif self.name in ("csv", "tsv"):
+            fix = "quote that text and pass --quotechar='\"'"
+        else:
+            fix = "remove it from the text"
+        return f"{width} columns but the header has {header_width}: a text probably contains {delimiter} (the " \
+               f"delimiter); {fix}."
+
+    def split_path(self, data_dir, split_name: str) -> Optional[str]:
+        """The file of `split_name` ("train", "dev", "test" or an extra dev set's name), or None."""
+        split = self.splits.get(split_name) or self.extra_dev.get(split_name)
+        return os.path.join(data_dir or "", split.filename) if split else None
 
     def train_examples(self, data_dir):
         return self._examples(data_dir, "train", self.splits["train"])
@@ -111,6 +135,11 @@ class GlueProcessor:
     def extra_dev_examples(self, data_dir) -> Dict[str, List[InputExample]]:
         """Additional evaluation sets (MNLI's mismatched dev set)."""
         return {name: self._examples(data_dir, name, split) for name, split in self.extra_dev.items()}
+
+
+def _some(numbers, shown=5):
+    """'3, 7, 9' or '3, 7, 9, 12, 15, ...' (the first `shown`)."""
+    return ", ".join(map(str, numbers[:shown])) + (", ..." if len(numbers) > shown else "")
 
 
 def _columns(a, b=None, label=None):
@@ -161,19 +190,34 @@ PROCESSORS: Dict[str, GlueProcessor] = {
 ALIASES = {"sst2": "sst-2", "stsb": "sts-b", "sts_b": "sts-b"}
 
 
+GENERIC_TASKS = {"csv": ",", "tsv": "\t"}  # the generic tasks and their default delimiters
+
+
 def csv_processor(train_file=None, dev_file=None, test_file=None, text_a_column="0", text_b_column=None,
-                  label_column="1", label_list=None, delimiter="\t", skip_header=True) -> GlueProcessor:
-    """A task over any delimited files: columns by index or by header name; `label_list=None` means regression."""
+                  label_column="1", label_list=None, delimiter=None, skip_header=True, quotechar='"',
+                  name="csv") -> GlueProcessor:
+    """A task over any delimited files: columns by index or by header name; `label_list=None` means regression.
+
+    Args:
+        delimiter: the field separator (default: a comma for the csv task, a tab for tsv).
+        quotechar: RFC 4180 quoting ('"', what spreadsheets export), or None to read quotes as text.
+        name: "csv" or "tsv" (the task's name in outputs).
+    """
+    delimiter = delimiter or GENERIC_TASKS[name]
 
     def split(path, with_label):
         if path is None:
             return None
         header = []
         if skip_header:
-            rows = read_rows(path, delimiter, encoding_errors="replace")  # bad bytes: reported when examples are read
+            # bad bytes and quoting: reported, with their lines, when the examples are read
+            try:
+                rows = read_rows(path, delimiter, quotechar, encoding_errors="replace")
+            except ValueError:
+                rows = read_rows(path, delimiter, None, encoding_errors="replace")
             if not rows:
                 raise ValueError(f"{path}: no examples (the file is empty).")
-            header = rows[0]
+            header = rows[0].fields
 
         def index(column):
             if column is None:
@@ -192,18 +236,20 @@ def csv_processor(train_file=None, dev_file=None, test_file=None, text_a_column=
         metrics = ("accuracy", "f1") if len(label_list) == 2 else ("accuracy",)
     else:
         metrics = ("pearson", "spearman")
-    return GlueProcessor("csv", list(label_list) if label_list else None, metrics, train=split(train_file, True),
+    return GlueProcessor(name, list(label_list) if label_list else None, metrics, train=split(train_file, True),
                          dev=split(dev_file, True), test=split(test_file, False), delimiter=delimiter,
-                         pairs=text_b_column is not None)
+                         quotechar=quotechar, pairs=text_b_column is not None)
 
 
 def get_processor(task_name: str) -> GlueProcessor:
+    """A fresh copy of the named task's processor (its reading options may be set without touching the registry)."""
     key = ALIASES.get(task_name.lower(), task_name.lower())
     if key not in PROCESSORS:
         known = ", ".join(p.name for p in PROCESSORS.values())
-        raise ValueError(f"Unknown task_name {task_name!r}; known tasks: {known}, csv (with --train_file etc.).")
-    return PROCESSORS[key]
+        raise ValueError(f"Unknown task_name {task_name!r}; known tasks: {known}, csv and tsv (with --train_file "
+                         "etc.).")
+    return copy.copy(PROCESSORS[key])
 
 
 def task_names() -> Sequence[str]:
-    return [p.name for p in PROCESSORS.values()] + ["csv"]
+    return [p.name for p in PROCESSORS.values()] + list(GENERIC_TASKS)

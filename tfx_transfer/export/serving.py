@@ -62,7 +62,7 @@ def write_warmup_requests(directory: str, requests) -> Optional[str]:
 
 def export_for_serving(model, export_base: str, tokenizer, labels: Optional[Sequence[str]] = None,
                        max_seq_length: int = 128, pairs: bool = False, version: Optional[int] = None,
-                       warmup: bool = True, task: str = "classifier", **squad_options) -> str:
+                       warmup: bool = True, task: str = "classifier", card=None, **squad_options) -> str:
     """Exports `model` (a `BertClassifier`, or a `BertSpanLabeler` with task="squad") under `export_base/<version>`.
 
     Args:
@@ -70,6 +70,8 @@ def export_for_serving(model, export_base: str, tokenizer, labels: Optional[Sequ
         labels: class names (None: regression). max_seq_length: truncation length. pairs: the task reads two texts.
         version: explicit version (must not exist); default the next integer. warmup: write warmup requests.
         task: "classifier" or "squad"; squad_options go to `SquadServingModule` (doc_stride, max_query_length, ...).
+        card: an object with `write(directory)` (the jobs' `ModelCard`): README.md and model_card.json beside
+            saved_model.pb (TF Serving reads only the SavedModel's own files).
 
     Returns:
         The version directory.
@@ -90,6 +92,8 @@ def export_for_serving(model, export_base: str, tokenizer, labels: Optional[Sequ
         tf.saved_model.save(module, tmp, signatures=signatures)
         if warmup:
             write_warmup_requests(tmp, [("serving_default", inputs)])
+        if card is not None:
+            card.write(tmp)
     path = os.path.join(os.path.abspath(export_base), str(number))
     logging.info("Exported version %d to %s", number, path)
     return path

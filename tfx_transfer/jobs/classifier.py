@@ -13,6 +13,7 @@ Outputs in --output_dir (google-research/bert's, plus ours):
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import keras
@@ -23,15 +24,21 @@ from tfx_transfer.adaptation.ensembling import write_probabilities
 from tfx_transfer.data.pipeline import encode_examples
 from tfx_transfer.export import export_for_serving
 from tfx_transfer.jobs import distribution, flags, trainer
+from tfx_transfer.jobs.best_model import BestModel, EvaluationSchedule
+from tfx_transfer.jobs.classifier_data import read_classifier_data
 from tfx_transfer.jobs.classifier_schemes import distillation_targets, train_multitask
 from tfx_transfer.jobs.classifier_setup import (build_model, scores_from_logits, task_loss, task_processor,
                                                 validate_schemes)
 from tfx_transfer.jobs.cli import run_main
+from tfx_transfer.jobs.errors import FlagError
+from tfx_transfer.jobs.model_card import ModelCard
 from tfx_transfer.jobs.model_setup import resolve_model_source
 from tfx_transfer.jobs.options import ClassifierOptions
-from tfx_transfer.jobs.outputs import output_path, save_final, write_text
+from tfx_transfer.jobs.outputs import checkpoint_dir, output_path, save_final, write_text
+from tfx_transfer.jobs.run_lock import OutputDirLock
 from tfx_transfer.jobs.training import compile_and_train
 from tfx_transfer.metrics.glue import compute
+from tfx_transfer.plot import plot_training
 from tfx_transfer.text.tokenizer import BertTokenizer
 
 
@@ -65,59 +72,103 @@ def evaluate(o: ClassifierOptions, model, processor, split, name="eval", keep_sc
     return results
 
 
+def _evaluation_schedule(o: ClassifierOptions, processor, dev_split, metric):
+    """--eval_every_steps / --eval_every_epoch on the dev set, the best model by `metric` (--keep_best), early
+    stopping."""
+    if not o.training.evaluates_during_training:
+        return None
+    best = BestModel(checkpoint_dir(o.output.output_dir), metric, o.training.early_stopping_patience,
+                     write=distribution.is_chief())
+    return EvaluationSchedule(lambda model: evaluate(o, model, processor, dev_split), best,
+                              o.training.eval_every_steps, o.training.eval_every_epoch)
+
+
+def _keep_best(o: ClassifierOptions, processor):
+    """The metric that picks the best model during training (None without evaluation during training)."""
+    if not o.training.evaluates_during_training:
+        return None
+    if not o.do_eval:
+        raise FlagError("--eval_every_steps / --eval_every_epoch evaluate on the dev set: add --do_eval.")
+    if o.auxiliary_tasks:
+        raise FlagError("--auxiliary_tasks trains with its own loop: evaluation during training is not supported "
+                        "with it.")
+    return flags.validate_keep_best(o, [f"eval_{m}" for m in processor.metrics] + ["eval_loss"],
+                                    default=f"eval_{processor.metrics[0]}")
+
+
 def run(o: ClassifierOptions):
-    """Runs the job `o` describes; raises FlagError/ValueError/FileNotFoundError with one-line messages."""
+    """Runs the job `o` describes; raises FlagError/ValueError/FileNotFoundError with one-line messages. Every input
+    is read and checked before the model is built, and a live run into the same --output_dir is refused."""
     flags.warn_ignored_tpu_flags(o)
     strategy = distribution.strategy(o.distribution)  # before TensorFlow touches a device
     source = resolve_model_source(o.model)
     processor, data_dir = task_processor(o, source.labels)
     flags.validate_common(o, source.max_positions, modes=("do_train", "do_eval", "do_predict", "do_export"))
+    validate_schemes(o, processor)
+    keep_best = _keep_best(o, processor)
+    data = read_classifier_data(o, processor, data_dir)
     out = o.output.output_dir
     os.makedirs(out, exist_ok=True)
+    with OutputDirLock(out) if distribution.is_chief() else contextlib.nullcontext():
+        return _run(o, strategy, source, processor, data, keep_best)
+
+
+def _run(o: ClassifierOptions, strategy, source, processor, data, keep_best):
+    out = o.output.output_dir
     keras.utils.set_random_seed(o.training.seed)
     tokenizer = BertTokenizer.from_settings(source.tokenizer)
     labels = processor.labels
-    validate_schemes(o, processor)
     with strategy.scope():
-        model = build_model(o, source, processor)
+        model, report = build_model(o, source, processor)
+    card = ModelCard("run_classifier.py", o)
+    card.base_model(source)
+    for role, path, rows in data.files:
+        card.data_file(role, path, rows)
+    card.load_report = str(report) if report is not None else None
+    card.task = {"task": processor.name, "labels": labels, "metrics": list(processor.metrics)}
 
     def encode(examples):
         return encode_examples(examples, tokenizer, o.max_seq_length, labels)
 
-    global_step, auxiliary = 0, {}
+    dev_split = encode(data.dev) if o.do_eval else None
+    global_step, auxiliary, final_dir = 0, {}, None
     if o.do_train:
-        examples = processor.train_examples(data_dir)
-        if o.training.max_train_examples:
-            examples = examples[:o.training.max_train_examples]
-        train_split = encode(examples)
+        train_split = encode(data.train)
         loss = task_loss(processor)
-        if o.teacher_probabilities:
-            train_split, loss = distillation_targets(o, train_split)
+        if data.teacher is not None:
+            train_split, loss = distillation_targets(o, train_split, data.teacher)
+        evaluation = _evaluation_schedule(o, processor, dev_split, keep_best)
         if o.auxiliary_tasks:
-            result, auxiliary = train_multitask(o, model, processor, train_split, loss, tokenizer)
+            result, auxiliary = train_multitask(o, model, processor, train_split, loss, tokenizer, data.auxiliary)
         else:
             result = compile_and_train(model, train_split, "examples", o.training, o.max_seq_length, out, loss=loss,
-                                       vocab_file=tokenizer.vocab_file)
+                                       vocab_file=tokenizer.vocab_file, evaluation=evaluation)
         global_step = result["steps"]
         logging.info("Trained to step %d (%s); %.1f examples/s.", global_step,
                      f"resumed from {result['resumed_from']}" if result["resumed_from"] else "from the start",
                      result["examples_per_s"])
-        save_final(model, out, tokenizer,
-                   {"task": processor.name, "labels": labels, "metrics": list(processor.metrics),
-                    "max_seq_length": o.max_seq_length, "initialised_from": source.description},
-                   o.model.adaptation, labels)
+        task = {"task": processor.name, "labels": labels, "metrics": list(processor.metrics),
+                "max_seq_length": o.max_seq_length, "initialised_from": source.description}
+        if evaluation is not None and evaluation.best.restore(model):
+            task["best_model"] = card.best = evaluation.best.summary()
+            logging.info("final/ is the best model of %d evaluations: %s = %.5g at step %d%s.",
+                         card.best["evaluations"], card.best["metric"], card.best["value"], card.best["step"],
+                         " (training stopped early)" if card.best["stopped_early"] else "")
+        card.training = {key: result.get(key) for key in ("steps", "resumed_from", "seconds", "examples_per_s",
+                                                          "stopped_early")}
+        card.count_parameters(model)
+        final_dir = save_final(model, out, tokenizer, task, o.model.adaptation, labels, card=card)
         if o.write_train_probabilities:
             write_probabilities(output_path(out, "train_probabilities.tsv"),
                                 _predicted_scores(o, model, processor, train_split, o.eval_batch_size))
 
     if o.do_eval:
         dev_scores = {}
-        results = evaluate(o, model, processor, encode(processor.dev_examples(data_dir)), keep_scores=dev_scores)
-        for name, (aux_model, aux_processor, aux_dir) in auxiliary.items():
-            aux_split = encode_examples(aux_processor.dev_examples(aux_dir), tokenizer, o.max_seq_length,
-                                        aux_processor.labels)
+        results = evaluate(o, model, processor, dev_split, keep_scores=dev_scores)
+        for name, (aux_model, aux_processor, aux_dev) in auxiliary.items():
+            aux_split = encode_examples(aux_dev, tokenizer, o.max_seq_length, aux_processor.labels)
             results.update(evaluate(o, aux_model, aux_processor, aux_split, name=f"eval_{name}"))
-        for name, examples in processor.extra_dev_examples(data_dir).items():
+        for name, examples in data.extra_dev.items():
             results.update(evaluate(o, model, processor, encode(examples), name=f"eval_{name}"))
         results["global_step"] = global_step
         lines = [f"{key} = {value}" for key, value in results.items()]
@@ -125,9 +176,12 @@ def run(o: ClassifierOptions):
         if not processor.is_regression:
             write_probabilities(output_path(out, "eval_probabilities.tsv"), dev_scores["eval"])  # for ensembling
         logging.info("***** Eval results *****\n  %s", "\n  ".join(lines))
+        card.metrics = results
+        if final_dir:
+            card.write(final_dir)  # final/'s card, now with the metrics
 
     if o.do_predict:
-        test = processor.test_examples(data_dir)
+        test = data.test
         split = encode_examples(test, tokenizer, o.max_seq_length, None)
         scores = _predicted_scores(o, model, processor, split, o.predict_batch_size)
         rows = ["\t".join(f"{p:.6f}" for p in np.atleast_1d(row)) for row in scores]
@@ -142,10 +196,14 @@ def run(o: ClassifierOptions):
             print(f"  {example.text_a!r} -> {prediction} ({confidence})", flush=True)
 
     if o.output.export_dir and (o.do_train or o.do_export) and distribution.is_chief():
+        if card.parameters is None:
+            card.count_parameters(model)
         path = export_for_serving(model, o.output.export_dir, tokenizer, labels=labels,
                                   max_seq_length=o.max_seq_length, pairs=processor.pairs,
-                                  version=o.output.export_version)
+                                  version=o.output.export_version, card=card)
         print(f"  exported for TF Serving: {path}", flush=True)
+    if o.output.plot_training and distribution.is_chief():
+        print(f"  training plot: {plot_training(out)}", flush=True)
     return 0
 
 

@@ -4,17 +4,15 @@ files (--teacher_probabilities) and multi-task fine-tuning with other tasks (--a
 from __future__ import annotations
 
 import dataclasses
-import os
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 from absl import logging
 
 from tfx_transfer.adaptation.distillation import DistillationLoss, pack_targets
-from tfx_transfer.adaptation.ensembling import average_probabilities, read_probabilities
 from tfx_transfer.adaptation.multitask import MultiTaskTrainer, TaskSampler, TaskSpec
-from tfx_transfer.data.glue import DEMO_DIR, get_processor
 from tfx_transfer.data.pipeline import encode_examples
 from tfx_transfer.jobs import trainer
+from tfx_transfer.jobs.classifier_data import AuxiliaryTask
 from tfx_transfer.jobs.classifier_setup import task_loss
 from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.options import ClassifierOptions
@@ -22,46 +20,23 @@ from tfx_transfer.jobs.training import add_regularisers, optimizer
 from tfx_transfer.models.classifier import BertClassifier
 
 
-def distillation_targets(o: ClassifierOptions, split):
-    """The split with labels packed as [label, teacher probabilities...] and the distillation loss."""
-    try:
-        teachers = [read_probabilities(path) for path in o.teacher_probabilities]
-        probabilities = average_probabilities(teachers)
-        if len(probabilities) != len(split):
-            raise ValueError(f"{len(probabilities)} teacher rows for {len(split)} training examples (same "
-                             "--task_name, data and --max_train_examples as the teacher run?)")
-        targets = pack_targets(split.labels, probabilities)
-    except (ValueError, FileNotFoundError) as e:
-        raise FlagError(f"--teacher_probabilities: {e}") from e
-    logging.info("Distilling from %d teacher run(s): T=%g, alpha=%g.", len(teachers), o.distill_temperature,
-                 o.distill_alpha)
+def distillation_targets(o: ClassifierOptions, split, probabilities):
+    """The split with labels packed as [label, teacher probabilities...] and the distillation loss (`probabilities`:
+    the teachers' average, read and checked with the other inputs)."""
+    logging.info("Distilling from %d teacher run(s): T=%g, alpha=%g.", len(o.teacher_probabilities),
+                 o.distill_temperature, o.distill_alpha)
+    targets = pack_targets(split.labels, probabilities)
     return dataclasses.replace(split, labels=targets), DistillationLoss(o.distill_temperature, o.distill_alpha)
 
 
-def _auxiliary_processors(o: ClassifierOptions):
-    tasks = []
-    for entry in o.auxiliary_tasks:
-        name, _, data_dir = entry.partition(":")
-        try:
-            processor = get_processor(name)
-        except ValueError as e:
-            raise FlagError(f"--auxiliary_tasks={entry}: {e}") from e
-        if processor.name == "demo":
-            data_dir = data_dir or DEMO_DIR
-        if not data_dir or not os.path.isdir(data_dir):
-            raise FlagError(f"--auxiliary_tasks={entry}: give TASK:DATA_DIR with an existing directory.")
-        tasks.append((processor, data_dir))
-    return tasks
+AuxiliaryTasks = Dict[str, Tuple[object, object, list]]  # task name -> (its model, processor, dev examples)
 
 
-AuxiliaryTasks = Dict[str, Tuple[object, object, str]]  # task name -> (its model, processor, data directory)
-
-
-def train_multitask(o: ClassifierOptions, model, processor, train_split, loss, tokenizer) -> Tuple[dict,
-                                                                                                     AuxiliaryTasks]:
-    """--auxiliary_tasks: the target task and the auxiliary ones on one encoder, a task sampled per step
-    (`adaptation.multitask`). Steps = all tasks' examples x epochs / batch size. Returns the training result and
-    the auxiliary tasks (for their dev metrics)."""
+def train_multitask(o: ClassifierOptions, model, processor, train_split, loss, tokenizer,
+                    tasks: List[AuxiliaryTask]) -> Tuple[dict, AuxiliaryTasks]:
+    """--auxiliary_tasks: the target task and the auxiliary ones (`tasks`, read with the other inputs) on one
+    encoder, a task sampled per step (`adaptation.multitask`). Steps = all tasks' examples x epochs / batch size.
+    Returns the training result and the auxiliary tasks (for their dev metrics)."""
     training = o.training
     if training.unfreezing != "none" or training.gradient_accumulation_steps > 1:
         raise FlagError("--auxiliary_tasks trains with its own loop: --unfreezing and --gradient_accumulation_steps "
@@ -70,18 +45,14 @@ def train_multitask(o: ClassifierOptions, model, processor, train_split, loss, t
         raise FlagError("--auxiliary_tasks runs on one device (no --distribution_strategy).")
     specs = {processor.name: TaskSpec(model, loss, train_split)}
     auxiliary: AuxiliaryTasks = {}
-    for aux_processor, data_dir in _auxiliary_processors(o):
-        if aux_processor.name in specs:
-            raise FlagError(f"--auxiliary_tasks: {aux_processor.name} is given twice (or is the target task).")
-        examples = aux_processor.train_examples(data_dir)
-        if training.max_train_examples:
-            examples = examples[:training.max_train_examples]
-        split = encode_examples(examples, tokenizer, o.max_seq_length, aux_processor.labels)
+    for task in tasks:
+        aux_processor = task.processor
+        split = encode_examples(task.train, tokenizer, o.max_seq_length, aux_processor.labels)
         aux_model = BertClassifier(model.encoder, 1 if aux_processor.is_regression else len(aux_processor.labels),
                                    dropout=model.dropout if hasattr(model, "dropout") else 0.1,
                                    name=f"aux_{aux_processor.name.lower().replace('-', '_')}")
         specs[aux_processor.name] = TaskSpec(aux_model, task_loss(aux_processor), split)
-        auxiliary[aux_processor.name] = (aux_model, aux_processor, data_dir)
+        auxiliary[aux_processor.name] = (aux_model, aux_processor, task.dev)
     sizes = {name: len(spec.split) for name, spec in specs.items()}
     steps = trainer.total_train_steps(sum(sizes.values()), training.train_batch_size, training.num_train_epochs)
     sampler = TaskSampler(sizes, o.task_sampling, o.sampling_temperature, seed=training.seed)

@@ -11,7 +11,7 @@ from absl import logging
 
 from tfx_transfer.adaptation.distillation import truncated_encoder
 from tfx_transfer.adaptation.strategies import apply_strategy
-from tfx_transfer.data.glue import DEMO_DIR, csv_processor, get_processor, task_names
+from tfx_transfer.data.glue import DEMO_DIR, GENERIC_TASKS, csv_processor, get_processor, task_names
 from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.model_setup import build_encoder, head_loaded, prepare_model, strategy_arguments
 from tfx_transfer.jobs.options import ClassifierOptions
@@ -23,22 +23,23 @@ def task_processor(options: ClassifierOptions, checkpoint_labels=None):
     """The task's processor and data directory. A csv task without --label_list takes the labels the checkpoint's
     producer recorded (Hugging Face id2label, a finished run's task.json); without either it is a regression."""
     processor, data_dir = _find_processor(options, checkpoint_labels)
-    processor.encoding_errors = options.encoding_errors
+    processor.encoding_errors, processor.empty_texts = options.encoding_errors, options.empty_texts
     return processor, data_dir
 
 
 def _find_processor(o: ClassifierOptions, checkpoint_labels):
     if not o.task_name:
         raise FlagError(f"--task_name is required; known tasks: {', '.join(task_names())}.")
-    if o.task_name.lower() == "csv":
+    generic = o.task_name.lower()
+    if generic in GENERIC_TASKS:
         if o.needs_data and not (o.train_file or o.dev_file or o.test_file):
-            raise FlagError("--task_name=csv needs --train_file, --dev_file and/or --test_file.")
+            raise FlagError(f"--task_name={generic} needs --train_file, --dev_file and/or --test_file.")
         labels = list(o.label_list) if o.label_list is not None else None
         if labels is None and checkpoint_labels:
             labels = list(checkpoint_labels)
-            logging.info("--task_name=csv: labels %s from the checkpoint (no --label_list).", labels)
+            logging.info("--task_name=%s: labels %s from the checkpoint (no --label_list).", generic, labels)
         return csv_processor(o.train_file, o.dev_file, o.test_file, o.text_a_column, o.text_b_column, o.label_column,
-                             labels, o.delimiter, o.skip_header), None
+                             labels, o.delimiter, o.skip_header, o.quotechar, name=generic), None
     try:
         processor = get_processor(o.task_name)
     except ValueError as e:
@@ -87,7 +88,8 @@ def validate_schemes(o: ClassifierOptions, processor):
 
 def build_model(o: ClassifierOptions, source, processor):
     """BertClassifier (pooled [CLS]) or FeatureClassifier (--features=scalar_mix), initialised from `source`;
-    with --student_layers, the encoder keeps that many of the pretrained layers."""
+    with --student_layers, the encoder keeps that many of the pretrained layers. Returns (model, load report or
+    None for a Hub module)."""
     num_outputs = 1 if processor.is_regression else len(processor.labels)
     # Head dropout = the encoder's hidden dropout (0.1 for BERT), as Hugging Face does.
     dropout = source.config.hidden_dropout_prob if source.config else 0.1
@@ -102,12 +104,12 @@ def build_model(o: ClassifierOptions, source, processor):
     if report is not None and head_loaded(model, report):
         align_head_labels(model, source.labels, processor)
     if o.student_layers is None:
-        return model
+        return model, report
     student, chosen = truncated_encoder(model.encoder, o.student_layers)
     logging.info("Student encoder: %d layers initialised from pretrained layers %s.", o.student_layers, chosen)
     model = classifier(student)
     logging.info("%s", apply_strategy(model, o.model.adaptation, **strategy_arguments(o.model)))
-    return model
+    return model, report
 
 
 def align_head_labels(model, checkpoint_labels, processor):

@@ -98,6 +98,18 @@ def define_common_flags(max_seq_length: int, train_batch_size: int = 32, learnin
     define.DEFINE_bool("do_export", False, "Export the model named by --init_checkpoint (e.g. a finished run's "
                        "output_dir/final) without training; needs --export_dir.")
     define.DEFINE_integer("export_version", None, "Version number of the export (default: the next one).")
+    define.DEFINE_integer("eval_every_steps", 0, "Evaluate during training every N steps (run_classifier: on the dev "
+                          "set, with --do_eval; run_squad: on --predict_file, with --do_predict --eval), keep the best "
+                          "model by --keep_best and make it final/. 0: evaluate only after training.")
+    define.DEFINE_bool("eval_every_epoch", False, "Evaluate during training at the end of every epoch (as "
+                       "--eval_every_steps).")
+    define.DEFINE_string("keep_best", None, "The metric that picks the best model during training: eval_accuracy, "
+                         "eval_f1, eval_mcc, eval_pearson, eval_loss (lower is better), ...; default the task's "
+                         "official metric (the first in eval_results.txt; run_squad: eval_f1).")
+    define.DEFINE_bool("plot_training", False, "After training, draw the run's loss, learning rate and evaluations "
+                       "during training into <output_dir>/training.png (python -m tfx_transfer.plot does it later).")
+    define.DEFINE_integer("early_stopping_patience", 0, "Stop training after this many evaluations during training "
+                          "without improvement of --keep_best (0: never).")
     define_distribution_flags()
     define_optimisation_flags()
 
@@ -164,7 +176,12 @@ def define_classifier_flags():
     define.DEFINE_string("text_b_column", None, "csv task: second text column for pairs.")
     define.DEFINE_string("label_column", "1", "csv task: label column (index or header name).")
     define.DEFINE_list("label_list", None, "csv task: the labels (comma separated); omit for regression.")
-    define.DEFINE_string("delimiter", "\t", "csv task: field delimiter.")
+    define.DEFINE_string("delimiter", None, "csv/tsv task: field delimiter (default: a comma for csv, a tab for "
+                         "tsv; '\\t' or 'tab' for a tab).")
+    define.DEFINE_string("quotechar", '"', "csv/tsv task: the quote character of RFC 4180 quoting (a quoted field may "
+                         "hold the delimiter, newlines and doubled quotes); 'none' reads quotes as text.")
+    define.DEFINE_enum("empty_texts", "keep", ["keep", "error"], "Empty texts: processed as [CLS] [SEP] with one "
+                       "warning per file (as google-research/bert and Hugging Face do), or refused naming the line.")
     define.DEFINE_bool("skip_header", True, "csv task: the files start with a header row.")
     define.DEFINE_enum("encoding_errors", "strict", ["strict", "replace"],
                        "Data files that are not UTF-8: fail naming the line (strict) or replace the bad bytes.")
@@ -244,13 +261,20 @@ def _sequential_unfreezing_epochs():
     return epochs
 
 
+def _command_line():
+    """The flags given, as `--name=value` (each once, though absl also files a flag under its short name)."""
+    given = {id(FLAGS[name]): FLAGS[name] for name in FLAGS if FLAGS[name].present}
+    return tuple(flag.serialize() for flag in given.values())
+
+
 def _shared():
     return dict(
         model=_group(ModelOptions, do_lower_case=_given("do_lower_case")),
         training=_group(TrainingOptions, weight_decay=_given("weight_decay"),
                         sequential_unfreezing_epochs=_sequential_unfreezing_epochs()),
         output=_group(OutputOptions), distribution=_group(DistributionOptions),
-        ignored_tpu_flags=tuple(name for name in TPU_FLAGS if FLAGS[name].present))
+        ignored_tpu_flags=tuple(name for name in TPU_FLAGS if FLAGS[name].present),
+        command_line=_command_line())
 
 
 def _job(cls, **computed):
@@ -259,10 +283,19 @@ def _job(cls, **computed):
     return cls(**shared, **computed, **{name: FLAGS[name].value for name in names if name in FLAGS})
 
 
+def _single_character(name, value, aliases):
+    value = aliases.get(value, value)
+    if value is not None and len(value) != 1:
+        raise FlagError(f"--{name}={FLAGS[name].value!r} must be one character (or {' / '.join(map(repr, aliases))}).")
+    return value
+
+
 def parse_classifier_options() -> ClassifierOptions:
     """run_classifier.py's parsed command line (call after absl parsed the flags)."""
     return _job(ClassifierOptions, label_list=_tuple("label_list"),
-                teacher_probabilities=_tuple("teacher_probabilities"), auxiliary_tasks=_tuple("auxiliary_tasks"))
+                teacher_probabilities=_tuple("teacher_probabilities"), auxiliary_tasks=_tuple("auxiliary_tasks"),
+                delimiter=_single_character("delimiter", _value("delimiter"), {"\\t": "\t", "tab": "\t"}),
+                quotechar=_single_character("quotechar", _value("quotechar"), {"none": None, "": None}))
 
 
 def parse_squad_options() -> SquadOptions:
@@ -293,6 +326,15 @@ def _at_least(values: dict, minimum, strict=False):
             raise FlagError(f"--{name}={value} must be {'>' if strict else '>='} {minimum}.")
 
 
+def validate_keep_best(options, metrics, default: str) -> str:
+    """The metric --keep_best names (default `default`), checked against the evaluation's `metrics` before any
+    training starts."""
+    metric = options.training.keep_best or default
+    if metric not in metrics:
+        raise FlagError(f"--keep_best={metric}: the evaluation reports {', '.join(metrics)}.")
+    return metric
+
+
 def validate_common(options, max_seq_length_of_model: int, modes=("do_train", "do_predict", "do_export")):
     """Checks shared by both scripts; `modes` are the options of which at least one must be set."""
     training, model, output = options.training, options.model, options.output
@@ -315,6 +357,16 @@ def validate_common(options, max_seq_length_of_model: int, modes=("do_train", "d
                "adam_epsilon": training.adam_epsilon}, 0, strict=True)
     _at_least({name: getattr(training, name) for name in ("clip_norm", "l2sp", "ewc", "aux_mlm_weight",
                                                           "unfreezing_interval", "ewc_head_steps")}, 0)
+    _at_least({"eval_every_steps": training.eval_every_steps,
+               "early_stopping_patience": training.early_stopping_patience}, 0)
+    if (training.keep_best or training.early_stopping_patience) and not training.evaluates_during_training:
+        raise FlagError("--keep_best and --early_stopping_patience choose among evaluations during training: add "
+                        "--eval_every_steps=N or --eval_every_epoch.")
+    if output.plot_training and not options.do_train:
+        raise FlagError("--plot_training draws a training run: add --do_train (python -m tfx_transfer.plot "
+                        "<output_dir> draws a finished one).")
+    if training.evaluates_during_training and not options.do_train:
+        raise FlagError("--eval_every_steps and --eval_every_epoch evaluate during training: add --do_train.")
     if not 0 <= training.warmup_proportion < 1:
         raise FlagError(f"--warmup_proportion={training.warmup_proportion} must be in [0, 1).")
     if options.max_seq_length > max_seq_length_of_model:

@@ -65,6 +65,14 @@ class TrainingOptions:
     ewc_examples: int = 64
     ewc_head_steps: int = 100
     aux_mlm_weight: float = 0.0
+    eval_every_steps: int = 0
+    eval_every_epoch: bool = False
+    keep_best: Optional[str] = None
+    early_stopping_patience: int = 0
+
+    @property
+    def evaluates_during_training(self) -> bool:
+        return bool(self.eval_every_steps or self.eval_every_epoch)
 
     @property
     def decoupled_weight_decay(self) -> float:
@@ -78,6 +86,7 @@ class OutputOptions:
     output_dir: Optional[str] = None
     export_dir: Optional[str] = None
     export_version: Optional[int] = None
+    plot_training: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +116,7 @@ class _JobOptions:
     max_seq_length: int = 128
     predict_batch_size: int = 8
     ignored_tpu_flags: Tuple[str, ...] = ()  # google-research/bert's TPU flags that were given (and are ignored)
+    command_line: Tuple[str, ...] = ()  # the flags as given (--name=value), for the model card
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,9 +132,11 @@ class ClassifierOptions(_JobOptions):
     text_b_column: Optional[str] = None
     label_column: str = "1"
     label_list: Optional[Tuple[str, ...]] = None
-    delimiter: str = "\t"
+    delimiter: Optional[str] = None
+    quotechar: Optional[str] = '"'
     skip_header: bool = True
     encoding_errors: str = "strict"
+    empty_texts: str = "keep"
     features: str = "pooled"
     feature_head: str = "linear"
     teacher_probabilities: Optional[Tuple[str, ...]] = None

@@ -48,10 +48,12 @@ def check_free_space(directory: str, model, copies: int = 4):
                                f"about {needed / 2**20:.0f} MiB; free some space or choose another --output_dir.")
 
 
-def save_final(model, output_dir: str, tokenizer, task: dict, adaptation: str, labels: Optional[list] = None) -> str:
+def save_final(model, output_dir: str, tokenizer, task: dict, adaptation: str, labels: Optional[list] = None,
+               card=None) -> str:
     """Writes `output_dir/final/`: model.keras, config.json, vocab.txt, tokenizer_config.json (the tokenizer's
-    settings), task.json, and adapter.safetensors when only part of the model trained. The directory is a valid
-    --init_checkpoint and `from_pretrained` input, and is replaced atomically."""
+    settings), task.json, adapter.safetensors when only part of the model trained, and the model card (`card`, a
+    `ModelCard`: README.md + model_card.json). The directory is a valid --init_checkpoint and `from_pretrained`
+    input, and is replaced atomically."""
     if not distribution.is_chief():
         return None
     directory = inside(output_dir, "final")
@@ -66,5 +68,7 @@ def save_final(model, output_dir: str, tokenizer, task: dict, adaptation: str, l
         if adaptation != "full" and hasattr(model.encoder, "bert_config"):
             save_adaptation(model, os.path.join(tmp, "adapter.safetensors"), labels=labels,
                             extra={"task": task.get("task")})
+        if card is not None:
+            card.write(tmp)
     logging.info("Saved the final model to %s", directory)
     return directory

@@ -6,6 +6,8 @@ Outputs in --output_dir: predictions.json, nbest_predictions.json, null_odds.jso
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -16,14 +18,18 @@ from absl import logging
 from tfx_transfer.data.squad import build_features, features_to_split, postprocess, read_squad
 from tfx_transfer.export import export_for_serving
 from tfx_transfer.jobs import distribution, flags, trainer
+from tfx_transfer.jobs.best_model import BestModel, EvaluationSchedule
 from tfx_transfer.jobs.cli import run_main
 from tfx_transfer.jobs.errors import FlagError
+from tfx_transfer.jobs.model_card import ModelCard
 from tfx_transfer.jobs.model_setup import build_encoder, prepare_model, resolve_model_source
 from tfx_transfer.jobs.options import SquadOptions
-from tfx_transfer.jobs.outputs import output_path, save_final, write_text
+from tfx_transfer.jobs.outputs import checkpoint_dir, output_path, save_final, write_text
+from tfx_transfer.jobs.run_lock import OutputDirLock
 from tfx_transfer.jobs.training import compile_and_train
 from tfx_transfer.metrics.squad import evaluate
 from tfx_transfer.models.span_labeler import BertSpanLabeler
+from tfx_transfer.plot import plot_training
 from tfx_transfer.text.tokenizer import BertTokenizer
 
 
@@ -50,7 +56,33 @@ def _validate(o: SquadOptions, source):
         raise FlagError("--eval and --find_null_threshold score predictions: add --do_predict.")
 
 
-def _features(o: SquadOptions, path, tokenizer, is_training):
+def _metric_names(o: SquadOptions):
+    """The official script's scores, as evaluation during training reports them."""
+    names = ("exact", "f1", "best_exact", "best_f1") if o.version_2_with_negative else ("exact_match", "f1")
+    return [f"eval_{name}" for name in names]
+
+
+def _keep_best(o: SquadOptions):
+    if not o.training.evaluates_during_training:
+        return None
+    if not (o.do_predict and o.eval):
+        raise FlagError("--eval_every_steps / --eval_every_epoch score --predict_file during training: add "
+                        "--do_predict --eval.")
+    return flags.validate_keep_best(o, _metric_names(o), default="eval_f1")
+
+
+@dataclasses.dataclass
+class _SquadFile:
+    """A SQuAD file read and cut into features before anything trains."""
+
+    path: str
+    examples: list
+    dataset: list
+    features: list
+    split: object
+
+
+def _read(o: SquadOptions, path, tokenizer, is_training) -> _SquadFile:
     start = time.perf_counter()
     examples, dataset = read_squad(path, is_training, o.version_2_with_negative)
     if is_training and o.training.max_train_examples:
@@ -58,54 +90,91 @@ def _features(o: SquadOptions, path, tokenizer, is_training):
     features = build_features(examples, tokenizer, o.max_seq_length, o.doc_stride, o.max_query_length, is_training)
     logging.info("%s: %d questions -> %d features in %.1f s.", path, len(examples), len(features),
                  time.perf_counter() - start)
-    return examples, dataset, features
+    return _SquadFile(path, examples, dataset, features, features_to_split(features, o.max_seq_length))
+
+
+def _predict(o: SquadOptions, model, data: _SquadFile, tokenizer):
+    """(predictions, nbest, null_odds, official scores or None) of `model` on `data`."""
+    start = time.perf_counter()
+    logits = trainer.predict(model, data.split, batch_size=o.predict_batch_size, max_seq_length=o.max_seq_length,
+                             jit_compile=o.training.jit_compile, bucket_by_length=o.training.bucket_by_length,
+                             per_token=True)
+    seconds = time.perf_counter() - start
+    logging.info("Predicted %d features in %.1f s (%.1f features/s).", len(data.features), seconds,
+                 len(data.features) / seconds)
+    predictions, nbest, null_odds = postprocess(
+        data.examples, data.features, logits["start_logits"], logits["end_logits"], tokenizer.vocab,
+        tokenizer.do_lower_case, o.n_best_size, o.max_answer_length, o.version_2_with_negative,
+        o.null_score_diff_threshold)
+    results = None
+    if o.eval or o.find_null_threshold:
+        results = evaluate(data.dataset, predictions, null_odds if o.version_2_with_negative else None,
+                           version_2=o.version_2_with_negative)
+    return predictions, nbest, null_odds, results
 
 
 def run(o: SquadOptions):
+    """Runs the job; every input is read and cut into features before the model is built, and a live run into the
+    same --output_dir is refused."""
     flags.warn_ignored_tpu_flags(o)
     strategy = distribution.strategy(o.distribution)  # before TensorFlow touches a device
     source = resolve_model_source(o.model)
     _validate(o, source)
+    keep_best = _keep_best(o)
+    tokenizer = BertTokenizer.from_settings(source.tokenizer)
+    train = _read(o, o.train_file, tokenizer, is_training=True) if o.do_train else None
+    predict = _read(o, o.predict_file, tokenizer, is_training=False) if o.do_predict else None
     out = o.output.output_dir
     os.makedirs(out, exist_ok=True)
+    with OutputDirLock(out) if distribution.is_chief() else contextlib.nullcontext():
+        return _run(o, strategy, source, tokenizer, train, predict, keep_best)
+
+
+def _run(o: SquadOptions, strategy, source, tokenizer, train, predict, keep_best):
+    out = o.output.output_dir
     keras.utils.set_random_seed(o.training.seed)
-    tokenizer = BertTokenizer.from_settings(source.tokenizer)
     with strategy.scope():
         model = BertSpanLabeler(build_encoder(source, o.model, o.distribution))
-        prepare_model(model, source, o.model, will_train=o.do_train)
+        report = prepare_model(model, source, o.model, will_train=o.do_train)
+    task_name = "squad_v2" if o.version_2_with_negative else "squad_v1.1"
+    card = ModelCard("run_squad.py", o)
+    card.base_model(source)
+    card.load_report = str(report) if report is not None else None
+    card.task = {"task": task_name}
+    for role, data in (("train", train), ("predict", predict)):
+        if data is not None:
+            card.data_file(role, data.path, len(data.examples))
 
-    global_step = 0
+    global_step, final_dir = 0, None
     if o.do_train:
-        _, _, features = _features(o, o.train_file, tokenizer, is_training=True)
-        split = features_to_split(features, o.max_seq_length)
-        result = compile_and_train(model, split, "features", o.training, o.max_seq_length, out,
-                                   vocab_file=tokenizer.vocab_file)
+        evaluation = None
+        if keep_best:
+            def score(trained):
+                return {f"eval_{k}": v for k, v in _predict(o, trained, predict, tokenizer)[3].items()
+                        if f"eval_{k}" in _metric_names(o)}
+
+            evaluation = EvaluationSchedule(score, BestModel(checkpoint_dir(out), keep_best,
+                                                             o.training.early_stopping_patience,
+                                                             write=distribution.is_chief()),
+                                            o.training.eval_every_steps, o.training.eval_every_epoch)
+        result = compile_and_train(model, train.split, "features", o.training, o.max_seq_length, out,
+                                   vocab_file=tokenizer.vocab_file, evaluation=evaluation)
         global_step = result["steps"]
         logging.info("Trained to step %d; %.2f features/s.", global_step, result["examples_per_s"])
-        save_final(model, out, tokenizer,
-                   {"task": "squad_v2" if o.version_2_with_negative else "squad_v1.1",
-                    "max_seq_length": o.max_seq_length, "doc_stride": o.doc_stride,
-                    "max_query_length": o.max_query_length, "initialised_from": source.description},
-                   o.model.adaptation)
+        task = {"task": task_name, "max_seq_length": o.max_seq_length, "doc_stride": o.doc_stride,
+                "max_query_length": o.max_query_length, "initialised_from": source.description}
+        if evaluation is not None and evaluation.best.restore(model):
+            task["best_model"] = card.best = evaluation.best.summary()
+            logging.info("final/ is the best model of %d evaluations: %s = %.5g at step %d.",
+                         card.best["evaluations"], card.best["metric"], card.best["value"], card.best["step"])
+        card.training = {key: result.get(key) for key in ("steps", "resumed_from", "seconds", "examples_per_s",
+                                                          "stopped_early")}
+        card.count_parameters(model)
+        final_dir = save_final(model, out, tokenizer, task, o.model.adaptation, card=card)
 
     if o.do_predict:
-        examples, dataset, features = _features(o, o.predict_file, tokenizer, is_training=False)
-        split = features_to_split(features, o.max_seq_length)
-        start = time.perf_counter()
-        logits = trainer.predict(model, split, batch_size=o.predict_batch_size, max_seq_length=o.max_seq_length,
-                                 jit_compile=o.training.jit_compile, bucket_by_length=o.training.bucket_by_length,
-                                 per_token=True)
-        seconds = time.perf_counter() - start
-        logging.info("Predicted %d features in %.1f s (%.1f features/s).", len(features), seconds,
-                     len(features) / seconds)
-        predictions, nbest, null_odds = postprocess(
-            examples, features, logits["start_logits"], logits["end_logits"], tokenizer.vocab,
-            tokenizer.do_lower_case, o.n_best_size, o.max_answer_length, o.version_2_with_negative,
-            o.null_score_diff_threshold)
-        results = None
-        if o.eval or o.find_null_threshold:
-            results = evaluate(dataset, predictions, null_odds if o.version_2_with_negative else None,
-                               version_2=o.version_2_with_negative)
+        predictions, nbest, null_odds, results = _predict(o, model, predict, tokenizer)
+        if results is not None:
             if o.find_null_threshold:
                 threshold = results["best_f1_thresh"]
                 predictions = {q: ("" if null_odds[q] > threshold else
@@ -121,16 +190,23 @@ def run(o: SquadOptions):
         if results is not None:
             write_text(output_path(out, "eval_results.json"), json.dumps(results, indent=2) + "\n")
             logging.info("***** Eval results *****\n%s", json.dumps(results, indent=2))
-        for example in examples[:3]:
+            card.metrics = results
+            if final_dir:
+                card.write(final_dir)
+        for example in predict.examples[:3]:
             print(f"  {example.question_text!r} -> {predictions[example.qas_id]!r}", flush=True)
 
     if o.output.export_dir and (o.do_train or o.do_export) and distribution.is_chief():
+        if card.parameters is None:
+            card.count_parameters(model)
         path = export_for_serving(model, o.output.export_dir, tokenizer, max_seq_length=o.max_seq_length,
                                   version=o.output.export_version, task="squad", doc_stride=o.doc_stride,
                                   max_query_length=o.max_query_length, max_answer_length=o.max_answer_length,
                                   version_2=o.version_2_with_negative,
-                                  null_score_diff_threshold=o.null_score_diff_threshold)
+                                  null_score_diff_threshold=o.null_score_diff_threshold, card=card)
         print(f"  exported for TF Serving: {path}", flush=True)
+    if o.output.plot_training and distribution.is_chief():
+        print(f"  training plot: {plot_training(out)}", flush=True)
     return 0
 
 

@@ -4,7 +4,9 @@
 end; on start it restores the newest checkpoint of `checkpoint_dir` and skips the batches already trained on, so
 re-running an interrupted command continues instead of starting over. SIGINT and SIGTERM stop training after the
 current step with a checkpoint of it (`TrainingInterrupted`); after kill -9 the run resumes from the last periodic
-checkpoint. Either way the resumed run sees the same (seeded) batches and ends with the same weights. A loss
+checkpoint. Either way the resumed run sees the same (seeded) batches and ends with the same weights. With an
+`EvaluationSchedule` (best_model.py) training pauses at its evaluation points, evaluates, keeps the best weights,
+saves a checkpoint (which carries the schedule's state) and may stop early. A loss
 that stops being finite (or non-finite weights about to be saved) stops training with `TrainingDiverged`, naming
 the step and the last good checkpoint, which is left as it was.
 `predict(...)` returns outputs in file order.
@@ -84,9 +86,11 @@ class _StepCallback(keras.callbacks.Callback):
     """Saves checkpoints and writes TensorBoard scalars on the global step (fit restarts its own count); stops
     training at a step boundary when `stop_request` holds a signal number."""
 
-    def __init__(self, start_step, checkpoints, save_every, writer, log_every=10, stop_request=None):
+    def __init__(self, start_step, checkpoints, save_every, writer, log_every=10, stop_request=None,
+                 extra_state=dict):
         super().__init__()
         self.start_step = start_step
+        self.extra_state = extra_state  # () -> what the evaluation schedule keeps in every checkpoint
         self.checkpoints = checkpoints
         self.save_every = save_every
         self.writer = writer
@@ -110,7 +114,7 @@ class _StepCallback(keras.callbacks.Callback):
         self.steps_done = batch + 1
         if self.save_every and step % self.save_every == 0:
             try:
-                self.checkpoints.save(self.model, step)
+                self.checkpoints.save(self.model, step, self.extra_state())
             except FloatingPointError as e:
                 self.diverged = (step, str(e))
                 self.model.stop_training = True
@@ -121,10 +125,12 @@ class _StepCallback(keras.callbacks.Callback):
 
 def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq_length: int, seed: int,
           checkpoint_dir: str, save_every_steps: int = 1000, bucket_by_length: bool = True,
-          log_dir: Optional[str] = None, verbose: int = 1, callbacks=()) -> dict:
-    """Trains a compiled `model` on `split`. Returns {"steps", "resumed_from", "seconds", "examples_per_s"}.
+          log_dir: Optional[str] = None, verbose: int = 1, callbacks=(), evaluation=None) -> dict:
+    """Trains a compiled `model` on `split`. Returns {"steps", "resumed_from", "seconds", "examples_per_s",
+    "weights_fingerprint", "stopped_early"}.
 
-    `callbacks`: extra Keras callbacks (their batch indices restart at every epoch's `fit`)."""
+    `callbacks`: extra Keras callbacks (their batch indices restart at every `fit`). `evaluation`: an
+    `EvaluationSchedule` (best_model.py), or None."""
     chief = distribution.is_chief()
     if chief:
         os.makedirs(checkpoint_dir, exist_ok=True)
@@ -132,42 +138,81 @@ def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq
     checkpoints = TrainingCheckpoints(checkpoint_dir, read_only=not chief)
     steps_per_epoch = math.ceil(len(split) / batch_size)
     total = total_train_steps(len(split), batch_size, epochs)
+    best = evaluation.best if evaluation is not None else None
+
+    def extra_state():
+        return {"evaluation": best.state()} if best is not None else {}
+
     step = 0
     latest = checkpoints.latest()
     if latest:
         with model.distribute_strategy.scope():  # optimizer slots are created as the strategy's variables
-            step = checkpoints.restore(model, latest)["step"]
+            state = checkpoints.restore(model, latest)
+        step = state["step"]
+        if best is not None:
+            best.load_state(state.get("evaluation"))
         logging.info("Resuming training from %s: step %d of %d (delete %s to start over).", latest, step, total,
                      checkpoint_dir)
     resumed_from = step
     writer = tf.summary.create_file_writer(log_dir) if log_dir and chief else None
-    start = time.perf_counter()
+    start, evaluating = time.perf_counter(), 0.0
+    stopped_early = best is not None and best.stopped_early
+    if stopped_early:
+        logging.info("Training stopped early at step %d in the run that wrote %s; nothing more to train.", step,
+                     latest)
     with _stop_requests() as stop:
-        while step < total:
+        while step < total and not stopped_early:
             epoch, offset = divmod(step, steps_per_epoch)
+            epoch_end = min(total, (epoch + 1) * steps_per_epoch)
+            run_to = evaluation.next_stop(step, epoch_end) if evaluation is not None else epoch_end
             plan = plan_batches(split.lengths, batch_size, max_seq_length, shuffle=True, seed=seed, epoch=epoch,
-                                bucket_by_length=bucket_by_length)[offset:]
-            plan = plan[: total - step]
-            logging.info("Epoch %d: steps %d-%d of %d.", epoch + 1, step + 1, step + len(plan), total)
-            step_callback = _StepCallback(step, checkpoints, save_every_steps, writer, stop_request=stop)
+                                bucket_by_length=bucket_by_length)[offset:offset + run_to - step]
+            if offset == 0 or evaluation is None:
+                logging.info("Epoch %d: steps %d-%d of %d.", epoch + 1, step + 1, epoch_end, total)
+            step_callback = _StepCallback(step, checkpoints, save_every_steps, writer, stop_request=stop,
+                                          extra_state=extra_state)
             model.fit(dataset(split, plan), epochs=1, verbose=verbose, shuffle=False,
                       callbacks=[step_callback, *callbacks])
             if step_callback.diverged:
                 raise TrainingDiverged(*step_callback.diverged, checkpoints.latest())
             step += step_callback.steps_done
             if stop["signum"] is not None and step < total:
-                raise TrainingInterrupted(stop["signum"], step, checkpoints.save(model, step))
-    seconds = time.perf_counter() - start
+                raise TrainingInterrupted(stop["signum"], step, checkpoints.save(model, step, extra_state()))
+            if evaluation is not None and step_callback.steps_done == len(plan) and \
+                    evaluation.due(step, steps_per_epoch, total):
+                evaluation_start = time.perf_counter()
+                results = evaluation.evaluate(model)
+                _write_scalars(writer, step, results)
+                stopped_early = best.record(model, step, results)
+                if step < total and not stopped_early:  # the tracker's state with the weights it judged
+                    _save(checkpoints, model, step, extra_state())
+                evaluating += time.perf_counter() - evaluation_start
+    seconds = time.perf_counter() - start - evaluating  # training time
     if step > resumed_from:
-        try:
-            checkpoints.save(model, step)
-        except FloatingPointError as e:
-            raise TrainingDiverged(step, str(e), checkpoints.latest()) from e
+        _save(checkpoints, model, step, extra_state())
     trained = step - resumed_from
     fingerprint = weights_fingerprint(model)
     logging.info("Weights at step %d: fingerprint %s.", step, fingerprint)
     return {"steps": step, "resumed_from": resumed_from, "seconds": seconds, "weights_fingerprint": fingerprint,
-            "examples_per_s": trained * batch_size / seconds if seconds and trained else 0.0}
+            "examples_per_s": trained * batch_size / seconds if seconds and trained else 0.0,
+            "stopped_early": stopped_early}
+
+
+def _save(checkpoints, model, step, extra):
+    try:
+        return checkpoints.save(model, step, extra)
+    except FloatingPointError as e:
+        raise TrainingDiverged(step, str(e), checkpoints.latest()) from e
+
+
+def _write_scalars(writer, step, results):
+    """Evaluation results as TensorBoard scalars `eval/<metric>` (what `tfx_transfer.plot` draws)."""
+    if writer is None:
+        return
+    with writer.as_default(step=step):
+        for name, value in results.items():
+            tf.summary.scalar(f"eval/{name}", float(value))
+    writer.flush()
 
 
 def weights_fingerprint(model) -> str:

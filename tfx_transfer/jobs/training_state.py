@@ -18,6 +18,44 @@ from typing import Optional
 import numpy as np
 
 _NAME = re.compile(r"ckpt-(\d+)$")
+_AUTO_NUMBER = re.compile(r"_\d+(?=/|$)")
+
+
+def same_structure(saved_paths, variables) -> bool:
+    """Whether `variables` are the ones `saved_paths` were written from, in order. Keras numbers the objects it
+    names itself (`fused_adam_w_1`, `seed_generator_22`) per process, so the numbers are ignored: a second run in
+    the same Python process (a notebook) resumes too."""
+    return [_AUTO_NUMBER.sub("", p) for p in saved_paths] == [_AUTO_NUMBER.sub("", v.path) for v in variables]
+
+
+def write_variables(directory: str, variables, info: dict):
+    """Replaces `directory` atomically with `variables` (variables.npz) and `info` + their paths (info.json)."""
+    parent = os.path.dirname(os.path.abspath(directory))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    try:
+        np.savez(os.path.join(tmp, "variables.npz"), **{f"v{i}": np.asarray(v) for i, v in enumerate(variables)})
+        with open(os.path.join(tmp, "info.json"), "w", encoding="utf-8") as f:
+            json.dump({**info, "paths": [v.path for v in variables]}, f)
+        if os.path.exists(directory):
+            shutil.rmtree(directory)
+        os.rename(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_variables(directory: str, variables) -> dict:
+    """Assigns what `write_variables` wrote to `variables` (the same paths, in order). Returns the info."""
+    with open(os.path.join(directory, "info.json"), encoding="utf-8") as f:
+        info = json.load(f)
+    if not same_structure(info["paths"], variables):
+        raise ValueError(f"{directory}: written by a different model; use the flags of the run that wrote it or a "
+                         "new --output_dir.")
+    with np.load(os.path.join(directory, "variables.npz")) as arrays:
+        for i, variable in enumerate(variables):
+            variable.assign(arrays[f"v{i}"])
+    return info
 
 
 def _model_variables(model):
@@ -96,8 +134,8 @@ class TrainingCheckpoints:
         with open(os.path.join(path, "state.json"), encoding="utf-8") as f:
             state = json.load(f)
         model_vars, optimizer_vars = _model_variables(model), _optimizer_variables(model)
-        if [v.path for v in model_vars] != state["model_paths"] or \
-                [v.path for v in optimizer_vars] != state["optimizer_paths"]:
+        if not same_structure(state["model_paths"], model_vars) or \
+                not same_structure(state["optimizer_paths"], optimizer_vars):
             raise ValueError(f"{path}: the checkpoint was written by a different model or adaptation setup; use a "
                              "new --output_dir or the same flags as the interrupted run.")
         with np.load(os.path.join(path, "variables.npz")) as arrays:
