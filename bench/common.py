@@ -11,6 +11,8 @@ import platform
 import resource
 import time
 
+from plots import render
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = pathlib.Path(os.environ.get("TFX_SHARED_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "bench" / "results"
@@ -83,7 +85,7 @@ def utc_timestamp() -> str:
 
 
 def write_results(name: str, payload: dict, table_lines: list[str]):
-    """bench/results/<name>.json and <name>.md (atomic: temp file + rename)."""
+    """bench/results/<name>.json and <name>.md (atomic: temp file + rename), and <name>.png (plots.py)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = dict(payload, machine=platform.platform(), cpus=os.cpu_count(),
                    date=utc_timestamp())
@@ -92,7 +94,8 @@ def write_results(name: str, payload: dict, table_lines: list[str]):
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
-    print(f"wrote {RESULTS / name}.json and .md")
+    figure = render(name, RESULTS)
+    print(f"wrote {RESULTS / name}.json and .md{' and .png' if figure else ''}")
 
 
 def shown_command(argv) -> str:
