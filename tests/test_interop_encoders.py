@@ -4,6 +4,7 @@ tensorflow_hub's TF1 API, Model Garden's own tools, transformers and keras-hub i
 (tests/fixtures/regenerate.sh); nothing here was written by tfx_transfer."""
 
 import hashlib
+import os
 import re
 
 import numpy as np
@@ -177,10 +178,12 @@ def test_pickled_pytorch_checkpoint_is_refused_unopened(monkeypatch):
 
 
 def test_estimator_checkpoint_file_with_a_stale_absolute_path():
-    """google-research/bert's Estimator writes `checkpoint` with absolute paths; the fixture's point to the
-    directory it was generated in. The directory's own newest model.ckpt-<step> is read instead."""
+    """google-research/bert's Estimator writes `checkpoint` with absolute paths; the fixture's point to an output
+    directory that does not exist here (regenerate.sh's throw-away one, renamed to /tmp/bert_output/). The
+    directory's own newest model.ckpt-<step> is read instead."""
     from tfx_transfer.checkpoints.formats import tf_checkpoint_prefix
 
     checkpoint_file = (FIXTURES / "google" / "run_classifier" / "checkpoint").read_text(encoding="utf-8")
-    assert ".regenerate." in checkpoint_file  # the producer's absolute path, which no longer exists
+    recorded = checkpoint_file.splitlines()[0].split('"')[1]
+    assert os.path.isabs(recorded) and not os.path.exists(recorded + ".index")  # absolute, and stale
     assert tf_checkpoint_prefix(path("google/run_classifier")).endswith("run_classifier/model.ckpt-2")
