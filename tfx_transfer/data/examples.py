@@ -68,6 +68,33 @@ def _decode(path: str, raw: bytes, encoding_errors: str) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
+def _existing(path) -> str:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Data file not found: {path!r}.")
+    return path
+
+
+def _reader(stream, delimiter: str, quotechar: Optional[str]):
+    """csv.reader with RFC 4180 quoting (strict: a quote never closed is an error), or with none (quotechar None)."""
+    if quotechar:
+        return csv.reader(stream, delimiter=delimiter, quotechar=quotechar, doublequote=True, strict=True)
+    return csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_NONE)
+
+
+def first_row(path: str, delimiter: str = "\t", quotechar: Optional[str] = None) -> Optional[List[str]]:
+    """The first record of a delimited file (a header), without reading the rest; None for an empty file. Bad
+    bytes are replaced and a broken quote falls back to reading quotes as text: `read_rows` reports both, with
+    their lines, when the examples are read."""
+    path = _existing(path)
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+        try:
+            return next(_reader(f, delimiter, quotechar), None)
+        except csv.Error:
+            f.seek(0)
+            return next(_reader(f, delimiter, None), None)
+
+
 def read_rows(path: str, delimiter: str = "\t", quotechar: Optional[str] = None,
               encoding_errors: str = "strict") -> List[Row]:
     """The records of a delimited file.
@@ -82,16 +109,10 @@ def read_rows(path: str, delimiter: str = "\t", quotechar: Optional[str] = None,
     Raises:
         FileNotFoundError: naming the path. ValueError: not UTF-8, or a quote that is never closed, naming the line.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Data file not found: {path!r}.")
+    path = _existing(path)
     with open(path, "rb") as f:
         text = _decode(path, f.read(), encoding_errors)
-    if quotechar:
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar=quotechar,
-                            doublequote=True, strict=True)
-    else:
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=csv.QUOTE_NONE)
+    reader = _reader(io.StringIO(text, newline=""), delimiter, quotechar)
     rows, previous_end = [], 0
     try:
         for fields in reader:

@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 
-from tfx_transfer.data.examples import InputExample, delimiter_name, read_rows
+from tfx_transfer.data.examples import InputExample, delimiter_name, first_row, read_rows
 
 DEMO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo")
 
@@ -210,14 +210,9 @@ def csv_processor(train_file=None, dev_file=None, test_file=None, text_a_column=
             return None
         header = []
         if skip_header:
-            # bad bytes and quoting: reported, with their lines, when the examples are read
-            try:
-                rows = read_rows(path, delimiter, quotechar, encoding_errors="replace")
-            except ValueError:
-                rows = read_rows(path, delimiter, None, encoding_errors="replace")
-            if not rows:
+            header = first_row(path, delimiter, quotechar)
+            if header is None:
                 raise ValueError(f"{path}: no examples (the file is empty).")
-            header = rows[0].fields
 
         def index(column):
             if column is None:

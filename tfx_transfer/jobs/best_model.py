@@ -1,9 +1,8 @@
 """Evaluation during training: when to evaluate, the best weights by a chosen metric, and early stopping.
 
-    best = BestModel(checkpoint_dir(output_dir), "eval_accuracy", patience=3)
-    schedule = EvaluationSchedule(evaluate, every_steps=500, every_epoch=False, best=best)
+    schedule = evaluation_schedule(evaluate, "eval_accuracy", options.training, checkpoint_dir(output_dir))
     trainer.train(..., evaluation=schedule)      # evaluates, keeps the best, may stop early
-    best.restore(model)                          # the best weights, for final/
+    schedule.restore_best(model)                 # the best weights, for final/; returns what task.json says
 
 References: Model Garden's best-checkpoint exporter (`BestCheckpointExporter`: a metric, a higher/lower rule, the
 best checkpoint kept beside the latest) and Hugging Face's `load_best_model_at_end` / `metric_for_best_model` /
@@ -21,6 +20,7 @@ from typing import Callable, Dict, List, Optional
 
 from absl import logging
 
+from tfx_transfer.jobs.options import TrainingOptions
 from tfx_transfer.jobs.training_state import read_variables, write_variables
 
 LOWER_IS_BETTER = ("loss",)  # metrics whose name ends with one of these are minimised
@@ -137,4 +137,23 @@ class EvaluationSchedule:
             return True
         if self.every_steps and step % self.every_steps == 0:
             return True
-        return self.every_epoch and (step % steps_per_epoch == 0 or step == total)
+        return self.every_epoch and step % steps_per_epoch == 0
+
+    def restore_best(self, model) -> Optional[dict]:
+        """Puts the best weights into `model` (for final/) and returns `BestModel.summary()`; None when nothing was
+        evaluated."""
+        if not self.best.restore(model):
+            return None
+        summary = self.best.summary()
+        logging.info("final/ is the best model of %d evaluations: %s = %.5g at step %d%s.", summary["evaluations"],
+                     summary["metric"], summary["value"], summary["step"],
+                     " (training stopped early)" if summary["stopped_early"] else "")
+        return summary
+
+
+def evaluation_schedule(evaluate, metric: str, training: TrainingOptions, checkpoint_dir: str,
+                        write: bool = True) -> EvaluationSchedule:
+    """The schedule --eval_every_steps / --eval_every_epoch / --early_stopping_patience ask for, keeping the best
+    by `metric` (the validated --keep_best) in `checkpoint_dir/best/`; `write` False on non-chief workers."""
+    return EvaluationSchedule(evaluate, BestModel(checkpoint_dir, metric, training.early_stopping_patience, write),
+                              training.eval_every_steps, training.eval_every_epoch)

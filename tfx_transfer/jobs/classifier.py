@@ -24,7 +24,7 @@ from tfx_transfer.adaptation.ensembling import write_probabilities
 from tfx_transfer.data.pipeline import encode_examples
 from tfx_transfer.export import export_for_serving
 from tfx_transfer.jobs import distribution, flags, trainer
-from tfx_transfer.jobs.best_model import BestModel, EvaluationSchedule
+from tfx_transfer.jobs.best_model import evaluation_schedule
 from tfx_transfer.jobs.classifier_data import read_classifier_data
 from tfx_transfer.jobs.classifier_schemes import distillation_targets, train_multitask
 from tfx_transfer.jobs.classifier_setup import (build_model, scores_from_logits, task_loss, task_processor,
@@ -72,17 +72,6 @@ def evaluate(o: ClassifierOptions, model, processor, split, name="eval", keep_sc
     return results
 
 
-def _evaluation_schedule(o: ClassifierOptions, processor, dev_split, metric):
-    """--eval_every_steps / --eval_every_epoch on the dev set, the best model by `metric` (--keep_best), early
-    stopping."""
-    if not o.training.evaluates_during_training:
-        return None
-    best = BestModel(checkpoint_dir(o.output.output_dir), metric, o.training.early_stopping_patience,
-                     write=distribution.is_chief())
-    return EvaluationSchedule(lambda model: evaluate(o, model, processor, dev_split), best,
-                              o.training.eval_every_steps, o.training.eval_every_epoch)
-
-
 def _keep_best(o: ClassifierOptions, processor):
     """The metric that picks the best model during training (None without evaluation during training)."""
     if not o.training.evaluates_during_training:
@@ -125,7 +114,9 @@ def _run(o: ClassifierOptions, strategy, source, processor, data, keep_best):
     for role, path, rows in data.files:
         card.data_file(role, path, rows)
     card.load_report = str(report) if report is not None else None
-    card.task = {"task": processor.name, "labels": labels, "metrics": list(processor.metrics)}
+    task = {"task": processor.name, "labels": labels, "metrics": list(processor.metrics),
+            "max_seq_length": o.max_seq_length, "initialised_from": source.description}  # final/task.json
+    card.task = task
 
     def encode(examples):
         return encode_examples(examples, tokenizer, o.max_seq_length, labels)
@@ -137,7 +128,10 @@ def _run(o: ClassifierOptions, strategy, source, processor, data, keep_best):
         loss = task_loss(processor)
         if data.teacher is not None:
             train_split, loss = distillation_targets(o, train_split, data.teacher)
-        evaluation = _evaluation_schedule(o, processor, dev_split, keep_best)
+        evaluation = None
+        if keep_best:  # evaluation during training, on the dev set
+            evaluation = evaluation_schedule(lambda trained: evaluate(o, trained, processor, dev_split), keep_best,
+                                             o.training, checkpoint_dir(out), write=distribution.is_chief())
         if o.auxiliary_tasks:
             result, auxiliary = train_multitask(o, model, processor, train_split, loss, tokenizer, data.auxiliary)
         else:
@@ -147,15 +141,10 @@ def _run(o: ClassifierOptions, strategy, source, processor, data, keep_best):
         logging.info("Trained to step %d (%s); %.1f examples/s.", global_step,
                      f"resumed from {result['resumed_from']}" if result["resumed_from"] else "from the start",
                      result["examples_per_s"])
-        task = {"task": processor.name, "labels": labels, "metrics": list(processor.metrics),
-                "max_seq_length": o.max_seq_length, "initialised_from": source.description}
-        if evaluation is not None and evaluation.best.restore(model):
-            task["best_model"] = card.best = evaluation.best.summary()
-            logging.info("final/ is the best model of %d evaluations: %s = %.5g at step %d%s.",
-                         card.best["evaluations"], card.best["metric"], card.best["value"], card.best["step"],
-                         " (training stopped early)" if card.best["stopped_early"] else "")
-        card.training = {key: result.get(key) for key in ("steps", "resumed_from", "seconds", "examples_per_s",
-                                                          "stopped_early")}
+        best = evaluation.restore_best(model) if evaluation is not None else None
+        if best:
+            task["best_model"] = card.best = best
+        card.record_training(result)
         card.count_parameters(model)
         final_dir = save_final(model, out, tokenizer, task, o.model.adaptation, labels, card=card)
         if o.write_train_probabilities:

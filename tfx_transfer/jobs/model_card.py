@@ -105,6 +105,11 @@ class ModelCard:
         entry = {"role": role, "path": os.path.abspath(path), "rows": int(rows), "sha256": sha256(path)}
         self.data = [d for d in self.data if d["role"] != role] + [entry]
 
+    def record_training(self, result: dict):
+        """`trainer.train`'s result: steps, where it resumed, training seconds and speed, whether it stopped early."""
+        self.training = {key: result.get(key) for key in ("steps", "resumed_from", "seconds", "examples_per_s",
+                                                          "stopped_early")}
+
     def count_parameters(self, model):
         trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
         total = sum(int(np.prod(v.shape)) for v in model.weights)

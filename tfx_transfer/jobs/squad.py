@@ -18,7 +18,7 @@ from absl import logging
 from tfx_transfer.data.squad import build_features, features_to_split, postprocess, read_squad
 from tfx_transfer.export import export_for_serving
 from tfx_transfer.jobs import distribution, flags, trainer
-from tfx_transfer.jobs.best_model import BestModel, EvaluationSchedule
+from tfx_transfer.jobs.best_model import evaluation_schedule
 from tfx_transfer.jobs.cli import run_main
 from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.model_card import ModelCard
@@ -140,7 +140,9 @@ def _run(o: SquadOptions, strategy, source, tokenizer, train, predict, keep_best
     card = ModelCard("run_squad.py", o)
     card.base_model(source)
     card.load_report = str(report) if report is not None else None
-    card.task = {"task": task_name}
+    task = {"task": task_name, "max_seq_length": o.max_seq_length, "doc_stride": o.doc_stride,
+            "max_query_length": o.max_query_length, "initialised_from": source.description}  # final/task.json
+    card.task = task
     for role, data in (("train", train), ("predict", predict)):
         if data is not None:
             card.data_file(role, data.path, len(data.examples))
@@ -149,26 +151,22 @@ def _run(o: SquadOptions, strategy, source, tokenizer, train, predict, keep_best
     if o.do_train:
         evaluation = None
         if keep_best:
+            names = _metric_names(o)
+
             def score(trained):
                 return {f"eval_{k}": v for k, v in _predict(o, trained, predict, tokenizer)[3].items()
-                        if f"eval_{k}" in _metric_names(o)}
+                        if f"eval_{k}" in names}
 
-            evaluation = EvaluationSchedule(score, BestModel(checkpoint_dir(out), keep_best,
-                                                             o.training.early_stopping_patience,
-                                                             write=distribution.is_chief()),
-                                            o.training.eval_every_steps, o.training.eval_every_epoch)
+            evaluation = evaluation_schedule(score, keep_best, o.training, checkpoint_dir(out),
+                                             write=distribution.is_chief())
         result = compile_and_train(model, train.split, "features", o.training, o.max_seq_length, out,
                                    vocab_file=tokenizer.vocab_file, evaluation=evaluation)
         global_step = result["steps"]
         logging.info("Trained to step %d; %.2f features/s.", global_step, result["examples_per_s"])
-        task = {"task": task_name, "max_seq_length": o.max_seq_length, "doc_stride": o.doc_stride,
-                "max_query_length": o.max_query_length, "initialised_from": source.description}
-        if evaluation is not None and evaluation.best.restore(model):
-            task["best_model"] = card.best = evaluation.best.summary()
-            logging.info("final/ is the best model of %d evaluations: %s = %.5g at step %d.",
-                         card.best["evaluations"], card.best["metric"], card.best["value"], card.best["step"])
-        card.training = {key: result.get(key) for key in ("steps", "resumed_from", "seconds", "examples_per_s",
-                                                          "stopped_early")}
+        best = evaluation.restore_best(model) if evaluation is not None else None
+        if best:
+            task["best_model"] = card.best = best
+        card.record_training(result)
         card.count_parameters(model)
         final_dir = save_final(model, out, tokenizer, task, o.model.adaptation, card=card)
 

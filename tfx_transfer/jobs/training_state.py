@@ -17,6 +17,8 @@ from typing import Optional
 
 import numpy as np
 
+from tfx_transfer.io_utils import atomic_directory, write_json
+
 _NAME = re.compile(r"ckpt-(\d+)$")
 _AUTO_NUMBER = re.compile(r"_\d+(?=/|$)")
 
@@ -30,19 +32,9 @@ def same_structure(saved_paths, variables) -> bool:
 
 def write_variables(directory: str, variables, info: dict):
     """Replaces `directory` atomically with `variables` (variables.npz) and `info` + their paths (info.json)."""
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
-    try:
+    with atomic_directory(directory, overwrite=True) as tmp:
         np.savez(os.path.join(tmp, "variables.npz"), **{f"v{i}": np.asarray(v) for i, v in enumerate(variables)})
-        with open(os.path.join(tmp, "info.json"), "w", encoding="utf-8") as f:
-            json.dump({**info, "paths": [v.path for v in variables]}, f)
-        if os.path.exists(directory):
-            shutil.rmtree(directory)
-        os.rename(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_json(os.path.join(tmp, "info.json"), {**info, "paths": [v.path for v in variables]})
 
 
 def read_variables(directory: str, variables) -> dict:
