@@ -101,7 +101,7 @@ class MultiTaskTrainer:
             self._steps[name] = step
         return self._steps[name]
 
-    def train(self, num_steps: int, batch_size: int, max_seq_length: int, bucket_by_length: bool = True) -> dict:
+    def train(self, num_steps: int, batch_size: int, max_seq_length: int, padding: str = "longest") -> dict:
         """Runs `num_steps` updates. Returns {"steps_per_task", "mean_loss_per_task", "seconds"}."""
         self.optimizer.build(self.variables)
         iterators, epochs = {}, {name: 0 for name in self.tasks}
@@ -111,7 +111,7 @@ class MultiTaskTrainer:
                 if name not in iterators:
                     split = self.tasks[name].split
                     plan = plan_batches(split.lengths, batch_size, max_seq_length, shuffle=True, seed=self.seed,
-                                        epoch=epochs[name], bucket_by_length=bucket_by_length)
+                                        epoch=epochs[name], padding=padding)
                     iterators[name] = iter(dataset(split, plan))
                 try:
                     return next(iterators[name])

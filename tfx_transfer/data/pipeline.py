@@ -1,13 +1,20 @@
-"""From examples to batches: tokenise once in the TF graph, then length-bucketed, deterministic batches.
+"""From examples to batches: tokenise once in the TF graph, then length-grouped, deterministic batches.
 
 Tokenisation runs `BertTokenizer`/`BertPacker` (tensorflow-text ops) over the whole split in chunks, ~100k
 sentences/s on this CPU, so it never dominates training. Batches are then planned in NumPy:
 
 - training: shuffled with `seed + epoch`, then "sortish": within windows of 50 batches, examples are sorted by
-  length and cut into batches, and the batch order is shuffled again. Each batch is padded to the smallest
-  bucket boundary (multiples of 16 up to max_seq_length) that fits it, so short sentences do not pay for
-  max_seq_length and only a handful of shapes are ever traced.
+  length and cut into batches, and the batch order is shuffled again (Hugging Face's `group_by_length` makes the
+  same windows of 50 batches; fairseq and AllenNLP bucket alike).
 - evaluation / prediction: sorted by length (fast), outputs are put back in file order by index.
+
+How far each batch is padded (`padding`, one of PADDINGS):
+- "longest": to its own longest row. With the sortish order a batch's rows have nearly equal lengths, so padding
+  is nearly gone (SST-2-8k: 13.9 tokens on average where buckets of 16 give 21.8). The model sees any [B, T]: the
+  training step and the prediction function are each traced once, for [None, None] (no per-shape retracing).
+- "buckets": to the smallest multiple of 16 (up to max_seq_length) that fits: a handful of shapes, which is what
+  XLA wants (it compiles once per shape); the default with --jit_compile.
+- "max_length": every batch to max_seq_length, in random order (google-research/bert's fixed shapes).
 
 Plans are pure functions of (lengths, seed, epoch), so an interrupted run can skip exactly the batches it
 already trained on and see the same data order as an uninterrupted one.
@@ -24,6 +31,12 @@ from tfx_transfer.text.packer import BertPacker
 
 BUCKET_STEP = 16
 SORT_WINDOW_BATCHES = 50
+PADDINGS = ("longest", "buckets", "max_length")
+
+
+def default_padding(jit_compile: bool) -> str:
+    """"buckets" under XLA (one compilation per shape), else "longest"."""
+    return "buckets" if jit_compile else "longest"
 
 
 @dataclasses.dataclass
@@ -84,16 +97,18 @@ class Batch:
 
 
 def plan_batches(lengths: np.ndarray, batch_size: int, max_seq_length: int, shuffle: bool, seed: int = 0,
-                 epoch: int = 0, bucket_by_length: bool = True) -> List[Batch]:
-    """The batches of one epoch (see the module docstring). Deterministic in (lengths, seed, epoch)."""
+                 epoch: int = 0, padding: str = "longest") -> List[Batch]:
+    """The batches of one epoch, each padded as `padding` (PADDINGS) says; see the module docstring.
+    Deterministic in (lengths, seed, epoch)."""
     n = len(lengths)
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1.")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding={padding!r}: expected one of {', '.join(PADDINGS)}.")
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(n) if shuffle else np.arange(n)
-    if not bucket_by_length:
+    if padding == "max_length":
         return [Batch(order[i:i + batch_size], max_seq_length) for i in range(0, n, batch_size)]
-    boundaries = np.asarray(bucket_boundaries(max_seq_length))
     if shuffle:
         window = batch_size * SORT_WINDOW_BATCHES
         chunks = [order[i:i + window] for i in range(0, n, window)]
@@ -103,6 +118,9 @@ def plan_batches(lengths: np.ndarray, batch_size: int, max_seq_length: int, shuf
     batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
     if shuffle:
         batches = [batches[i] for i in rng.permutation(len(batches))]
+    if padding == "longest":
+        return [Batch(b, max(1, int(lengths[b].max()))) for b in batches]
+    boundaries = np.asarray(bucket_boundaries(max_seq_length))
     return [Batch(b, int(boundaries[np.searchsorted(boundaries, lengths[b].max())])) for b in batches]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 import keras
 import numpy as np
@@ -50,7 +51,7 @@ def define_flags():
 def _predicted_scores(o: ClassifierOptions, model, processor, split, batch_size):
     """Probabilities [N, C] (scores [N] for regression) of `model` on `split`, in file order."""
     outputs = trainer.predict(model, split, batch_size=batch_size, max_seq_length=o.max_seq_length,
-                              jit_compile=o.training.jit_compile, bucket_by_length=o.training.bucket_by_length)
+                              jit_compile=o.training.jit_compile, padding=o.training.batch_padding)
     return scores_from_logits(processor, outputs)
 
 
@@ -121,7 +122,9 @@ def _run(o: ClassifierOptions, strategy, source, processor, data, keep_best):
     def encode(examples):
         return encode_examples(examples, tokenizer, o.max_seq_length, labels)
 
+    encoding_start = time.perf_counter()
     dev_split = encode(data.dev) if o.do_eval else None
+    dev_encoding_seconds = time.perf_counter() - encoding_start
     global_step, auxiliary, final_dir = 0, {}, None
     if o.do_train:
         train_split = encode(data.train)
@@ -153,7 +156,9 @@ def _run(o: ClassifierOptions, strategy, source, processor, data, keep_best):
 
     if o.do_eval:
         dev_scores = {}
+        evaluation_start = time.perf_counter()
         results = evaluate(o, model, processor, dev_split, keep_scores=dev_scores)
+        card.record_evaluation(len(dev_split), dev_encoding_seconds + time.perf_counter() - evaluation_start)
         for name, (aux_model, aux_processor, aux_dev) in auxiliary.items():
             aux_split = encode_examples(aux_dev, tokenizer, o.max_seq_length, aux_processor.labels)
             results.update(evaluate(o, aux_model, aux_processor, aux_split, name=f"eval_{name}"))

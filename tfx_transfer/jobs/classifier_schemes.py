@@ -61,7 +61,7 @@ def train_multitask(o: ClassifierOptions, model, processor, train_split, loss, t
     add_regularisers(model, train_split, training, o.max_seq_length, tokenizer.vocab_file)
     model.compile(optimizer=optimizer(model, training, steps), loss=loss)
     result = MultiTaskTrainer(specs, model.optimizer, sampler, seed=training.seed).train(
-        steps, training.train_batch_size, o.max_seq_length, bucket_by_length=training.bucket_by_length)
+        steps, training.train_batch_size, o.max_seq_length, padding=training.batch_padding)
     logging.info("Multi-task steps per task %s, mean loss %s.", result["steps_per_task"],
                  result["mean_loss_per_task"])
     return ({"steps": steps, "resumed_from": 0, "seconds": result["seconds"],

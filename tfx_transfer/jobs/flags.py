@@ -18,6 +18,7 @@ from tfx_transfer.adaptation.schedules import SCHEDULES
 from tfx_transfer.adaptation.strategies import STRATEGIES
 from tfx_transfer.adaptation.unfreezing import UNFREEZING
 from tfx_transfer.data.glue import task_names
+from tfx_transfer.data.pipeline import PADDINGS, default_padding
 from tfx_transfer.jobs import distribution
 from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.options import (ClassifierOptions, DistributionOptions, ModelOptions, OutputOptions,
@@ -91,7 +92,10 @@ def define_common_flags(max_seq_length: int, train_batch_size: int = 32, learnin
     define.DEFINE_integer("seed", 0, "Random seed (initialisation, dropout, data order).")
     define.DEFINE_bool("jit_compile", False, "Compile training and inference steps with XLA.")
     define.DEFINE_bool("run_eagerly", False, "Debugging: run training steps eagerly (no tf.function).")
-    define.DEFINE_bool("bucket_by_length", True, "Pad each batch to a length bucket instead of max_seq_length.")
+    define.DEFINE_enum("batch_padding", None, list(PADDINGS), "How far each batch is padded: longest = to its own "
+                       "longest row (length-grouped batches, one trace for every shape), buckets = to a multiple of "
+                       "16, max_length = to --max_seq_length. Default: longest, or buckets with --jit_compile (XLA "
+                       "compiles once per shape).")
     define.DEFINE_float("weight_decay", 0.01, "Decoupled weight decay (not applied to LayerNorm and biases).")
     define.DEFINE_string("export_dir", None, "Export a TF Serving SavedModel (raw-text signatures) under this base "
                          "directory as <export_dir>/<version>/, after training or with --do_export.")
@@ -271,6 +275,7 @@ def _shared():
     return dict(
         model=_group(ModelOptions, do_lower_case=_given("do_lower_case")),
         training=_group(TrainingOptions, weight_decay=_given("weight_decay"),
+                        batch_padding=FLAGS.batch_padding or default_padding(FLAGS.jit_compile),
                         sequential_unfreezing_epochs=_sequential_unfreezing_epochs()),
         output=_group(OutputOptions), distribution=_group(DistributionOptions),
         ignored_tpu_flags=tuple(name for name in TPU_FLAGS if FLAGS[name].present),

@@ -91,6 +91,7 @@ class ModelCard:
         self.training: Optional[dict] = None
         self.best: Optional[dict] = None
         self.metrics: Dict[str, float] = {}
+        self.evaluation: Optional[dict] = None  # {"examples", "seconds", "examples_per_s"} of the dev evaluation
         self.parameters: Optional[dict] = None
 
     def base_model(self, source):
@@ -106,9 +107,16 @@ class ModelCard:
         self.data = [d for d in self.data if d["role"] != role] + [entry]
 
     def record_training(self, result: dict):
-        """`trainer.train`'s result: steps, where it resumed, training seconds and speed, whether it stopped early."""
+        """`trainer.train`'s result: steps, where it resumed, training seconds and speed (overall and after the first
+        20 steps), the first step's time, the mean padded length of the batches, whether it stopped early."""
         self.training = {key: result.get(key) for key in ("steps", "resumed_from", "seconds", "examples_per_s",
-                                                          "stopped_early")}
+                                                          "steady_examples_per_s", "first_step_seconds",
+                                                          "mean_padded_length", "stopped_early")}
+
+    def record_evaluation(self, examples: int, seconds: float):
+        """How long the dev evaluation took, from raw text (tokenisation included) to metrics."""
+        self.evaluation = {"examples": examples, "seconds": seconds,
+                           "examples_per_s": examples / seconds if seconds else None}
 
     def count_parameters(self, model):
         trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
@@ -120,7 +128,7 @@ class ModelCard:
         return {"script": self.script, "command": self.command, "task": self.task, "base_model": self.base,
                 "data": self.data, "options": self.options, "parameters": self.parameters,
                 "load_report": self.load_report, "training": self.training, "best_model": self.best,
-                "metrics": self.metrics, "libraries": library_versions(), "date": utc_now()}
+                "metrics": self.metrics, "evaluation": self.evaluation, "libraries": library_versions(), "date": utc_now()}
 
     def write(self, directory: str):
         """README.md and model_card.json in `directory` (each written atomically)."""
@@ -156,6 +164,9 @@ def render_markdown(facts: dict) -> str:
     if training:
         resumed = f" (resumed at step {training['resumed_from']})" if training["resumed_from"] else ""
         lines.append(f"- {training['steps']} steps{resumed}, {training['examples_per_s']:.1f} examples/s")
+        if training.get("first_step_seconds") is not None:
+            lines.append(f"- first step after {training['first_step_seconds']:.1f} s; batches padded to "
+                         f"{training['mean_padded_length']:.1f} tokens on average")
     if best:
         lines.append(f"- final/ is the best of {best['evaluations']} evaluations during training: {best['metric']} = "
                      f"{best['value']:.5g} at step {best['step']}"

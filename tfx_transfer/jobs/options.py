@@ -48,7 +48,7 @@ class TrainingOptions:
     seed: int = 0
     jit_compile: bool = False
     run_eagerly: bool = False
-    bucket_by_length: bool = True
+    batch_padding: str = "longest"  # data/pipeline.PADDINGS; the flag's default depends on jit_compile
     weight_decay: Optional[float] = None
     layerwise_lr_decay: float = 1.0
     lr_schedule: str = "linear"

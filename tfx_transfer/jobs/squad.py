@@ -97,7 +97,7 @@ def _predict(o: SquadOptions, model, data: _SquadFile, tokenizer):
     """(predictions, nbest, null_odds, official scores or None) of `model` on `data`."""
     start = time.perf_counter()
     logits = trainer.predict(model, data.split, batch_size=o.predict_batch_size, max_seq_length=o.max_seq_length,
-                             jit_compile=o.training.jit_compile, bucket_by_length=o.training.bucket_by_length,
+                             jit_compile=o.training.jit_compile, padding=o.training.batch_padding,
                              per_token=True)
     seconds = time.perf_counter() - start
     logging.info("Predicted %d features in %.1f s (%.1f features/s).", len(data.features), seconds,

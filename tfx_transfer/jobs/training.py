@@ -46,7 +46,7 @@ def compile_and_train(model, split, unit: str, options: TrainingOptions, max_seq
         callbacks.append(unfreezing_callback(model, options, updates, len(split)))
     return trainer.train(model, split, epochs=options.num_train_epochs, batch_size=options.train_batch_size,
                          max_seq_length=max_seq_length, seed=options.seed, checkpoint_dir=checkpoint_dir(output_dir),
-                         save_every_steps=options.save_checkpoints_steps, bucket_by_length=options.bucket_by_length,
+                         save_every_steps=options.save_checkpoints_steps, padding=options.batch_padding,
                          log_dir=output_path(output_dir, "logs"), callbacks=callbacks, evaluation=evaluation)
 
 
