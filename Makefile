@@ -33,6 +33,8 @@ test: $(STAMP)
 # Speed and accuracy targets (bench/README.md). `make bench` takes about 40 minutes on 2 cores;
 # `make bench-all` adds SQuAD and the full MRPC/RTE/STS-B runs (about 2.5 more hours).
 bench: $(STAMP)
+	@if $(PY) -c "import torch, transformers, accelerate" 2>/dev/null; then $(RUN) bench/peers_torch.py; \
+	else echo "bench/peers_torch.py skipped (the Hugging Face + PyTorch peer): $(PY) -m pip install torch==2.13.0 && $(PY) -m pip install -e '.[torch]'"; fi
 	$(RUN) bench/encoder_inference.py
 	$(RUN) bench/sst2_peers.py
 	$(RUN) bench/sst2_adaptation.py

@@ -39,7 +39,9 @@ setup(
                  "tensorflow-serving-api>=2.21,<2.22"],
         # TF Serving warmup requests (PredictionLog protos) in exports.
         "serving": ["tensorflow-serving-api>=2.21,<2.22"],
-        # Install torch==2.13.0 (the local CPU wheel) BEFORE this extra, or pip fetches a CUDA build.
-        "torch": ["torch==2.13.0", "transformers>=4.40,<6"],
+        # The Hugging Face + PyTorch peer of bench/peers_torch.py (and squad_torch_crosscheck.py). Install
+        # torch==2.13.0 (the local CPU wheel) BEFORE this extra, or pip fetches a CUDA build; setuptools<81 above
+        # keeps tensorflow-hub importable beside it.
+        "torch": ["torch==2.13.0", "transformers>=5,<6", "accelerate>=1,<2"],
     },
 )

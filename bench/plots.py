@@ -29,7 +29,8 @@ OURS, PEER, OTHER = "#1f77b4", "#ff7f0e", "#7f7f7f"
 
 def _colour(name: str) -> str:
     lowered = name.lower()
-    if "keras-hub" in lowered or "hugging face" in lowered or "torch" in lowered or "reference" in lowered:
+    if "keras-hub" in lowered or "hugging face" in lowered or "torch" in lowered or "reference" in lowered \
+            or lowered.startswith("hf "):
         return PEER
     return OURS
 
@@ -153,7 +154,27 @@ def _glue_tasks(data, fig):
     ax.set_title("GLUE tasks, official metric", fontsize=9)
 
 
-FIGURES = {"encoder_inference": (_encoder_inference, (9, 4.5)), "sst2_peers": (_sst2_peers, (10, 2.8)),
+def _peers_torch(data, fig):
+    rows = data["sst2"]
+    names = list(rows)
+    colours = [_colour(n) for n in names]
+    panels = [("process_wall_s", "whole process, s (lower is better)"),
+              ("train_examples_per_s", "train examples/s"),
+              ("inference_examples_per_s", "dev prediction, examples/s (raw text)")]
+    if not rows:
+        panels = []
+    for i, (key, unit) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels) + 1, i + 1)
+        _barh(ax, names if i == 0 else [""] * len(names), [rows[n][key] or 0 for n in names], colours, unit)
+    encoder = data["encoder"]
+    ax = fig.add_subplot(1, len(panels) + 1, len(panels) + 1)
+    labels = sorted(encoder)
+    _barh(ax, labels, [encoder[k] for k in labels], [_colour(k) for k in labels], "encoder forward, examples/s")
+    fig.suptitle("SST-2-8k and the encoder at equal shapes against Hugging Face + PyTorch, same run "
+                 "(orange: HF / torch)", fontsize=9)
+
+
+FIGURES = {"peers_torch": (_peers_torch, (15, 3.2)), "encoder_inference": (_encoder_inference, (9, 4.5)), "sst2_peers": (_sst2_peers, (10, 2.8)),
            "sst2_adaptation": (_sst2_adaptation, (10, 3)), "adaptation_schemes": (_adaptation_schemes, (11, 4)),
            "squad": (_squad, (6, 4)), "serving_latency": (_serving_latency, (5, 3.5)),
            "distribution": (_distribution, (7, 2.5)), "glue_tasks": (_glue_tasks, (7, 3.5))}
