@@ -11,8 +11,6 @@ import platform
 import resource
 import time
 
-from plots import render
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = pathlib.Path(os.environ.get("TFX_SHARED_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "bench" / "results"
@@ -94,6 +92,8 @@ def write_results(name: str, payload: dict, table_lines: list[str]):
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
+    from plots import render  # matplotlib only here: the Hugging Face side of peers_torch.py imports this module
+
     figure = render(name, RESULTS)
     print(f"wrote {RESULTS / name}.json and .md{' and .png' if figure else ''}")
 

@@ -28,7 +28,6 @@ of three passes, each system in its own process, two interleaved rounds (best ke
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import pathlib
@@ -38,8 +37,10 @@ import sys
 import tempfile
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = pathlib.Path(os.environ.get("TFX_SHARED_DATA", REPO.parent / "shared" / "data"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import REPO, SHARED_DATA, bert_forward_flops, matmul_gflops, sst2_labelled, write_results  # noqa: E402
+
 TRAIN_ROWS, BATCH, SEQ, SEED, LR, WARMUP, WEIGHT_DECAY = 8000, 32, 64, 0, 5e-5, 0.1, 0.01
 FIRST_MEASURED_STEP = 20
 ENCODER_BATCHES = 16
@@ -54,16 +55,6 @@ OURS_DEFAULT = "tfx_transfer (default)"
 
 
 # ---------------------------------------------------------------------------------------------- shared helpers
-def _sst2(split: str, limit=None):
-    path = SHARED_DATA / "glue_data" / "SST-2" / f"{split}.tsv"
-    if not path.is_file():
-        raise SystemExit(f"{path} not found: this benchmark reads the real GLUE data from ../shared/data "
-                         "(or set TFX_SHARED_DATA).")
-    with open(path, encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:][:limit]
-    return [r[0] for r in rows], [int(r[1]) for r in rows]
-
-
 def _model_dir() -> str:
     """The packaged MiniLM's directory (Hugging Face layout: config.json, model.safetensors, tokenizer files)."""
     import importlib.util
@@ -89,8 +80,8 @@ def run_hf(recipe: str, model_dir: str) -> dict:
                               TrainerCallback, TrainingArguments)
 
     transformers.logging.set_verbosity_error()
-    texts, labels = _sst2("train", TRAIN_ROWS)
-    dev_texts, dev_labels = _sst2("dev")
+    texts, labels = sst2_labelled("train", TRAIN_ROWS)
+    dev_texts, dev_labels = sst2_labelled("dev")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
     padding = "max_length" if recipe == "fixed" else False
@@ -154,7 +145,7 @@ def encoder_hf(model_dir: str) -> dict:
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModel.from_pretrained(model_dir).eval()
-    texts = _sst2("dev")[0]
+    texts = sst2_labelled("dev")[0]
     rates = {}
     for length in (64, 128):
         batches = [tokenizer(texts[i:i + BATCH], truncation=True, max_length=length, padding="max_length",
@@ -182,7 +173,7 @@ def encoder_ours(model_dir: str) -> dict:
 
     encoder = BertEncoder.from_pretrained(model_dir)
     tokenizer = BertTokenizer.from_pretrained(model_dir)
-    texts = _sst2("dev")[0]
+    texts = sst2_labelled("dev")[0]
     rates = {}
     for length in (64, 128):
         packer = BertPacker.for_tokenizer(tokenizer, length, pad_to_max_length=True)
@@ -290,9 +281,6 @@ def main():
     if check.returncode:
         raise SystemExit("Hugging Face + PyTorch is not installed: `pip install torch==2.13.0` then "
                          "`pip install -e .[torch]` (or pass --torch_python=<an interpreter that has them>).")
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from common import matmul_gflops, write_results
-
     peak = matmul_gflops()
     print(f"fp32 matmul: {peak:.0f} GFLOP/s", flush=True)
     encoder = {}
@@ -316,8 +304,9 @@ def main():
                       f"padded {_fmt(r['mean_padded_length'], '.1f')}", flush=True)
             rounds.append(this)
         rows = _median_rows(rounds)
-    write_results("peers_torch", {"matmul_gflops": peak, "encoder": encoder, "sst2": rows,
-                                  "ratios": ratios(encoder, rows)}, table(peak, encoder, rows, args.rounds))
+    q = ratios(encoder, rows)
+    write_results("peers_torch", {"matmul_gflops": peak, "encoder": encoder, "sst2": rows, "ratios": q},
+                  table(peak, encoder, rows, args.rounds, q))
 
 
 def ratios(encoder, rows):
@@ -336,10 +325,7 @@ def ratios(encoder, rows):
     return out
 
 
-def table(peak, encoder, rows, rounds):
-    import importlib
-
-    bert_forward_flops = importlib.import_module("common").bert_forward_flops
+def table(peak, encoder, rows, rounds, q):
     from tfx_transfer.config import BertConfig
 
     config = BertConfig.from_json_file(os.path.join(_model_dir(), "config.json"))
@@ -360,7 +346,6 @@ def table(peak, encoder, rows, rounds):
                          f"{r['train_examples_per_s']:.1f} | {100 * mfu:.0f}% | "
                          f"{_fmt(r['inference_examples_per_s'], '.0f')} | {100 * r['dev_accuracy']:.2f}% | "
                          f"{r['peak_rss_gib']:.2f} |")
-        q = ratios(encoder, rows)
         lines += ["", f"- whole process, ours / HF group_by_length: **{q['process_wall_ours_over_hf']:.2f}x** the "
                       "wall time (goal <= 0.8x)",
                   f"- dev prediction from raw text, ours / HF sorted dynamic padding: "
@@ -375,7 +360,6 @@ def table(peak, encoder, rows, rounds):
     for name in names:
         lines.append(f"| {name} | {encoder.get(name + ', length 64', 0):.1f} | "
                      f"{encoder.get(name + ', length 128', 0):.1f} |")
-    q = ratios(encoder, rows)
     lines += ["", f"- ours (best of tf.function / XLA) / PyTorch eager: length 64 "
                   f"**{q['encoder_length_64_ours_over_torch']:.2f}x**, length 128 "
                   f"**{q['encoder_length_128_ours_over_torch']:.2f}x** (goal >= 1.2x)"]

@@ -9,8 +9,8 @@ accuracy on the 872 dev rows. Each configuration runs in a fresh process (clean 
   ours fixed 64   tfx_transfer's pipeline and trainer (what run_classifier.py runs), every batch padded to 64
   ours default    the same, each batch padded to its own longest row (run_classifier's default)
 
-HF transformers on PyTorch is not run here (no torch in the default install); DESIGN.md records it at 22.3-27.0
-train ex/s, 84.7% on this machine.
+Hugging Face transformers on PyTorch, the first peer, is measured by bench/peers_torch.py (the optional .[torch]
+extra).
 
     python bench/sst2_peers.py             # all, writes results/sst2_peers.{json,md}
 """
