@@ -23,6 +23,8 @@ of three passes, each system in its own process, two interleaved rounds (best ke
 
     python bench/peers_torch.py                 # everything, writes results/peers_torch.{json,md,png}
     python bench/peers_torch.py --rounds=2      # two interleaved rounds (medians reported)
+    python bench/peers_torch.py --skip_encoder --seeds=0,1,2 --systems="HF group_by_length,tfx_transfer (default)" \
+        --results_name=peers_torch_seeds       # accuracy over three seeds, the peer and our default only
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ OURS = {  # row -> run_classifier.py flags beyond the protocol's
 }
 PEER = "HF group_by_length"
 OURS_DEFAULT = "tfx_transfer (default)"
+SYSTEMS = [PEER, OURS_DEFAULT, "HF fixed 64", "tfx_transfer fixed 64", "HF dynamic"]  # the interleaving order
 
 
 # ---------------------------------------------------------------------------------------------- shared helpers
@@ -71,7 +74,7 @@ def _steady_rate(step_ends):
 
 
 # ------------------------------------------------------------------------------------------ Hugging Face side
-def run_hf(recipe: str, model_dir: str) -> dict:
+def run_hf(recipe: str, model_dir: str, seed: int = SEED) -> dict:
     """One SST-2-8k run of transformers' Trainer (`recipe` in HF_RECIPES' values); all numbers measured here."""
     import numpy as np
     import torch
@@ -110,7 +113,7 @@ def run_hf(recipe: str, model_dir: str) -> dict:
     arguments = TrainingArguments(
         output_dir=tempfile.mkdtemp(), per_device_train_batch_size=BATCH, per_device_eval_batch_size=BATCH,
         learning_rate=LR, weight_decay=WEIGHT_DECAY, warmup_steps=WARMUP, lr_scheduler_type="linear",
-        max_grad_norm=1.0, num_train_epochs=1, seed=SEED, save_strategy="no", eval_strategy="no",
+        max_grad_norm=1.0, num_train_epochs=1, seed=seed, save_strategy="no", eval_strategy="no",
         logging_strategy="no", report_to="none", use_cpu=True, dataloader_num_workers=0,
         train_sampling_strategy="group_by_length" if recipe == "group_by_length" else "random")
     trainer = Trainer(model=model, args=arguments, train_dataset=train, data_collator=counting_collator,
@@ -191,11 +194,11 @@ def encoder_ours(model_dir: str) -> dict:
     return {"rates": rates}
 
 
-def ours_command(flags, output_dir: str):
+def ours_command(flags, output_dir: str, seed: int = SEED):
     return [sys.executable, str(REPO / "run_classifier.py"), "--task_name=sst2",
             f"--data_dir={SHARED_DATA / 'glue_data' / 'SST-2'}", f"--max_train_examples={TRAIN_ROWS}", "--do_train",
             "--do_eval", f"--output_dir={output_dir}", f"--train_batch_size={BATCH}", f"--eval_batch_size={BATCH}",
-            f"--max_seq_length={SEQ}", f"--learning_rate={LR}", "--num_train_epochs=1", f"--seed={SEED}",
+            f"--max_seq_length={SEQ}", f"--learning_rate={LR}", "--num_train_epochs=1", f"--seed={seed}",
             f"--warmup_proportion={WARMUP}", f"--weight_decay={WEIGHT_DECAY}", "--save_checkpoints_steps=100000",
             *flags]
 
@@ -234,14 +237,14 @@ def _child(python, args):
     return json.loads(line[0][len("RESULT "):]), wall, rss
 
 
-def run_row(name: str, torch_python: str) -> dict:
+def run_row(name: str, torch_python: str, seed: int = SEED) -> dict:
     if name in HF_RECIPES:
-        result, wall, rss = _child(torch_python, [f"--hf={HF_RECIPES[name]}"])
+        result, wall, rss = _child(torch_python, [f"--hf={HF_RECIPES[name]}", f"--seed={seed}"])
     else:
         with tempfile.TemporaryDirectory() as out:
-            _, wall, rss = _process(ours_command(OURS[name], out), env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+            _, wall, rss = _process(ours_command(OURS[name], out, seed), env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
             result = read_ours(out)
-    result.update(process_wall_s=wall, peak_rss_gib=rss)
+    result.update(process_wall_s=wall, peak_rss_gib=rss, seed=seed)
     return result
 
 
@@ -252,6 +255,10 @@ def _median_rows(rounds):
         values = [r[name] for r in rounds]
         merged[name] = {k: (statistics.median(v[k] for v in values) if isinstance(values[0][k], (int, float))
                             and values[0][k] is not None else values[0][k]) for k in values[0]}
+        accuracies = [v["dev_accuracy"] for v in values]
+        merged[name]["dev_accuracy_mean"] = statistics.mean(accuracies)
+        merged[name]["dev_accuracy_std"] = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+        merged[name]["seeds"] = sorted({v["seed"] for v in values})
         merged[name]["rounds"] = values
     return merged
 
@@ -264,15 +271,22 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--hf", choices=sorted(set(HF_RECIPES.values())))
     parser.add_argument("--encoder", choices=["hf", "ours"])
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1, help="Interleaved rounds per seed (medians reported).")
+    parser.add_argument("--seeds", default=str(SEED),
+                        help="Comma-separated seeds, one interleaved round each (accuracy: mean and std over them).")
+    parser.add_argument("--seed", type=int, default=SEED, help=argparse.SUPPRESS)  # the --hf child's
+    parser.add_argument("--systems", default=",".join(SYSTEMS),
+                        help=f"Comma-separated SST-2 rows to run, of: {', '.join(SYSTEMS)}.")
     parser.add_argument("--torch_python", default=sys.executable,
                         help="Interpreter with torch + transformers (default: this one).")
+    parser.add_argument("--results_name", default="peers_torch",
+                        help="bench/results/<name>.{json,md} (e.g. a partial run beside the full table).")
     parser.add_argument("--skip_sst2", action="store_true")
     parser.add_argument("--skip_encoder", action="store_true")
     args = parser.parse_args()
     if args.hf or args.encoder:
         if args.hf:
-            result = run_hf(args.hf, _model_dir())
+            result = run_hf(args.hf, _model_dir(), args.seed)
         else:
             result = (encoder_hf if args.encoder == "hf" else encoder_ours)(_model_dir())
         print("RESULT " + json.dumps(result), flush=True)
@@ -291,22 +305,26 @@ def main():
         print(f"encoder {side}: " + ", ".join(f"{k} {v:.1f}" for k, v in result["rates"].items()), flush=True)
     rows = {}
     if not args.skip_sst2:
-        order = [PEER, OURS_DEFAULT, "HF fixed 64", "tfx_transfer fixed 64", "HF dynamic"]
+        order = [name for name in SYSTEMS if name in set(args.systems.split(","))]
+        unknown = set(args.systems.split(",")) - set(SYSTEMS)
+        if unknown:
+            raise SystemExit(f"--systems: unknown rows {sorted(unknown)}; rows: {SYSTEMS}")
+        seeds = [int(x) for x in args.seeds.split(",")]
         rounds = []
-        for round_index in range(args.rounds):
+        for round_index, seed in enumerate(seed for seed in seeds for _ in range(args.rounds)):
             this = {}
             for name in order:
-                this[name] = run_row(name, args.torch_python)
+                this[name] = run_row(name, args.torch_python, seed)
                 r = this[name]
-                print(f"[{round_index + 1}] {name:24s} process {r['process_wall_s']:.0f} s  acc "
+                print(f"[{round_index + 1}, seed {seed}] {name:24s} process {r['process_wall_s']:.0f} s  acc "
                       f"{100 * r['dev_accuracy']:.2f}%  train {r['train_examples_per_s']:.1f} ex/s  first step "
                       f"{_fmt(r['first_step_s'], '.1f')} s  infer {_fmt(r['inference_examples_per_s'], '.0f')} ex/s  "
                       f"padded {_fmt(r['mean_padded_length'], '.1f')}", flush=True)
             rounds.append(this)
         rows = _median_rows(rounds)
     q = ratios(encoder, rows)
-    write_results("peers_torch", {"matmul_gflops": peak, "encoder": encoder, "sst2": rows, "ratios": q},
-                  table(peak, encoder, rows, args.rounds, q))
+    write_results(args.results_name, {"matmul_gflops": peak, "encoder": encoder, "sst2": rows, "ratios": q},
+                  table(peak, encoder, rows, args, q))
 
 
 def ratios(encoder, rows):
@@ -315,24 +333,35 @@ def ratios(encoder, rows):
         torch_rate = encoder.get(f"torch eager, length {length}")
         ours = max(v for k, v in encoder.items() if k.startswith("tfx_transfer") and k.endswith(f"length {length}"))
         out[f"encoder_length_{length}_ours_over_torch"] = ours / torch_rate if torch_rate else None
-    if rows:
+    if PEER in rows and OURS_DEFAULT in rows:
         peer, ours = rows[PEER], rows[OURS_DEFAULT]
         out["process_wall_ours_over_hf"] = ours["process_wall_s"] / peer["process_wall_s"]
         out["dev_inference_ours_over_hf"] = ours["inference_examples_per_s"] / peer["inference_examples_per_s"] \
             if ours["inference_examples_per_s"] else None
-        out["accuracy_ours_minus_hf"] = ours["dev_accuracy"] - peer["dev_accuracy"]
+        out["accuracy_ours_minus_hf"] = ours["dev_accuracy_mean"] - peer["dev_accuracy_mean"]
         out["peak_rss_ours_over_hf"] = ours["peak_rss_gib"] / peer["peak_rss_gib"]
     return out
 
 
-def table(peak, encoder, rows, rounds, q):
+def _accuracy(row):
+    if len(row["rounds"]) == 1:
+        return f"{100 * row['dev_accuracy']:.2f}%"
+    return f"{100 * row['dev_accuracy_mean']:.2f} +- {100 * row['dev_accuracy_std']:.2f}%"
+
+
+def table(peak, encoder, rows, args, q):
     from tfx_transfer.config import BertConfig
 
     config = BertConfig.from_json_file(os.path.join(_model_dir(), "config.json"))
+    command = " ".join(["python bench/peers_torch.py", *(a for a in sys.argv[1:] if not a.startswith("--torch_python"))])
+    seeds = args.seeds.split(",")
+    rounds = len(seeds) * args.rounds
     lines = ["# tfx_transfer vs Hugging Face transformers + PyTorch (same machine, same run)", "",
-             f"Command: `python bench/peers_torch.py --rounds={rounds}`; fp32 matmul rate in this run: {peak:.0f} "
+             f"Command: `{command}`; fp32 matmul rate in this run: {peak:.0f} "
              "GFLOP/s (the MFU denominator). Every SST-2 row is a fresh process started as a user starts it; "
-             f"{'medians of ' + str(rounds) + ' interleaved rounds' if rounds > 1 else 'one interleaved round'}.", ""]
+             f"{'medians of ' + str(rounds) + ' interleaved rounds' if rounds > 1 else 'one interleaved round'}"
+             f"{' (seeds ' + ', '.join(seeds) + '; accuracy: mean +- std over them)' if len(seeds) > 1 else ''}.",
+             ""]
     if rows:
         lines += ["## SST-2-8k, full fine-tuning of all-MiniLM-L6-v2 (train 8,000, dev 872)", "",
                   "| system | mean padded length | process wall s | epoch wall s | first step s | train ex/s "
@@ -344,10 +373,12 @@ def table(peak, encoder, rows, rounds, q):
             lines.append(f"| {name} | {_fmt(r['mean_padded_length'], '.1f')} | {r['process_wall_s']:.0f} | "
                          f"{r['epoch_wall_s']:.0f} | {_fmt(r['first_step_s'], '.1f')} | "
                          f"{r['train_examples_per_s']:.1f} | {100 * mfu:.0f}% | "
-                         f"{_fmt(r['inference_examples_per_s'], '.0f')} | {100 * r['dev_accuracy']:.2f}% | "
+                         f"{_fmt(r['inference_examples_per_s'], '.0f')} | {_accuracy(r)} | "
                          f"{r['peak_rss_gib']:.2f} |")
-        lines += ["", f"- whole process, ours / HF group_by_length: **{q['process_wall_ours_over_hf']:.2f}x** the "
-                      "wall time (goal <= 0.8x)",
+        lines += [""]
+    if "process_wall_ours_over_hf" in q:
+        lines += [f"- whole process, ours / HF group_by_length: **{q['process_wall_ours_over_hf']:.2f}x** the "
+                  "wall time (goal <= 0.8x)",
                   f"- dev prediction from raw text, ours / HF sorted dynamic padding: "
                   f"**{_fmt(q['dev_inference_ours_over_hf'], '.2f')}x** (goal >= 1.2x)",
                   f"- accuracy, ours - HF: {100 * q['accuracy_ours_minus_hf']:+.2f} points; peak RSS ours / HF: "

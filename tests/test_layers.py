@@ -161,3 +161,39 @@ def test_gelu_variants():
     np.testing.assert_allclose(np.asarray(get_activation("gelu_pytorch_tanh")(x)), approx, atol=1e-6)
     with pytest.raises(ValueError, match="hidden_act='mish' is not supported"):
         get_activation("mish")
+
+
+@pytest.mark.parametrize("activation", [None, "gelu"])
+def test_token_dense_is_keras_dense_as_one_2d_matmul(activation):
+    """Same variables, outputs and gradients as keras.layers.Dense on [B, T, I] (dynamic B and T), without
+    tf.tensordot's shape plumbing in the traced graph."""
+    import tensorflow as tf
+
+    from tfx_transfer.layers.token_dense import TokenDense, token_matmul
+
+    ours, theirs = TokenDense(5, activation=activation, name="d"), keras.layers.Dense(5, activation=activation, name="d")
+    ours.build((None, None, 6)), theirs.build((None, None, 6))
+    for a, b in zip(theirs.weights, ours.weights):
+        a.assign(np.random.default_rng(3).normal(size=a.shape).astype("float32"))
+        b.assign(np.asarray(a))
+    assert [w.path for w in ours.weights] == [w.path for w in theirs.weights]
+    x = tf.constant(np.random.default_rng(4).normal(size=(3, 7, 6)).astype("float32"))
+
+    def run(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * y)
+        return [y, *tape.gradient(loss, [x, *layer.trainable_variables])]
+
+    for a, b in zip(run(theirs), run(ours)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    spec = tf.TensorSpec([None, None, 6], tf.float32)
+    graph = tf.function(lambda t: ours(t)).get_concrete_function(spec).graph
+    types = {op.type for op in graph.get_operations()}
+    assert "MatMul" in types and "BiasAdd" in types and not {"GatherV2", "Prod", "Transpose"} & types
+    assert graph.outputs[0].shape.as_list() == [None, None, 5]
+    np.testing.assert_allclose(np.asarray(token_matmul(x, ours.kernel)), np.asarray(x) @ np.asarray(ours.kernel),
+                               rtol=1e-5, atol=1e-5)
+    flat = np.asarray(x)[:, 0]  # rank 2: Keras's own path
+    np.testing.assert_allclose(np.asarray(ours(flat)), np.asarray(theirs(flat)), rtol=1e-6)

@@ -51,6 +51,34 @@ class FusedAdamW(keras.optimizers.AdamW):
         super().__init__(**kwargs)
         self.epsilon_mode = epsilon_mode
 
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # The step's scalars (t, b1^t, b2^t, epsilon) are made once per apply and shared by every variable's
+        # update: made per variable they were ~9 ops each, a third of the traced apply (3,122 ops for MiniLM's
+        # 105 variables), i.e. tracing and Grappler time in the first step, and graph-executor work in every step.
+        self._step_scalars = {}
+        try:
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
+        finally:
+            self._step_scalars = None
+
+    def _adam_scalars(self, dtype):
+        """(beta1, beta2, b1^t, b2^t, epsilon) in `dtype` for this apply's step t = iterations + 1."""
+        import tensorflow as tf
+
+        cache = getattr(self, "_step_scalars", None)
+        if cache is not None and dtype in cache:
+            return cache[dtype]
+        local_step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        beta_2_power = tf.pow(beta_2, local_step)
+        epsilon = tf.cast(self.epsilon, dtype)
+        if self.epsilon_mode == "pytorch":  # eps after the bias correction == eps_hat = eps sqrt(1 - b2^t) before
+            epsilon = epsilon * tf.sqrt(1.0 - beta_2_power)
+        scalars = (beta_1, beta_2, tf.pow(beta_1, local_step), beta_2_power, epsilon)
+        if cache is not None:
+            cache[dtype] = scalars
+        return scalars
+
     def update_step(self, gradient, variable, learning_rate):
         import tensorflow as tf
 
@@ -61,21 +89,109 @@ class FusedAdamW(keras.optimizers.AdamW):
         dtype = variable.dtype
         if isinstance(gradient, tf.IndexedSlices):
             gradient = tf.convert_to_tensor(gradient)
-        local_step = tf.cast(self.iterations + 1, dtype)
-        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
-        beta_2_power = tf.pow(beta_2, local_step)
-        epsilon = tf.cast(self.epsilon, dtype)
-        if self.epsilon_mode == "pytorch":  # eps after the bias correction == eps_hat = eps sqrt(1 - b2^t) before
-            epsilon = epsilon * tf.sqrt(1.0 - beta_2_power)
+        beta_1, beta_2, beta_1_power, beta_2_power, epsilon = self._adam_scalars(dtype)
         tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=m.value.handle, v=v.value.handle, beta1_power=tf.pow(beta_1, local_step),
+            var=variable.handle, m=m.value.handle, v=v.value.handle, beta1_power=beta_1_power,
             beta2_power=beta_2_power, lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
             epsilon=epsilon, grad=tf.cast(gradient, dtype), use_locking=False)
+
+    def _clip_gradients(self, grads):
+        """Keras's clipping at the global norm, with the same result and less memory traffic (per step, MiniLM:
+        0.17-0.19 -> 0.12-0.13 s per apply on this CPU, with the weight decay and step scalars below):
+
+        - each squared norm is one fused pass (`L2Loss`), where Keras writes the squares out and sums them;
+        - a sparse gradient (the word embeddings' `IndexedSlices`, a few hundred rows of a 30k-row table) stays
+          sparse: duplicate rows are summed first, so its norm is the dense gradient's, and only its rows are
+          scaled, where Keras densifies the 11.7M-entry table here to scale it;
+        - nothing is multiplied when the norm is within the limit (Keras multiplies by clip x (1 / clip), exactly
+          1.0 for the usual clip 1.0). A NaN or infinite norm still makes every gradient value NaN, as Keras does
+          (a sparse gradient's absent rows stay absent, where Keras's densified 0 x NaN makes them NaN too).
+        """
+        import tensorflow as tf
+
+        clip = self.global_clipnorm
+        if self.clipnorm or self.clipvalue or not clip or clip <= 0:
+            return super()._clip_gradients(grads)
+        grads = [_summed_slices(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+        present = [i for i, g in enumerate(grads) if g is not None]
+        if not present:
+            return grads
+        squares = [2.0 * tf.nn.l2_loss(tf.cast(_values(grads[i]), "float32")) for i in present]
+        norm = tf.sqrt(tf.add_n(squares))
+        clip = tf.cast(clip, norm.dtype)
+        scale = clip / tf.maximum(norm, clip) + (norm - norm)  # NaN / inf norm: NaN scale, as Keras
+
+        def scaled():
+            return [_scale(grads[i], scale) for i in present]
+
+        kept = tf.cond(tf.logical_not(norm <= clip), scaled, lambda: [grads[i] for i in present])
+        out = list(grads)
+        for i, g in zip(present, kept):
+            out[i] = g
+        return out
+
+    def _apply_weight_decay(self, variables):
+        """Decoupled weight decay, w -= w x (lr x wd), as Keras's AdamW, with lr x wd computed once per apply
+        (Keras evaluates the schedule again for every variable: ~8 ops each) and one full-size multiply per
+        variable instead of two (Keras: (w x wd) x lr)."""
+        import tensorflow as tf
+
+        if self.weight_decay is None:
+            return
+        decays = {}
+
+        def decay_of(dtype):
+            if dtype not in decays:
+                decays[dtype] = tf.cast(self.learning_rate, dtype) * tf.cast(self.weight_decay, dtype)
+            return decays[dtype]
+
+        apply_decoupled_decay(self, variables, lambda variable: decay_of(variable.dtype))
 
     def get_config(self):
         config = super().get_config()
         config["epsilon_mode"] = self.epsilon_mode
         return config
+
+
+def _summed_slices(slices):
+    """The same gradient as `IndexedSlices` with each row once (duplicates summed, first-seen order)."""
+    import tensorflow as tf
+
+    rows, positions = tf.unique(slices.indices)
+    values = tf.math.unsorted_segment_sum(slices.values, positions, tf.shape(rows)[0])
+    return tf.IndexedSlices(values, rows, slices.dense_shape)
+
+
+def _values(gradient):
+    import tensorflow as tf
+
+    return gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
+
+
+def _scale(gradient, scale):
+    import tensorflow as tf
+
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * tf.cast(scale, gradient.values.dtype), gradient.indices,
+                                gradient.dense_shape)
+    return gradient * tf.cast(scale, gradient.dtype)
+
+
+def apply_decoupled_decay(optimizer, variables, decay_of):
+    """w -= w x decay_of(w) for each of `variables` that `optimizer._use_weight_decay`, the tf.distribute way
+    (each variable updated where it lives); `decay_of` gives a scalar tensor in the variable's dtype."""
+    import tensorflow as tf
+
+    def apply_decay(distribution, variables):
+        def decay(variable):
+            if optimizer._use_weight_decay(variable):
+                variable.assign_sub(variable * decay_of(variable))
+
+        for variable in variables:
+            variable = variable.value if isinstance(variable, keras.Variable) else variable
+            distribution.extended.update(variable, decay, group=False)
+
+    tf.__internal__.distribute.interim.maybe_merge_call(apply_decay, optimizer._distribution_strategy, variables)
 
 
 def create_optimizer(learning_rate, num_train_steps, warmup_steps=0, weight_decay=0.01, epsilon=1e-6,
@@ -215,18 +331,15 @@ class PerVariableRates:
 
         if self.weight_decay is None:
             return
+        decays = {}
 
-        def apply_decay(distribution, variables):
-            def decay(variable):
-                if self._use_weight_decay(variable):
-                    lr = tf.cast(self.learning_rate, variable.dtype) * tf.cast(self._rate(variable), variable.dtype)
-                    variable.assign_sub(variable * tf.cast(self.weight_decay, variable.dtype) * lr)
+        def decay_of(variable):  # lr x wd once per apply, times this variable's rate
+            dtype = variable.dtype
+            if dtype not in decays:
+                decays[dtype] = tf.cast(self.learning_rate, dtype) * tf.cast(self.weight_decay, dtype)
+            return decays[dtype] * tf.cast(self._rate(variable), dtype)
 
-            for variable in variables:
-                variable = getattr(variable, "value", variable) if isinstance(variable, keras.Variable) else variable
-                distribution.extended.update(variable, decay, group=False)
-
-        tf.__internal__.distribute.interim.maybe_merge_call(apply_decay, self._distribution_strategy, variables)
+        apply_decoupled_decay(self, variables, decay_of)
 
     def get_config(self):
         config = super().get_config()

@@ -11,6 +11,7 @@ import keras
 
 from tfx_transfer.layers.activations import get_activation
 from tfx_transfer.layers.attention import MultiHeadSelfAttention
+from tfx_transfer.layers.token_dense import TokenDense
 
 
 @keras.saving.register_keras_serializable(package="tfx_transfer")
@@ -46,12 +47,12 @@ class BottleneckAdapter(keras.layers.Layer):
         self.parallel = parallel
         self.scale = scale
         init = keras.initializers.TruncatedNormal(stddev=init_stddev)
-        self.down = keras.layers.Dense(size, kernel_initializer=init, name="down", dtype=self.dtype_policy)
+        self.down = TokenDense(size, kernel_initializer=init, name="down", dtype=self.dtype_policy)
         self._up_init = "zeros" if zero_init_up else init
 
     def build(self, input_shape):
         hidden = input_shape[-1]
-        self.up = keras.layers.Dense(hidden, kernel_initializer=self._up_init, name="up", dtype=self.dtype_policy)
+        self.up = TokenDense(hidden, kernel_initializer=self._up_init, name="up", dtype=self.dtype_policy)
         self.down.build(input_shape)
         self.up.build(tuple(input_shape[:-1]) + (self.size,))
         self.built = True
@@ -87,12 +88,12 @@ class PalProjections(keras.layers.Layer):
         self.init_stddev = init_stddev
         self.zero_init_decode = zero_init_decode
         init = keras.initializers.TruncatedNormal(stddev=init_stddev)
-        self.encode = keras.layers.Dense(size, use_bias=False, kernel_initializer=init, name="encode",
+        self.encode = TokenDense(size, use_bias=False, kernel_initializer=init, name="encode",
                                          dtype=self.dtype_policy)
         self._decode_init = "zeros" if zero_init_decode else init
 
     def build(self, input_shape):
-        self.decode = keras.layers.Dense(input_shape[-1], use_bias=False, kernel_initializer=self._decode_init,
+        self.decode = TokenDense(input_shape[-1], use_bias=False, kernel_initializer=self._decode_init,
                                          name="decode", dtype=self.dtype_policy)
         self.encode.build(input_shape)
         self.decode.build(tuple(input_shape[:-1]) + (self.size,))

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from tfx_transfer.layers.lora import LoRADelta
+from tfx_transfer.layers.token_dense import TokenDense
 
 # Added to the scores of masked keys. Large enough that exp() underflows to exactly 0 in float32
 # after the softmax's max-subtraction, small enough to stay finite in float16 (google-research/bert uses it).
@@ -75,7 +76,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         init = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
         # The projections (query, key, value, attention_output) are created here: their width is the input's.
         for name in ("query", "key", "value", "attention_output"):
-            layer = keras.layers.Dense(hidden_size, kernel_initializer=init, name=name, dtype=self.dtype_policy)
+            layer = TokenDense(hidden_size, kernel_initializer=init, name=name, dtype=self.dtype_policy)
             layer.build(input_shape)
             setattr(self, name, layer)
         if self.lora_rank:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfx_transfer.layers.token_dense import token_matmul
+
 
 @keras.saving.register_keras_serializable(package="tfx_transfer")
 class LoRADelta(keras.layers.Layer):
@@ -43,7 +45,7 @@ class LoRADelta(keras.layers.Layer):
 
     def call(self, x, training=None):
         x = self.dropout(x, training=training)
-        return ops.matmul(ops.matmul(x, self.lora_a), self.lora_b) * self.scaling
+        return token_matmul(token_matmul(x, self.lora_a), self.lora_b) * self.scaling
 
     def merged_kernel_delta(self):
         return ops.matmul(self.lora_a, self.lora_b) * self.scaling

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from tfx_transfer.layers.activations import get_activation
+from tfx_transfer.layers.token_dense import TokenDense
 
 
 @keras.saving.register_keras_serializable(package="tfx_transfer")
@@ -34,7 +35,7 @@ class MaskedLMHead(keras.layers.Layer):
 
     def build(self, input_shape):
         hidden = input_shape[-1]
-        self.transform = keras.layers.Dense(hidden, activation=get_activation(self.hidden_act), name="transform",
+        self.transform = TokenDense(hidden, activation=get_activation(self.hidden_act), name="transform",
                                             kernel_initializer=keras.initializers.TruncatedNormal(
                                                 stddev=self.initializer_range))
         self.transform.build(input_shape)

@@ -4,6 +4,7 @@ import keras
 
 from tfx_transfer.layers.activations import get_activation
 from tfx_transfer.layers.attention import MultiHeadSelfAttention
+from tfx_transfer.layers.token_dense import TokenDense
 
 
 @keras.saving.register_keras_serializable(package="tfx_transfer")
@@ -75,7 +76,7 @@ class TransformerBlock(keras.layers.Layer):
         self.self_attention_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, name="self_attention_layer_norm", dtype=policy)
         init = keras.initializers.TruncatedNormal(stddev=initializer_range)
-        self.intermediate = keras.layers.Dense(intermediate_size, kernel_initializer=init, name="intermediate",
+        self.intermediate = TokenDense(intermediate_size, kernel_initializer=init, name="intermediate",
                                                dtype=policy)
         self.output_dropout = keras.layers.Dropout(hidden_dropout_rate, name="output_dropout", dtype=policy)
         self.output_layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon,
@@ -84,7 +85,7 @@ class TransformerBlock(keras.layers.Layer):
     def build(self, input_shape):
         hidden_size = input_shape[-1]
         init = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
-        self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=init, name="output",
+        self.output_dense = TokenDense(hidden_size, kernel_initializer=init, name="output",
                                                dtype=self.dtype_policy)
         self.self_attention.build(input_shape)
         self.self_attention_layer_norm.build(input_shape)
