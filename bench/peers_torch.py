@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import pathlib
+import shlex
 import statistics
 import subprocess
 import sys
@@ -353,7 +354,8 @@ def table(peak, encoder, rows, args, q):
     from tfx_transfer.config import BertConfig
 
     config = BertConfig.from_json_file(os.path.join(_model_dir(), "config.json"))
-    command = " ".join(["python bench/peers_torch.py", *(a for a in sys.argv[1:] if not a.startswith("--torch_python"))])
+    command = shlex.join(["python", "bench/peers_torch.py",
+                          *(a for a in sys.argv[1:] if not a.startswith("--torch_python"))])
     seeds = args.seeds.split(",")
     rounds = len(seeds) * args.rounds
     lines = ["# tfx_transfer vs Hugging Face transformers + PyTorch (same machine, same run)", "",

@@ -144,3 +144,20 @@ def test_reorder_classes_follows_the_label_names():
     np.testing.assert_allclose(np.asarray(model(inputs(stored))), before[:, [2, 0, 1]], atol=1e-6)
     with pytest.raises(ValueError, match="not a permutation"):
         reorder_classes(model, [0, 0, 1])
+
+
+def test_fine_tuned_token_classifier_loads_with_its_head():
+    """transformers' BertForTokenClassification (5 BIO tags, cased): its `classifier` goes to our token head and
+    our logits at every token equal the producer's; a sentence classifier's head never loads into it."""
+    from tfx_transfer.models import BertTokenClassifier
+
+    model, report = _load(BertTokenClassifier, "hf/token_classification", num_labels=5)
+    assert _head_sources(report, "token_classifier") == {"classifier.weight": "token_classifier/kernel",
+                                                         "classifier.bias": "token_classifier/bias"}
+    assert not report.unused_in_checkpoint, report
+    stored = expected("hf/token_classification")
+    difference = max_difference(model(inputs(stored)), stored["logits"])
+    assert difference <= TOLERANCE, difference
+    _, report = _load(BertTokenClassifier, "hf/sequence_classification", num_labels=3)
+    assert {u.name for u in report.unused_in_checkpoint} == {"classifier.weight", "classifier.bias"}
+    assert {m.name for m in report.missing_in_checkpoint} >= {"token_classifier/kernel", "token_classifier/bias"}

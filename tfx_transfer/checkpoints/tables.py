@@ -59,10 +59,12 @@ def _dense(ours, theirs, kernel="kernel", bias="bias", read=(), write=None, head
             TensorName(ours + "/bias", theirs + bias, head=head)]
 
 
-# Our task heads (tfx_transfer.models): BertClassifier's `classifier` [H, C] and BertSpanLabeler's `span_logits`
-# [H, 2] (start, end). Each dialect below maps its producer's heads onto them.
+# Our task heads (tfx_transfer.models): BertClassifier's `classifier` [H, C], BertTokenClassifier's
+# `token_classifier` [H, C] and BertSpanLabeler's `span_logits` [H, 2] (start, end). Each dialect below maps its
+# producer's heads onto them.
 CLASSIFIER = "classifier"
 SPAN = "span_logits"
+TOKEN_CLASSIFIER = "token_classifier"
 
 
 def _norm(ours, theirs, gamma="gamma", beta="beta"):
@@ -149,11 +151,14 @@ HF = NameTable(
 )
 
 # Heads of transformers' BERT task classes, by the `architectures` entry of their config.json. The same names
-# (`classifier.*`) serve sentence and token classification, so only the declared architecture tells them apart;
-# heads not listed (token classification, masked LM, pretraining) stay discarded.
+# (`classifier.*`) serve sentence and token classification, so only the declared architecture tells them apart
+# (each goes to its own head: `classifier` or `token_classifier`); heads not listed (masked LM, pretraining) stay
+# discarded.
 HF_HEADS = {
     "BertForSequenceClassification": _dense(CLASSIFIER, "classifier.", "weight", "bias", _T, _transpose, head=True),
     "BertForQuestionAnswering": _dense(SPAN, "qa_outputs.", "weight", "bias", _T, _transpose, head=True),
+    "BertForTokenClassification": _dense(TOKEN_CLASSIFIER, "classifier.", "weight", "bias", _T, _transpose,
+                                         head=True),
 }
 
 # These build BertModel(add_pooling_layer=False): their checkpoints have no pooler, which stays newly initialised.

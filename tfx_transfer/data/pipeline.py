@@ -41,7 +41,8 @@ def default_padding(jit_compile: bool) -> str:
 
 @dataclasses.dataclass
 class EncodedSplit:
-    """Packed inputs of a split: int32 [N, L] arrays (L = longest packed example), lengths [N], labels [N]."""
+    """Packed inputs of a split: int32 [N, L] arrays (L = longest packed example), lengths [N], labels [N] (or
+    [N, L] per-token labels, e.g. tags: padded with -1 = ignored, as `data.tagging.IGNORED`)."""
 
     word_ids: np.ndarray
     type_ids: np.ndarray
@@ -140,17 +141,20 @@ def dataset(split: EncodedSplit, batches: Sequence[Batch], with_labels: bool = T
     rows = tf.RaggedTensor.from_row_lengths(flat, [len(b.indices) for b in batches])
     padded_lengths = np.asarray([b.length for b in batches], np.int32)
     labels = tf.constant(split.labels) if with_labels else None
+    per_token = with_labels and np.ndim(split.labels) == 2  # [N, L] labels follow the batch's length
 
-    def fit(table, index, length):
+    def fit(table, index, length, pad=0):
         values = tf.gather(table, index)  # [B, width]
-        values = tf.pad(values, [[0, 0], [0, tf.maximum(0, length - width)]])
+        values = tf.pad(values, [[0, 0], [0, tf.maximum(0, length - width)]], constant_values=pad)
         return values[:, :length]
 
     def make(index, length):
         inputs = {"input_word_ids": fit(word_ids, index, length),
                   "input_mask": tf.sequence_mask(tf.gather(lengths, index), length, dtype=tf.int32),
                   "input_type_ids": fit(type_ids, index, length)}
-        return (inputs, tf.gather(labels, index)) if with_labels else inputs
+        if not with_labels:
+            return inputs
+        return inputs, (fit(labels, index, length, pad=-1) if per_token else tf.gather(labels, index))
 
     data = tf.data.Dataset.from_tensor_slices((rows, padded_lengths)).map(make, num_parallel_calls=tf.data.AUTOTUNE,
                                                                            deterministic=True)

@@ -35,7 +35,7 @@ from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.model_card import ModelCard
 from tfx_transfer.jobs.model_setup import resolve_model_source
 from tfx_transfer.jobs.options import ClassifierOptions
-from tfx_transfer.jobs.outputs import checkpoint_dir, output_path, save_final, write_text
+from tfx_transfer.jobs.outputs import checkpoint_dir, finish_training, output_path, write_text
 from tfx_transfer.jobs.run_lock import OutputDirLock
 from tfx_transfer.jobs.training import compile_and_train
 from tfx_transfer.metrics.glue import compute
@@ -144,12 +144,7 @@ def _run(o: ClassifierOptions, strategy, source, processor, data, keep_best):
         logging.info("Trained to step %d (%s); %.1f examples/s.", global_step,
                      f"resumed from {result['resumed_from']}" if result["resumed_from"] else "from the start",
                      result["examples_per_s"])
-        best = evaluation.restore_best(model) if evaluation is not None else None
-        if best:
-            task["best_model"] = card.best = best
-        card.record_training(result)
-        card.count_parameters(model)
-        final_dir = save_final(model, out, tokenizer, task, o.model.adaptation, labels, card=card)
+        final_dir = finish_training(model, result, evaluation, card, task, out, tokenizer, o.model.adaptation, labels)
         if o.write_train_probabilities:
             write_probabilities(output_path(out, "train_probabilities.tsv"),
                                 _predicted_scores(o, model, processor, train_split, o.eval_batch_size))

@@ -21,8 +21,8 @@ from tfx_transfer.data.glue import task_names
 from tfx_transfer.data.pipeline import PADDINGS, default_padding
 from tfx_transfer.jobs import distribution
 from tfx_transfer.jobs.errors import FlagError
-from tfx_transfer.jobs.options import (ClassifierOptions, DistributionOptions, ModelOptions, OutputOptions,
-                                       SquadOptions, TrainingOptions)
+from tfx_transfer.jobs.options import (ClassifierOptions, DistributionOptions, ModelOptions, NerOptions,
+                                       OutputOptions, SquadOptions, TrainingOptions)
 from tfx_transfer.layers.adapter_config import KINDS
 from tfx_transfer.models.feature_classifier import FEATURE_HEADS
 
@@ -227,6 +227,23 @@ def define_squad_flags():
                       "and apply it to predictions.json.")
 
 
+def define_ner_flags():
+    """run_ner.py's flags."""
+    define_common_flags(max_seq_length=128)
+    define.DEFINE_string("train_file", None, "Training file: CoNLL columns (one token per line, blank line between "
+                         "sentences, -DOCSTART- skipped) or CoNLL-U (.conllu).")
+    define.DEFINE_string("dev_file", None, "Evaluation file (--do_eval), same format.")
+    define.DEFINE_string("test_file", None, "Prediction file (--do_predict), same format; labels not needed.")
+    define.DEFINE_bool("do_eval", False, "Evaluate on --dev_file: token accuracy, and entity P/R/F1 for BIO/IOBES.")
+    define.DEFINE_integer("eval_batch_size", 32, "Batch size of evaluation.")
+    define.DEFINE_integer("word_column", 0, "CoNLL: the word's column (0-based).")
+    define.DEFINE_string("label_column", "-1", "CoNLL: the label's column (0-based, negative from the end); "
+                         "CoNLL-U: upos or xpos (-1 means upos there).")
+    define.DEFINE_list("label_list", None, "Labels in the head's order (default: those of --train_file, O first).")
+    define.DEFINE_bool("label_all_tokens", False, "Train on every sub-token with its word's label (default: the "
+                       "first sub-token only; predictions always come from the first).")
+
+
 # ------------------------------------------------------------------ parsing: FLAGS -> options, once per run
 def _value(name):
     return FLAGS[name].value if name in FLAGS else None
@@ -306,6 +323,11 @@ def parse_classifier_options() -> ClassifierOptions:
 def parse_squad_options() -> SquadOptions:
     """run_squad.py's parsed command line."""
     return _job(SquadOptions)
+
+
+def parse_ner_options() -> NerOptions:
+    """run_ner.py's parsed command line."""
+    return _job(NerOptions, label_list=_tuple("label_list"))
 
 
 # ------------------------------------------------------------------ validation of parsed options

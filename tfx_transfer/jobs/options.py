@@ -167,3 +167,18 @@ class SquadOptions(_JobOptions):
     null_score_diff_threshold: float = 0.0
     eval: bool = False
     find_null_threshold: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class NerOptions(_JobOptions):
+    """run_ner.py: token classification (NER, part-of-speech tags, chunking) on CoNLL / CoNLL-U files."""
+
+    train_file: Optional[str] = None
+    dev_file: Optional[str] = None
+    test_file: Optional[str] = None
+    do_eval: bool = False
+    eval_batch_size: int = 32
+    word_column: int = 0
+    label_column: str = "-1"
+    label_list: Optional[Tuple[str, ...]] = None
+    label_all_tokens: bool = False

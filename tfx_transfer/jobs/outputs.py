@@ -72,3 +72,16 @@ def save_final(model, output_dir: str, tokenizer, task: dict, adaptation: str, l
             card.write(tmp)
     logging.info("Saved the final model to %s", directory)
     return directory
+
+
+def finish_training(model, result: dict, evaluation, card, task: dict, output_dir: str, tokenizer, adaptation: str,
+                    labels: Optional[list] = None) -> str:
+    """What every job does after --do_train: the best weights restored when evaluation during training chose them
+    (`evaluation`, an `EvaluationSchedule` or None; recorded in task.json and the card), the training facts and the
+    parameter counts on the card, then `final/` written (`save_final`). Returns final/'s path (None off the chief)."""
+    best = evaluation.restore_best(model) if evaluation is not None else None
+    if best:
+        task["best_model"] = card.best = best
+    card.record_training(result)
+    card.count_parameters(model)
+    return save_final(model, output_dir, tokenizer, task, adaptation, labels, card=card)

@@ -24,7 +24,7 @@ from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.model_card import ModelCard
 from tfx_transfer.jobs.model_setup import build_encoder, prepare_model, resolve_model_source
 from tfx_transfer.jobs.options import SquadOptions
-from tfx_transfer.jobs.outputs import checkpoint_dir, output_path, save_final, write_text
+from tfx_transfer.jobs.outputs import checkpoint_dir, finish_training, output_path, write_text
 from tfx_transfer.jobs.run_lock import OutputDirLock
 from tfx_transfer.jobs.training import compile_and_train
 from tfx_transfer.metrics.squad import evaluate
@@ -163,12 +163,7 @@ def _run(o: SquadOptions, strategy, source, tokenizer, train, predict, keep_best
                                    vocab_file=tokenizer.vocab_file, evaluation=evaluation)
         global_step = result["steps"]
         logging.info("Trained to step %d; %.2f features/s.", global_step, result["examples_per_s"])
-        best = evaluation.restore_best(model) if evaluation is not None else None
-        if best:
-            task["best_model"] = card.best = best
-        card.record_training(result)
-        card.count_parameters(model)
-        final_dir = save_final(model, out, tokenizer, task, o.model.adaptation, card=card)
+        final_dir = finish_training(model, result, evaluation, card, task, out, tokenizer, o.model.adaptation)
 
     if o.do_predict:
         predictions, nbest, null_odds, results = _predict(o, model, predict, tokenizer)

@@ -1,0 +1,118 @@
+"""run_ner.py end to end on a tiny model: CoNLL and CoNLL-U in, eval_results.txt / predictions / final/ out."""
+
+import numpy as np
+import pytest
+from absl import flags
+
+from tfx_transfer.jobs import ner
+
+FLAGS = flags.FLAGS
+if "word_column" not in FLAGS:
+    ner.define_flags()
+
+from conftest import WORDS  # noqa: E402  (the tiny model's vocabulary)
+
+# A learnable rule over the tiny vocabulary: adjectives are one-word entities of type Q, "movie" / "plot" of type N.
+ADJECTIVES = {"good", "bad", "great", "awful", "fun", "dull"}
+
+
+def _tags(words):
+    return ["B-Q" if w in ADJECTIVES else "B-N" if w in ("movie", "plot") else "O" for w in words]
+
+
+def _conll(path, count, seed, docstart=True):
+    rng = np.random.default_rng(seed)
+    lines = ["-DOCSTART- -X- O", ""] if docstart else []
+    sentences = []
+    for _ in range(count):
+        words = list(rng.choice(WORDS, rng.integers(3, 9)))
+        sentences.append((words, _tags(words)))
+        lines += [f"{w} X {t}" for w, t in zip(words, _tags(words))] + [""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return sentences
+
+
+def run_job(argv):
+    FLAGS.unparse_flags()
+    FLAGS(["run_ner.py"] + argv)
+    return ner.main(["run_ner.py"])
+
+
+COMMON = ["--max_seq_length=16", "--train_batch_size=8", "--eval_batch_size=8", "--predict_batch_size=8",
+          "--learning_rate=3e-3", "--save_checkpoints_steps=1000", "--label_column=-1"]
+
+
+def _results(out):
+    lines = (out / "eval_results.txt").read_text(encoding="utf-8").splitlines()
+    return {k: float(v) for k, v in (line.split(" = ") for line in lines)}
+
+
+@pytest.mark.parametrize("adaptation", ["full", "adapters"])
+def test_run_ner_trains_evaluates_and_predicts(tiny_model, tmp_path, adaptation):
+    train, dev, test = tmp_path / "train.txt", tmp_path / "dev.txt", tmp_path / "test.txt"
+    _conll(train, 160, 0)
+    gold = _conll(dev, 40, 1, docstart=False)
+    _conll(test, 5, 2)
+    out = tmp_path / "out"
+    extra = ["--adaptation=adapters", "--adapter_size=8", "--learning_rate=1e-2"] if adaptation == "adapters" else []
+    assert run_job([f"--pretrained={tiny_model}", f"--train_file={train}", f"--dev_file={dev}",
+                    f"--test_file={test}", f"--output_dir={out}", "--do_train", "--do_eval", "--do_predict",
+                    "--num_train_epochs=6", *COMMON, *extra]) == 0
+    results = _results(out)
+    assert set(results) >= {"eval_accuracy", "eval_precision", "eval_recall", "eval_f1", "eval_f1_Q", "eval_f1_N",
+                            "eval_loss", "global_step"}
+    # Majority tag O is 43% of the words; adapters on the tiny random encoder learn less in the same budget.
+    accuracy, f1 = (0.9, 0.8) if adaptation == "full" else (0.7, 0.6)
+    assert results["eval_accuracy"] > accuracy and results["eval_f1"] > f1, results
+    predicted = (out / "eval_predictions.txt").read_text(encoding="utf-8").split("\n\n")
+    first_words, first_gold = gold[0]
+    assert [line.split() for line in predicted[0].splitlines()][0][:2] == [first_words[0], first_gold[0]]
+    assert len([b for b in predicted if b.strip()]) == len(gold)
+    test_lines = [line.split() for line in (out / "test_predictions.txt").read_text(encoding="utf-8").splitlines()
+                  if line]
+    assert all(len(parts) == 2 and parts[1] in ("O", "B-Q", "B-N") for parts in test_lines)
+    task = (out / "final" / "task.json").read_text(encoding="utf-8")
+    assert '"token_classification"' in task and '"B-Q"' in task
+    assert (out / "final" / "adapter.safetensors").is_file() == (adaptation == "adapters")
+    # final/ is a valid --init_checkpoint: the head comes with it, evaluation reproduces the metrics.
+    again = tmp_path / "again"
+    assert run_job([f"--init_checkpoint={out / 'final'}", f"--dev_file={dev}", f"--output_dir={again}",
+                    "--do_eval", *COMMON, *extra]) == 0
+    assert _results(again)["eval_f1"] == pytest.approx(results["eval_f1"], abs=1e-9)
+
+
+def test_run_ner_reads_conllu_upos(tiny_model, tmp_path):
+    rows = []
+    rng = np.random.default_rng(3)
+    for s in range(40):
+        words = list(rng.choice(WORDS, rng.integers(2, 6)))
+        rows.append(f"# sent_id = s{s}")
+        rows += [f"{i + 1}\t{w}\t{w}\t{'ADJ' if w in ADJECTIVES else 'X'}\t_\t_\t0\troot\t_\t_"
+                 for i, w in enumerate(words)]
+        rows.append("")
+    path = tmp_path / "tiny.conllu"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = [f"--pretrained={tiny_model}", f"--train_file={path}", f"--dev_file={path}", f"--output_dir={out}",
+            "--do_train", "--do_eval", "--num_train_epochs=6", *COMMON]
+    args[-1] = "--label_column=upos"
+    assert run_job(args) == 0
+    results = _results(out)
+    assert results["eval_accuracy"] > 0.9 and "eval_f1" not in results  # POS tags: no entity scores
+
+
+def test_run_ner_rejects_bad_input_before_training(tiny_model, tmp_path, capsys):
+    train = tmp_path / "train.txt"
+    _conll(train, 4, 0)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("good\n", encoding="utf-8")
+    base = [f"--pretrained={tiny_model}", f"--output_dir={tmp_path / 'out'}", *COMMON]
+    assert run_job([*base, f"--train_file={bad}", "--do_train", "--label_column=1"]) == 2
+    assert "bad.txt:1: 1 column" in capsys.readouterr().err
+    assert run_job([*base, f"--train_file={train}", "--do_train", "--label_list=O,B-Q"]) == 2
+    assert "not in the label list: ['B-N']" in capsys.readouterr().err
+    assert run_job([*base, "--do_train"]) == 2
+    assert "--train_file is needed" in capsys.readouterr().err
+    assert run_job([*base, f"--train_file={train}", "--do_train", f"--export_dir={tmp_path / 'export'}"]) == 2
+    assert "not written yet" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "checkpoints").exists()
