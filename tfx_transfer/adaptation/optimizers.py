@@ -134,18 +134,8 @@ class FusedAdamW(keras.optimizers.AdamW):
         """Decoupled weight decay, w -= w x (lr x wd), as Keras's AdamW, with lr x wd computed once per apply
         (Keras evaluates the schedule again for every variable: ~8 ops each) and one full-size multiply per
         variable instead of two (Keras: (w x wd) x lr)."""
-        import tensorflow as tf
-
-        if self.weight_decay is None:
-            return
-        decays = {}
-
-        def decay_of(dtype):
-            if dtype not in decays:
-                decays[dtype] = tf.cast(self.learning_rate, dtype) * tf.cast(self.weight_decay, dtype)
-            return decays[dtype]
-
-        apply_decoupled_decay(self, variables, lambda variable: decay_of(variable.dtype))
+        if self.weight_decay is not None:
+            apply_decoupled_decay(self, variables)
 
     def get_config(self):
         config = super().get_config()
@@ -177,10 +167,19 @@ def _scale(gradient, scale):
     return gradient * tf.cast(scale, gradient.dtype)
 
 
-def apply_decoupled_decay(optimizer, variables, decay_of):
-    """w -= w x decay_of(w) for each of `variables` that `optimizer._use_weight_decay`, the tf.distribute way
-    (each variable updated where it lives); `decay_of` gives a scalar tensor in the variable's dtype."""
+def apply_decoupled_decay(optimizer, variables, rate_of=None):
+    """w -= w x (lr x wd) [x rate_of(w)] for each of `variables` that `optimizer._use_weight_decay`, the
+    tf.distribute way (each variable updated where it lives). lr x wd is computed once per dtype and apply (Keras's
+    AdamW evaluates the schedule again for every variable); `rate_of` gives a per-variable scalar in its dtype."""
     import tensorflow as tf
+
+    decays = {}
+
+    def decay_of(variable):
+        dtype = variable.dtype
+        if dtype not in decays:
+            decays[dtype] = tf.cast(optimizer.learning_rate, dtype) * tf.cast(optimizer.weight_decay, dtype)
+        return decays[dtype] if rate_of is None else decays[dtype] * rate_of(variable)
 
     def apply_decay(distribution, variables):
         def decay(variable):
@@ -329,17 +328,8 @@ class PerVariableRates:
     def _apply_weight_decay(self, variables):
         import tensorflow as tf
 
-        if self.weight_decay is None:
-            return
-        decays = {}
-
-        def decay_of(variable):  # lr x wd once per apply, times this variable's rate
-            dtype = variable.dtype
-            if dtype not in decays:
-                decays[dtype] = tf.cast(self.learning_rate, dtype) * tf.cast(self.weight_decay, dtype)
-            return decays[dtype] * tf.cast(self._rate(variable), dtype)
-
-        apply_decoupled_decay(self, variables, decay_of)
+        if self.weight_decay is not None:
+            apply_decoupled_decay(self, variables, rate_of=lambda v: tf.cast(self._rate(v), v.dtype))
 
     def get_config(self):
         config = super().get_config()

@@ -24,11 +24,10 @@ import time
 from typing import List, Optional
 
 import keras
-import numpy as np
 from absl import logging
 
 from tfx_transfer.data.conll import ConllFormatError, label_list as labels_of, read_tagged
-from tfx_transfer.data.tagging import IGNORED, TaggedSplit, decode_tagged, encode_tagged
+from tfx_transfer.data.tagging import TaggedSplit, decode_tagged, encode_tagged
 from tfx_transfer.jobs import distribution, flags, trainer
 from tfx_transfer.jobs.best_model import evaluation_schedule
 from tfx_transfer.jobs.cli import run_main
@@ -40,7 +39,7 @@ from tfx_transfer.jobs.outputs import checkpoint_dir, finish_training, output_pa
 from tfx_transfer.jobs.run_lock import OutputDirLock
 from tfx_transfer.jobs.training import compile_and_train
 from tfx_transfer.metrics.tagging import entity_scores, is_chunk_tagging, token_accuracy
-from tfx_transfer.models.token_classifier import BertTokenClassifier
+from tfx_transfer.models.token_classifier import BertTokenClassifier, token_loss
 from tfx_transfer.plot import plot_training
 from tfx_transfer.text.tokenizer import BertTokenizer
 
@@ -121,18 +120,8 @@ def evaluate(o: NerOptions, model, split: TaggedSplit):
         scores = entity_scores(gold, predicted)
         results.update(eval_precision=scores["precision"], eval_recall=scores["recall"], eval_f1=scores["f1"])
         results.update({f"eval_f1_{t}": s["f1"] for t, s in scores["per_type"].items()})
-    results["eval_loss"] = _token_loss(logits, split.label_ids)
+    results["eval_loss"] = float(token_loss(split.label_ids, logits))  # the training loss, on first sub-tokens
     return results, predicted
-
-
-def _token_loss(logits, label_ids):
-    """Mean cross-entropy over the labelled first sub-tokens (what the loss trains on without label_all_tokens)."""
-    logits = np.asarray(logits, np.float64)
-    keep = label_ids != IGNORED
-    shifted = logits - logits.max(-1, keepdims=True)
-    log_p = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-    chosen = np.take_along_axis(log_p, np.maximum(label_ids, 0)[..., None], axis=-1)[..., 0]
-    return float(-chosen[keep].mean()) if keep.any() else 0.0
 
 
 def _write_predictions(path, sentences, predicted, with_gold):
