@@ -85,6 +85,22 @@ def test_attention_training_and_inference_paths_agree(mask_kind):
                                np.asarray(layer(data["x"], attention_mask=mask, training=False)), atol=1e-6)
 
 
+def test_attention_inference_graph_splits_heads_without_transposes():
+    """Inference reads each head as a column block of the projections: one Split per projection, no Transpose and
+    no per-head slices (slices of [B, N, T, D] made MiniLM's inference graph 2,800 ops, now 1,582; the StridedSlices
+    left are the projections' shape arithmetic and the mask's new axes)."""
+    import tensorflow as tf
+
+    layer = MultiHeadSelfAttention(HEADS, dropout_rate=0.0)
+    layer.build((None, None, H))
+    spec = tf.TensorSpec([None, None, H], tf.float32), tf.TensorSpec([None, None], tf.int32)
+    graph = tf.function(lambda x, mask: layer(x, attention_mask=mask, training=False)).get_concrete_function(
+        *spec).graph
+    types = [op.type for op in graph.get_operations()]
+    assert types.count("Split") == 3 and types.count("Softmax") == HEADS
+    assert "Transpose" not in types and types.count("StridedSlice") == 4 * 2 + 1  # per-head slices: 3 x HEADS more
+
+
 def test_attention_accepts_3d_mask_and_rejects_bad_width():
     layer = MultiHeadSelfAttention(HEADS, dropout_rate=0.0)
     data = _hidden_data(batch=2)
