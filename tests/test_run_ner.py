@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from absl import flags
 
 from tfx_transfer.jobs import ner
@@ -57,7 +58,7 @@ def test_run_ner_trains_evaluates_and_predicts(tiny_model, tmp_path, adaptation)
     extra = ["--adaptation=adapters", "--adapter_size=8", "--learning_rate=1e-2"] if adaptation == "adapters" else []
     assert run_job([f"--pretrained={tiny_model}", f"--train_file={train}", f"--dev_file={dev}",
                     f"--test_file={test}", f"--output_dir={out}", "--do_train", "--do_eval", "--do_predict",
-                    "--num_train_epochs=6", *COMMON, *extra]) == 0
+                    f"--export_dir={tmp_path / 'serving'}", "--num_train_epochs=6", *COMMON, *extra]) == 0
     results = _results(out)
     assert set(results) >= {"eval_accuracy", "eval_precision", "eval_recall", "eval_f1", "eval_f1_Q", "eval_f1_N",
                             "eval_loss", "global_step"}
@@ -71,6 +72,13 @@ def test_run_ner_trains_evaluates_and_predicts(tiny_model, tmp_path, adaptation)
     test_lines = [line.split() for line in (out / "test_predictions.txt").read_text(encoding="utf-8").splitlines()
                   if line]
     assert all(len(parts) == 2 and parts[1] in ("O", "B-Q", "B-N") for parts in test_lines)
+    # The TF Serving export tags raw text as --do_predict tagged the test file's words.
+    sentences = [[line.split() for line in block.splitlines()]
+                 for block in (out / "test_predictions.txt").read_text(encoding="utf-8").split("\n\n") if block.strip()]
+    served = tf.saved_model.load(str(tmp_path / "serving" / "1")).signatures["serving_default"](
+        text=tf.constant([" ".join(word for word, _ in sentence) for sentence in sentences]))
+    for i, sentence in enumerate(sentences):
+        assert [label.decode() for label in served["labels"].numpy()[i][:len(sentence)]] == [t for _, t in sentence]
     task = (out / "final" / "task.json").read_text(encoding="utf-8")
     assert '"token_classification"' in task and '"B-Q"' in task
     assert (out / "final" / "adapter.safetensors").is_file() == (adaptation == "adapters")
@@ -113,6 +121,6 @@ def test_run_ner_rejects_bad_input_before_training(tiny_model, tmp_path, capsys)
     assert "not in the label list: ['B-N']" in capsys.readouterr().err
     assert run_job([*base, "--do_train"]) == 2
     assert "--train_file is needed" in capsys.readouterr().err
-    assert run_job([*base, f"--train_file={train}", "--do_train", f"--export_dir={tmp_path / 'export'}"]) == 2
-    assert "not written yet" in capsys.readouterr().err
+    assert run_job([*base, f"--train_file={train}", "--do_train", "--do_export"]) == 2
+    assert "--do_export needs --export_dir" in capsys.readouterr().err
     assert not (tmp_path / "out" / "checkpoints").exists()

@@ -19,6 +19,7 @@ from tfx_transfer.adaptation.surgery import merge_lora
 from tfx_transfer.encoders.bert_encoder import find_encoder
 from tfx_transfer.export.classifier_module import ClassifierServingModule
 from tfx_transfer.export.squad_module import SquadServingModule
+from tfx_transfer.export.tagger_module import TaggerServingModule
 from tfx_transfer.export.versioning import new_version_directory
 
 WARMUP_TEXTS = ["A short warmup sentence.", "Warmup request number two, somewhat longer than the first one, so that a "
@@ -63,13 +64,16 @@ def write_warmup_requests(directory: str, requests) -> Optional[str]:
 def export_for_serving(model, export_base: str, tokenizer, labels: Optional[Sequence[str]] = None,
                        max_seq_length: int = 128, pairs: bool = False, version: Optional[int] = None,
                        warmup: bool = True, task: str = "classifier", card=None, **squad_options) -> str:
-    """Exports `model` (a `BertClassifier`, or a `BertSpanLabeler` with task="squad") under `export_base/<version>`.
+    """Exports `model` (a `BertClassifier`, a `BertSpanLabeler` with task="squad", or a `BertTokenClassifier` with
+    task="tagger") under `export_base/<version>`.
 
     Args:
         model: the trained task model. tokenizer: its `BertTokenizer` (vocab + casing).
-        labels: class names (None: regression). max_seq_length: truncation length. pairs: the task reads two texts.
+        labels: class names (None: regression; a tagger's tags). max_seq_length: truncation length (a tagger's
+            window). pairs: the task reads two texts.
         version: explicit version (must not exist); default the next integer. warmup: write warmup requests.
-        task: "classifier" or "squad"; squad_options go to `SquadServingModule` (doc_stride, max_query_length, ...).
+        task: "classifier", "squad" or "tagger" (export/tagger_module.py); squad_options go to
+            `SquadServingModule` (doc_stride, max_query_length, ...).
         card: an object with `write(directory)` (the jobs' `ModelCard`): README.md and model_card.json beside
             saved_model.pb (TF Serving reads only the SavedModel's own files).
 
@@ -85,8 +89,11 @@ def export_for_serving(model, export_base: str, tokenizer, labels: Optional[Sequ
     elif task == "squad":
         module = SquadServingModule(model, tokenizer, max_seq_length, tokenizer.vocab_file, **squad_options)
         inputs = {"question": ["What is warming up?", "Why?"], "context": WARMUP_TEXTS}
+    elif task == "tagger":
+        module = TaggerServingModule(model, tokenizer, max_seq_length, labels, tokenizer.vocab_file)
+        inputs = {"text": WARMUP_TEXTS}
     else:
-        raise ValueError(f"task={task!r}: choose 'classifier' or 'squad'.")
+        raise ValueError(f"task={task!r}: choose 'classifier', 'squad' or 'tagger'.")
     signatures = module.signatures()
     with new_version_directory(export_base, version) as (tmp, number):
         tf.saved_model.save(module, tmp, signatures=signatures)

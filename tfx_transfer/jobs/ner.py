@@ -13,6 +13,9 @@ shared flags). Outputs in --output_dir:
   final/               model.keras, config.json, vocab.txt, task.json (labels), adapter.safetensors (when only part of
                        the model trained): a valid --init_checkpoint
   checkpoints/, logs/  resumable training state, TensorBoard scalars
+With --export_dir (after training, or --do_export of an --init_checkpoint): <export_dir>/<version>/, a TF Serving
+SavedModel taking raw text and returning each word's label, probability and character offsets
+(export/tagger_module.py).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from absl import logging
 
 from tfx_transfer.data.conll import ConllFormatError, label_list as labels_of, read_tagged
 from tfx_transfer.data.tagging import TaggedSplit, decode_tagged, encode_tagged
+from tfx_transfer.export import export_for_serving
 from tfx_transfer.jobs import distribution, flags, trainer
 from tfx_transfer.jobs.best_model import evaluation_schedule
 from tfx_transfer.jobs.cli import run_main
@@ -85,9 +89,6 @@ class _Data:
 
 
 def _read_all(o: NerOptions) -> _Data:
-    if o.output.export_dir:
-        raise FlagError("--export_dir: the TF Serving export of token classification (raw text in, a label per word "
-                        "out) is not written yet; the trained model is in output_dir/final/.")
     train = _read(o, o.train_file, "train") if o.do_train else None
     dev = _read(o, o.dev_file, "dev") if o.do_eval else None
     test = _read(o, o.test_file, "test", labelled=False) if o.do_predict else None
@@ -160,7 +161,7 @@ def run(o: NerOptions):
     flags.warn_ignored_tpu_flags(o)
     strategy = distribution.strategy(o.distribution)  # before TensorFlow touches a device
     source = resolve_model_source(o.model)
-    flags.validate_common(o, source.max_positions, modes=("do_train", "do_eval", "do_predict"))
+    flags.validate_common(o, source.max_positions, modes=("do_train", "do_eval", "do_predict", "do_export"))
     data = _read_all(o)
     if data.labels is None:
         data.labels = list(source.labels or ())
@@ -236,6 +237,13 @@ def _run(o: NerOptions, strategy, source, data: _Data, keep_best):
         logging.info("Wrote test_predictions.txt (%d sentences).", len(data.test))
         for sentence, tags in list(zip(data.test, predicted))[:2]:
             print("  " + " ".join(f"{w}/{t}" for w, t in zip(sentence.words, tags)), flush=True)
+    if o.output.export_dir and (o.do_train or o.do_export) and distribution.is_chief():
+        if card.parameters is None:
+            card.count_parameters(model)
+        path = export_for_serving(model, o.output.export_dir, tokenizer, labels=labels,
+                                  max_seq_length=o.max_seq_length, version=o.output.export_version, card=card,
+                                  task="tagger")
+        print(f"  exported for TF Serving: {path}", flush=True)
     if o.output.plot_training and distribution.is_chief():
         print(f"  training plot: {plot_training(out)}", flush=True)
     return 0

@@ -155,6 +155,23 @@ class BertTokenizer:
         chunks = tf.strings.split(strings)  # whitespace; [B, (chunks)]
         return tf.cond(tf.reduce_any(too_long(chunks.flat_values)), rewrite, lambda: strings)
 
+    def split_words(self, strings):
+        """BERT's words of each raw string, found on the text as given, with their byte offsets into it.
+
+        The boundaries are google-research/bert's `BasicTokenizer`'s: whitespace (tab, newline, carriage return,
+        Unicode Zs) separates words and every punctuation or CJK character is a word of its own. Characters that
+        BERT's cleaning drops (controls, format characters, U+0000, U+FFFD) stay inside their word here, so a word's
+        `normalize` is exactly one of BERT's words, or "" when the word is nothing but such characters.
+
+        Args:
+            strings: string tensor [B].
+
+        Returns:
+            (words, begin, end): RaggedTensors [B, (W)]: the substrings of the input, and int64 byte offsets, as
+            `tensorflow_text.regex_split_with_offsets` gives them.
+        """
+        return tf_text.regex_split_with_offsets(strings, r"[\t\n\r\p{Zs}]|" + _SPLIT_OFF, _SPLIT_OFF)
+
     def tokenize(self, strings) -> tf.RaggedTensor:
         """strings: str, list of str or string tensor [B]. Returns int32 RaggedTensor [B, (tokens)]."""
         strings = tf.convert_to_tensor(strings, dtype=tf.string)
