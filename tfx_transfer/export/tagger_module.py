@@ -110,7 +110,8 @@ class TaggerServingModule(tf.Module):
         probabilities = tf.nn.softmax(word_logits, axis=-1)
         label_id = tf.argmax(word_logits, axis=-1, output_type=tf.int32)
 
-        start_char = tf.strings.length(tf.strings.substr(tf.gather(text, rows), tf.zeros_like(begin), begin), unit="UTF8_CHAR")
+        before = tf.strings.substr(tf.gather(text, rows), tf.zeros_like(begin), begin)  # the text up to each word
+        start_char = tf.strings.length(before, unit="UTF8_CHAR")
         end_char = start_char + tf.strings.length(word_text, unit="UTF8_CHAR")
 
         def per_text(values, padding):
@@ -129,6 +130,7 @@ class TaggerServingModule(tf.Module):
         from_ids = tf.function(lambda input_word_ids, input_mask, input_type_ids: self._token_outputs(
             {"input_word_ids": input_word_ids, "input_mask": input_mask, "input_type_ids": input_type_ids}),
             input_signature=ids_spec)
-        serve = tf.function(self._from_text, autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        serve = tf.function(self._from_text, autograph=False,
+                            input_signature=[tf.TensorSpec([None], tf.string, name="text")])
         self.serve, self.serve_ids = serve, from_ids
         return {"serving_default": serve.get_concrete_function(), "from_ids": from_ids.get_concrete_function()}
