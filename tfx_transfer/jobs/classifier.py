@@ -23,7 +23,6 @@ from absl import logging
 
 from tfx_transfer.adaptation.ensembling import write_probabilities
 from tfx_transfer.data.pipeline import encode_examples
-from tfx_transfer.export import export_for_serving
 from tfx_transfer.jobs import distribution, flags, trainer
 from tfx_transfer.jobs.best_model import evaluation_schedule
 from tfx_transfer.jobs.classifier_data import read_classifier_data
@@ -35,11 +34,10 @@ from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.model_card import ModelCard
 from tfx_transfer.jobs.model_setup import resolve_model_source
 from tfx_transfer.jobs.options import ClassifierOptions
-from tfx_transfer.jobs.outputs import checkpoint_dir, finish_training, output_path, write_text
+from tfx_transfer.jobs.outputs import checkpoint_dir, export_and_plot, finish_training, output_path, write_text
 from tfx_transfer.jobs.run_lock import OutputDirLock
 from tfx_transfer.jobs.training import compile_and_train
 from tfx_transfer.metrics.glue import compute
-from tfx_transfer.plot import plot_training
 from tfx_transfer.text.tokenizer import BertTokenizer
 
 
@@ -184,15 +182,7 @@ def _run(o: ClassifierOptions, strategy, source, processor, data, keep_best):
             confidence = f"{score:.3f}" if processor.is_regression else f"p={np.max(score):.3f}"
             print(f"  {example.text_a!r} -> {prediction} ({confidence})", flush=True)
 
-    if o.output.export_dir and (o.do_train or o.do_export) and distribution.is_chief():
-        if card.parameters is None:
-            card.count_parameters(model)
-        path = export_for_serving(model, o.output.export_dir, tokenizer, labels=labels,
-                                  max_seq_length=o.max_seq_length, pairs=processor.pairs,
-                                  version=o.output.export_version, card=card)
-        print(f"  exported for TF Serving: {path}", flush=True)
-    if o.output.plot_training and distribution.is_chief():
-        print(f"  training plot: {plot_training(out)}", flush=True)
+    export_and_plot(o, model, card, tokenizer, labels=labels, pairs=processor.pairs)
     return 0
 
 

@@ -31,7 +31,6 @@ from absl import logging
 
 from tfx_transfer.data.conll import ConllFormatError, label_list as labels_of, read_tagged
 from tfx_transfer.data.tagging import TaggedSplit, decode_tagged, encode_tagged
-from tfx_transfer.export import export_for_serving
 from tfx_transfer.jobs import distribution, flags, trainer
 from tfx_transfer.jobs.best_model import evaluation_schedule
 from tfx_transfer.jobs.cli import run_main
@@ -39,12 +38,11 @@ from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.model_card import ModelCard
 from tfx_transfer.jobs.model_setup import build_encoder, prepare_model, resolve_model_source
 from tfx_transfer.jobs.options import NerOptions
-from tfx_transfer.jobs.outputs import checkpoint_dir, finish_training, output_path, write_text
+from tfx_transfer.jobs.outputs import checkpoint_dir, export_and_plot, finish_training, output_path, write_text
 from tfx_transfer.jobs.run_lock import OutputDirLock
 from tfx_transfer.jobs.training import compile_and_train
 from tfx_transfer.metrics.tagging import entity_scores, is_chunk_tagging, token_accuracy
 from tfx_transfer.models.token_classifier import BertTokenClassifier, token_loss
-from tfx_transfer.plot import plot_training
 from tfx_transfer.text.tokenizer import BertTokenizer
 
 
@@ -237,15 +235,7 @@ def _run(o: NerOptions, strategy, source, data: _Data, keep_best):
         logging.info("Wrote test_predictions.txt (%d sentences).", len(data.test))
         for sentence, tags in list(zip(data.test, predicted))[:2]:
             print("  " + " ".join(f"{w}/{t}" for w, t in zip(sentence.words, tags)), flush=True)
-    if o.output.export_dir and (o.do_train or o.do_export) and distribution.is_chief():
-        if card.parameters is None:
-            card.count_parameters(model)
-        path = export_for_serving(model, o.output.export_dir, tokenizer, labels=labels,
-                                  max_seq_length=o.max_seq_length, version=o.output.export_version, card=card,
-                                  task="tagger")
-        print(f"  exported for TF Serving: {path}", flush=True)
-    if o.output.plot_training and distribution.is_chief():
-        print(f"  training plot: {plot_training(out)}", flush=True)
+    export_and_plot(o, model, card, tokenizer, labels=labels, task="tagger")
     return 0
 
 

@@ -10,8 +10,10 @@ import numpy as np
 from absl import logging
 
 from tfx_transfer.adaptation.files import save_adaptation
+from tfx_transfer.export import export_for_serving
 from tfx_transfer.io_utils import atomic_directory, inside, write_json, write_text  # noqa: F401  (the jobs' writer)
 from tfx_transfer.jobs import distribution
+from tfx_transfer.plot import plot_training
 
 
 def checkpoint_dir(output_dir: str) -> str:
@@ -85,3 +87,19 @@ def finish_training(model, result: dict, evaluation, card, task: dict, output_di
     card.record_training(result)
     card.count_parameters(model)
     return save_final(model, output_dir, tokenizer, task, adaptation, labels, card=card)
+
+
+def export_and_plot(o, model, card, tokenizer, **export_options):
+    """What every job does last, on the chief: with --export_dir (after --do_train or with --do_export) the TF Serving
+    export (`export_for_serving(model, ..., **export_options)`, the card's parameter counts filled in when training
+    did not), then with --plot_training the training plot. `o`: the job's options."""
+    if not distribution.is_chief():
+        return
+    if o.output.export_dir and (o.do_train or o.do_export):
+        if card.parameters is None:
+            card.count_parameters(model)
+        path = export_for_serving(model, o.output.export_dir, tokenizer, max_seq_length=o.max_seq_length,
+                                  version=o.output.export_version, card=card, **export_options)
+        print(f"  exported for TF Serving: {path}", flush=True)
+    if o.output.plot_training:
+        print(f"  training plot: {plot_training(o.output.output_dir)}", flush=True)

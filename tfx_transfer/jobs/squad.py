@@ -16,7 +16,6 @@ import keras
 from absl import logging
 
 from tfx_transfer.data.squad import build_features, features_to_split, postprocess, read_squad
-from tfx_transfer.export import export_for_serving
 from tfx_transfer.jobs import distribution, flags, trainer
 from tfx_transfer.jobs.best_model import evaluation_schedule
 from tfx_transfer.jobs.cli import run_main
@@ -24,12 +23,11 @@ from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.model_card import ModelCard
 from tfx_transfer.jobs.model_setup import build_encoder, prepare_model, resolve_model_source
 from tfx_transfer.jobs.options import SquadOptions
-from tfx_transfer.jobs.outputs import checkpoint_dir, finish_training, output_path, write_text
+from tfx_transfer.jobs.outputs import checkpoint_dir, export_and_plot, finish_training, output_path, write_text
 from tfx_transfer.jobs.run_lock import OutputDirLock
 from tfx_transfer.jobs.training import compile_and_train
 from tfx_transfer.metrics.squad import evaluate
 from tfx_transfer.models.span_labeler import BertSpanLabeler
-from tfx_transfer.plot import plot_training
 from tfx_transfer.text.tokenizer import BertTokenizer
 
 
@@ -189,17 +187,9 @@ def _run(o: SquadOptions, strategy, source, tokenizer, train, predict, keep_best
         for example in predict.examples[:3]:
             print(f"  {example.question_text!r} -> {predictions[example.qas_id]!r}", flush=True)
 
-    if o.output.export_dir and (o.do_train or o.do_export) and distribution.is_chief():
-        if card.parameters is None:
-            card.count_parameters(model)
-        path = export_for_serving(model, o.output.export_dir, tokenizer, max_seq_length=o.max_seq_length,
-                                  version=o.output.export_version, task="squad", doc_stride=o.doc_stride,
-                                  max_query_length=o.max_query_length, max_answer_length=o.max_answer_length,
-                                  version_2=o.version_2_with_negative,
-                                  null_score_diff_threshold=o.null_score_diff_threshold, card=card)
-        print(f"  exported for TF Serving: {path}", flush=True)
-    if o.output.plot_training and distribution.is_chief():
-        print(f"  training plot: {plot_training(out)}", flush=True)
+    export_and_plot(o, model, card, tokenizer, task="squad", doc_stride=o.doc_stride,
+                    max_query_length=o.max_query_length, max_answer_length=o.max_answer_length,
+                    version_2=o.version_2_with_negative, null_score_diff_threshold=o.null_score_diff_threshold)
     return 0
 
 
