@@ -19,6 +19,14 @@ from tfx_transfer.export.inputs import checked_texts
 from tfx_transfer.text.packer import BertPacker
 
 
+def label_outputs(logits, label_names):
+    """logits [..., C] (float32) -> {"logits", "probabilities" [..., C], "label_id" int32 [...], "label" string [...]}:
+    the outputs of every signature that predicts a label (per text, or per token for a tagger's from_ids)."""
+    label_id = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1), "label_id": label_id,
+            "label": tf.gather(label_names, label_id)}
+
+
 class ClassifierServingModule(tf.Module):
     """Holds the Keras model, the tokenizer and the label names; see the module docstring."""
 
@@ -40,9 +48,7 @@ class ClassifierServingModule(tf.Module):
         logits = tf.cast(self.model(inputs, training=False), tf.float32)
         if self.regression:
             return {"score": logits[:, 0]}
-        label_id = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1), "label_id": label_id,
-                "label": tf.gather(self.label_names, label_id)}
+        return label_outputs(logits, self.label_names)
 
     def _from_text(self, text, text_b=None):
         if text_b is None:

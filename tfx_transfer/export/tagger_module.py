@@ -32,6 +32,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from tfx_transfer.export.classifier_module import label_outputs
 from tfx_transfer.export.inputs import checked_texts
 from tfx_transfer.text.packer import BertPacker
 
@@ -83,20 +84,17 @@ class TaggerServingModule(tf.Module):
         self.max_seq_length = tf.Variable(max_seq_length, trainable=False, name="max_seq_length")
 
     def _token_outputs(self, inputs):
-        logits = tf.cast(self.model(inputs, training=False), tf.float32)  # [B, T, C]
-        label_id = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1), "label_id": label_id,
-                "label": tf.gather(self.label_names, label_id)}
+        return label_outputs(tf.cast(self.model(inputs, training=False), tf.float32), self.label_names)  # [B, T, C]
 
     def _from_text(self, text):
         text = checked_texts(text=text)["text"]
         batch = tf.shape(text, out_type=tf.int64)[0]
-        words, begin, end = self._tokenizer.split_words(text)  # [B, (W)]
+        words, begin, _ = self._tokenizer.split_words(text)  # [B, (W)]; a word's end is its start + its length
         pieces = self._tokenizer.tokenize(words.flat_values)  # [N, (P)]: each word on its own, as in training
         kept = pieces.row_lengths() > 0
         pieces = tf.ragged.boolean_mask(pieces, kept)[:, :self._budget]
         rows = tf.boolean_mask(words.value_rowids(), kept)  # [N'] the text of each word
-        word_text, begin, end = (tf.boolean_mask(t.flat_values, kept) for t in (words, begin, end))
+        word_text, begin = (tf.boolean_mask(t.flat_values, kept) for t in (words, begin))
 
         window, start = greedy_windows(rows, pieces.row_lengths(), self._budget)
         windows_per_text = tf.maximum(tf.math.unsorted_segment_max(window, rows, batch) + 1, 0)  # [B]
@@ -121,8 +119,8 @@ class TaggerServingModule(tf.Module):
                 "label_ids": per_text(label_id, -1),
                 "probabilities": per_text(tf.reduce_max(probabilities, axis=-1), 0.0),
                 "start_offsets": per_text(start_char, -1), "end_offsets": per_text(end_char, -1),
-                "num_words": tf.cast(tf.math.bincount(tf.cast(rows, tf.int32), minlength=tf.cast(batch, tf.int32),
-                                                      maxlength=tf.cast(batch, tf.int32)), tf.int32)}
+                "num_words": tf.cast(tf.RaggedTensor.from_value_rowids(rows, rows, nrows=batch).row_lengths(),
+                                     tf.int32)}
 
     def signatures(self):
         ids_spec = [tf.TensorSpec([None, None], tf.int32, name=name)
