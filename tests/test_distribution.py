@@ -168,3 +168,29 @@ def test_killed_worker_job_resumes_from_the_last_checkpoint(no_dropout_model, da
         assert f"Resuming training from {checkpoints / f'ckpt-{saved[-1]}'}: step {saved[-1]} of 16" in err
     assert results[0][1] and fingerprint(results[0][1]) == fingerprint(results[1][1])
     assert_same_weights(final_weights(out), single_device["full"])
+
+
+def test_run_ner_mirrored_equals_one_device_with_uneven_token_counts(no_dropout_model, tmp_path):
+    """Token classification averages its loss over the labelled tokens of the whole global batch; the two replicas'
+    halves hold different numbers of them (sentences of 1 to 9 words), so a per-replica mean would weight them
+    wrongly."""
+    from tfx_transfer.jobs import ner  # noqa: F401  (registers BertTokenClassifier for load_model)
+
+    rng = np.random.default_rng(7)
+    lines = []
+    for i in range(32):
+        words = list(rng.choice(WORDS, 1 + (i * 5) % 9))
+        lines += [f"{w} {'B-Q' if w in ('good', 'bad', 'great') else 'O'}" for w in words] + [""]
+    data = tmp_path / "tags.txt"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    weights = {}
+    for name, extra in (("one", []), ("mirrored", ["--distribution_strategy=mirrored", "--num_cpu_devices=2"])):
+        out = tmp_path / name
+        argv = [sys.executable, os.path.join(REPO, "run_ner.py"), f"--train_file={data}", f"--pretrained={no_dropout_model}",
+                f"--output_dir={out}", "--do_train", "--max_seq_length=16", "--train_batch_size=8",
+                "--num_train_epochs=2", "--learning_rate=1e-3", "--seed=3", "--label_column=-1", *extra]
+        result = subprocess.run(argv, env=ENV, capture_output=True, text=True, cwd=REPO)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert fingerprint(result.stderr)[0] == "8"
+        weights[name] = final_weights(out)
+    assert_same_weights(weights["mirrored"], weights["one"])

@@ -105,17 +105,28 @@ class FusedAdamW(keras.optimizers.AdamW):
           scaled, where Keras densifies the 11.7M-entry table here to scale it;
         - nothing is multiplied when the norm is within the limit (Keras multiplies by clip x (1 / clip), exactly
           1.0 for the usual clip 1.0). A NaN or infinite norm still makes every gradient value NaN, as Keras does
-          (a sparse gradient's absent rows stay absent, where Keras's densified 0 x NaN makes them NaN too).
+          (a sparse gradient's absent rows stay absent, where Keras's densified 0 x NaN makes them NaN too);
+        - under a strategy with several replicas the norm is that of the step's gradient (the replicas' sum), as
+          on one device; Keras clips each replica's part by its own norm before summing them.
         """
         import tensorflow as tf
 
         clip = self.global_clipnorm
         if self.clipnorm or self.clipvalue or not clip or clip <= 0:
             return super()._clip_gradients(grads)
-        grads = [_summed_slices(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
         present = [i for i, g in enumerate(grads) if g is not None]
         if not present:
             return grads
+        if self._reduces_before_clipping():
+            # Under a multi-replica strategy Keras clips each replica's own gradient by its own norm, then sums
+            # them: not the global norm of the step's gradient. Here the sum comes first (the one all-reduce of
+            # the step, moved: `_all_reduce_sum_gradients` then passes the gradients through).
+            reduced = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM,
+                                                                      [grads[i] for i in present])
+            grads = list(grads)
+            for i, g in zip(present, reduced):
+                grads[i] = g
+        grads = [_summed_slices(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
         squares = [2.0 * tf.nn.l2_loss(tf.cast(_values(grads[i]), "float32")) for i in present]
         norm = tf.sqrt(tf.add_n(squares))
         clip = tf.cast(clip, norm.dtype)
@@ -129,6 +140,21 @@ class FusedAdamW(keras.optimizers.AdamW):
         for i, g in zip(present, kept):
             out[i] = g
         return out
+
+    def _reduces_before_clipping(self) -> bool:
+        """Whether `_clip_gradients` sums the replicas' gradients itself: global-norm clipping by this class under
+        a strategy with several replicas in sync (decided the same way in both places, at trace time)."""
+        import tensorflow as tf
+
+        clip = self.global_clipnorm
+        context = tf.distribute.get_replica_context()
+        return bool(clip and clip > 0 and not self.clipnorm and not self.clipvalue and context is not None
+                    and context.num_replicas_in_sync > 1)
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        if self._reduces_before_clipping():
+            return list(grads_and_vars)  # summed in _clip_gradients
+        return super()._all_reduce_sum_gradients(grads_and_vars)
 
     def _apply_weight_decay(self, variables):
         """Decoupled weight decay, w -= w x (lr x wd), as Keras's AdamW, with lr x wd computed once per apply

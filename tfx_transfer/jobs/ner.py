@@ -179,7 +179,9 @@ def _run(o: NerOptions, strategy, source, data: _Data, keep_best):
     tokenizer = BertTokenizer.from_settings(source.tokenizer)
     labels = data.labels
     with strategy.scope():
-        model = BertTokenClassifier(build_encoder(source, o.model, o.distribution), len(labels))
+        # Head dropout = the encoder's hidden dropout (0.1 for BERT), as BertForTokenClassification does.
+        dropout = source.config.hidden_dropout_prob if source.config else 0.1
+        model = BertTokenClassifier(build_encoder(source, o.model, o.distribution), len(labels), dropout=dropout)
         report = prepare_model(model, source, o.model, will_train=o.do_train, task_name="token_classification")
         _freeze_unused_pooler(model)
     card = ModelCard("run_ner.py", o)

@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from tfx_transfer.encoders.bert_encoder import INPUT_NAMES
-from tfx_transfer.models.task_model import TaskModel
+from tfx_transfer.models.task_model import TaskModel, replica_mean
 
 
 @keras.saving.register_keras_serializable(package="tfx_transfer")
@@ -49,8 +49,9 @@ class BertSpanLabeler(TaskModel):
     loads_producer_heads = True  # sequence -> dense(2): run_squad.py's, BertForQuestionAnswering's, Model Garden's
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        loss = ops.mean(span_loss(y, y_pred)) + self.auxiliary_loss(x, training)
-        return loss + ops.sum(self.losses) if self.losses else loss
+        per_example = span_loss(y, y_pred)
+        return replica_mean(ops.sum(per_example), ops.cast(ops.shape(per_example)[0], per_example.dtype)) + \
+            self.extra_losses(x, training)
 
     def get_config(self):
         return self.config_with_encoder(initializer_range=self.initializer_range)

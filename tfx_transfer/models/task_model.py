@@ -5,8 +5,30 @@ which variables are its head and (de)serialises its encoder."""
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
+from keras import ops
 
 from tfx_transfer.keras_compat import LocalReplicaSymbolicBuild
+
+
+def replica_mean(total, count):
+    """This replica's share of a mean over the global batch: `total / count` with `count` summed over the replicas
+    of the tf.distribute strategy, so that the replicas' losses (and the gradients, which the strategy sums) add up
+    to the global batch's sum(total) / sum(count). Keras divides a compiled loss by the number of replicas, which
+    is this only when every replica holds as many counted items; a mean over labelled tokens needs the exact form.
+    Outside a multi-replica strategy: total / max(count, 1). total, count: float scalars."""
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+    return total / ops.maximum(count, 1.0)
+
+
+def replica_share(value):
+    """`value` / the number of replicas in sync: this replica's share of a loss every replica computes whole (a
+    regulariser of the weights) or as its local mean, so that the strategy's sum of gradients counts it once."""
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync if context is not None else 1
+    return value / replicas if replicas > 1 else value
 
 
 class AuxiliaryLosses:
@@ -29,12 +51,19 @@ class AuxiliaryLosses:
             setattr(self, f"auxiliary_{name}_{index}", layer)
 
     def auxiliary_loss(self, x, training=True):
-        """The weighted sum of the auxiliary losses on inputs `x` (0 when not training or none is set)."""
+        """The weighted sum of the auxiliary losses on inputs `x` (0 when not training or none is set); under a
+        multi-replica strategy this replica's share (`replica_share`)."""
         total = 0.0
         if training:
             for _, loss_fn, weight in self.__dict__.get("_auxiliary_losses", ()):
                 total = total + weight * loss_fn(x, training=True)
-        return total
+        return replica_share(total)
+
+    def extra_losses(self, x, training=True):
+        """What a model with a built-in loss adds to its task loss: the auxiliary losses and the layers' own losses
+        (`self.losses`: regularisers), as this replica's share."""
+        extra = self.auxiliary_loss(x, training)
+        return extra + replica_share(ops.sum(self.losses)) if self.losses else extra
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)

@@ -7,7 +7,7 @@ from keras import ops
 
 from tfx_transfer.encoders.bert_encoder import INPUT_NAMES
 from tfx_transfer.models.classifier import check_num_classes
-from tfx_transfer.models.task_model import TaskModel
+from tfx_transfer.models.task_model import TaskModel, replica_mean
 
 
 @keras.saving.register_keras_serializable(package="tfx_transfer")
@@ -44,8 +44,7 @@ class BertTokenClassifier(TaskModel):
     loads_producer_heads = True  # sequence -> dense(C): BertForTokenClassification's `classifier`
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        loss = token_loss(y, y_pred) + self.auxiliary_loss(x, training)
-        return loss + ops.sum(self.losses) if self.losses else loss
+        return token_loss(y, y_pred) + self.extra_losses(x, training)
 
     def get_config(self):
         return self.config_with_encoder(num_labels=self.num_labels, dropout=self.dropout,
@@ -53,8 +52,9 @@ class BertTokenClassifier(TaskModel):
 
 
 def token_loss(labels, logits):
-    """Mean cross-entropy over the tokens whose label is >= 0. labels int [B, T]; logits [B, T, C]."""
+    """Mean cross-entropy over the tokens whose label is >= 0 (of the global batch under tf.distribute:
+    `replica_mean`). labels int [B, T]; logits [B, T, C]."""
     labels = ops.cast(labels, "int32")
     weights = ops.cast(labels >= 0, logits.dtype)
     per_token = keras.losses.sparse_categorical_crossentropy(ops.maximum(labels, 0), logits, from_logits=True)
-    return ops.sum(per_token * weights) / ops.maximum(ops.sum(weights), 1.0)
+    return replica_mean(ops.sum(per_token * weights), ops.sum(weights))
