@@ -30,7 +30,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(RUN) -m pytest -q -n auto --dist loadfile tests
 
-# Speed and accuracy targets (bench/README.md). `make bench` takes about 55 minutes on 2 cores;
+# Speed and accuracy targets (bench/README.md). `make bench` takes about 65 minutes on 2 cores;
 # `make bench-all` adds SQuAD and the full MRPC/RTE/STS-B runs (about 2.5 more hours).
 bench: $(STAMP)
 	@if $(PY) -c "import torch, transformers, accelerate" 2>/dev/null; then $(RUN) bench/peers_torch.py; \
@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(RUN) bench/sst2_adaptation.py
 	$(RUN) bench/serving_latency.py
 	$(RUN) bench/ud_tagging.py
+	$(RUN) bench/probing.py
 
 bench-all: bench
 	$(RUN) bench/squad.py

@@ -8,6 +8,7 @@
     serving_latency.png     p50 / p99 latency of the Keras model and the exported SavedModel
     distribution.png        training examples/s per distribution setup
     glue_tasks.png          the official metric per GLUE task
+    probing.png             dev accuracy of a linear probe on each layer of the frozen MiniLM, per task
 
 Run alone to redraw every figure from the committed results: python bench/plots.py
 """
@@ -174,10 +175,25 @@ def _peers_torch(data, fig):
                  "(orange: HF / torch)", fontsize=9)
 
 
+def _probing(data, fig):
+    ax = fig.add_subplot(1, 1, 1)
+    for task, colour in zip(data["tasks"], (OURS, PEER, OTHER)):
+        layers = task["layers"]
+        ax.plot([x["layer"] for x in layers], [100 * x["accuracy"] for x in layers], marker="o", color=colour,
+                label=task["title"])
+        ax.set_xticks([x["layer"] for x in layers], ["emb" if x["layer"] == 0 else str(x["layer"]) for x in layers])
+    ax.set_xlabel("layer (emb = embeddings)")
+    ax.set_ylabel("dev accuracy %")
+    ax.set_title("linear probe per layer, frozen MiniLM", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
 FIGURES = {"peers_torch": (_peers_torch, (15, 3.2)), "encoder_inference": (_encoder_inference, (9, 4.5)), "sst2_peers": (_sst2_peers, (10, 2.8)),
            "sst2_adaptation": (_sst2_adaptation, (10, 3)), "adaptation_schemes": (_adaptation_schemes, (11, 4)),
            "squad": (_squad, (6, 4)), "serving_latency": (_serving_latency, (5, 3.5)),
-           "distribution": (_distribution, (7, 2.5)), "glue_tasks": (_glue_tasks, (7, 3.5))}
+           "distribution": (_distribution, (7, 2.5)), "glue_tasks": (_glue_tasks, (7, 3.5)),
+           "probing": (_probing, (6, 3.5))}
 
 
 def render(name: str, results):

@@ -13,7 +13,7 @@ import pytest
 from absl import flags
 
 from fixture_utils import MNLI_LABELS, PAIRS, SQUAD, TOLERANCE, expected, max_difference, path, softmax
-from tfx_transfer.jobs import classifier, squad
+from tfx_transfer.jobs import classifier, ner, squad
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
@@ -21,6 +21,8 @@ if "task_name" not in FLAGS:
     classifier.define_flags()
 if "predict_file" not in FLAGS:
     squad.define_flags()
+if "word_column" not in FLAGS:
+    ner.define_flags()
 
 GOOGLE = ["--init_checkpoint=" + path("google/run_classifier/model.ckpt-2"),
           "--bert_config_file=" + path("google/pretraining/bert_config.json"),
@@ -165,3 +167,29 @@ def test_model_garden_hub_module_with_adapters_trains_and_exports(tmp_path):
                             "--learning_rate=1e-3", *SMALL]) == 0
     assert (out / "eval_results.txt").is_file() and (out / "final" / "adapter.safetensors").is_file()
     assert (base / "1" / "saved_model.pb").is_file()
+
+
+def test_model_garden_hub_module_in_run_ner(tmp_path):
+    """run_ner.py --hub_module_handle=<export_tfhub output>: fine-tuned as a black box, unwrapped with adapters, and
+    unwrapped for probing (its embeddings and each layer; a black box gives neither)."""
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog"]
+    rows = []
+    for i in range(24):
+        sentence = [words[(i + j) % len(words)] for j in range(3 + i % 4)]
+        rows += [f"{w} {'ADJ' if w in ('quick', 'brown', 'lazy') else 'X'}" for w in sentence] + [""]
+    data = tmp_path / "tags.txt"
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    common = ["--hub_module_handle=" + path("model_garden/hub_encoder"), f"--train_file={data}", f"--dev_file={data}",
+              "--do_train", "--do_eval", "--label_column=-1", "--train_batch_size=8", "--num_train_epochs=1",
+              *SMALL]
+    for name, extra in (("black_box", ["--adaptation=full"]),
+                        ("adapters", ["--adaptation=adapters", "--adapter_size=4", "--learning_rate=1e-3"]),
+                        ("probes", ["--adaptation=feature_extraction", "--probe_layers=all", "--learning_rate=1e-2"])):
+        out = tmp_path / name
+        assert run(ner, [*common, *extra, f"--output_dir={out}"]) == 0, name
+        results = (out / "eval_results.txt").read_text()
+        if name == "probes":
+            layers = [line.split("\t")[1] for line in (out / "probe_results.tsv").read_text().splitlines()[1:]]
+            assert layers[0] == "embeddings" and len(layers) >= 3 and "eval_accuracy_layer_0" in results
+        else:
+            assert "eval_accuracy" in results and (out / "final" / "task.json").is_file()

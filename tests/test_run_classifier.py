@@ -293,3 +293,17 @@ def test_sequential_adaptation_loads_encoder_not_other_tasks_head(tiny_model, tm
     assert "Sequential adaptation" in absl_log.text and "its head is not (a new MNLI head)" in absl_log.text
     intermediate = keras.saving.load_model(tmp_path / "a" / "final" / "model.keras")
     assert intermediate.get_layer("classifier").kernel.shape[-1] == 2
+
+
+def test_probe_layers_score_each_layer(tiny_model, tmp_path):
+    data_dir = make_glue_dir("SST-2", tmp_path, np.random.default_rng(0), n=16)
+    out = tmp_path / "out"
+    assert run_job(["--task_name=SST-2", f"--data_dir={data_dir}", f"--pretrained={tiny_model}",
+                    f"--output_dir={out}", "--do_train", "--do_eval", "--adaptation=feature_extraction",
+                    "--probe_layers=0,2"] + COMMON) == 0
+    rows = [line.split("\t") for line in (out / "probe_results.tsv").read_text().splitlines()]
+    assert rows[0] == ["layer", "name", "eval_accuracy", "eval_loss"]
+    assert [r[:2] for r in rows[1:]] == [["0", "embeddings"], ["2", "layer_2"]]
+    results = dict(line.split(" = ") for line in (out / "eval_results.txt").read_text().splitlines())
+    assert set(results) == {"eval_accuracy_layer_0", "eval_loss_layer_0", "eval_accuracy_layer_2",
+                            "eval_loss_layer_2", "best_layer", "global_step"} and results["global_step"] == "4"

@@ -124,3 +124,27 @@ def test_run_ner_rejects_bad_input_before_training(tiny_model, tmp_path, capsys)
     assert run_job([*base, f"--train_file={train}", "--do_train", "--do_export"]) == 2
     assert "--do_export needs --export_dir" in capsys.readouterr().err
     assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_run_ner_probes_every_layer(tiny_model, tmp_path, capsys):
+    train, dev = tmp_path / "train.txt", tmp_path / "dev.txt"
+    _conll(train, 60, 0)
+    _conll(dev, 20, 1)
+    out = tmp_path / "out"
+    base = [f"--pretrained={tiny_model}", f"--train_file={train}", f"--dev_file={dev}", f"--output_dir={out}",
+            "--do_train", "--do_eval", "--num_train_epochs=2", *COMMON]
+    assert run_job([*base, "--probe_layers=all"]) == 2  # frozen features only
+    assert "--adaptation=feature_extraction" in capsys.readouterr().err
+    assert run_job([*base, "--adaptation=feature_extraction", "--probe_layers=0,5"]) == 2
+    assert "this encoder has layers [0, 1, 2]" in capsys.readouterr().err
+    assert not (out / "checkpoints").exists()
+    assert run_job([*base, "--adaptation=feature_extraction", "--probe_layers=all"]) == 0
+    rows = [line.split("\t") for line in (out / "probe_results.tsv").read_text(encoding="utf-8").splitlines()]
+    assert rows[0][:3] == ["layer", "name", "eval_accuracy"] and rows[0][-1] == "eval_loss"
+    assert {"eval_f1", "eval_f1_Q", "eval_f1_N"} <= set(rows[0])  # BIO tags: entity scores per layer too
+    assert [r[:2] for r in rows[1:]] == [["0", "embeddings"], ["1", "layer_1"], ["2", "layer_2"]]
+    assert all(0 <= float(v) <= 1 for r in rows[1:] for v in r[2:-1])
+    results = _results(out)
+    assert results["global_step"] == 15 and results["best_layer"] in (0, 1, 2)
+    assert results["eval_accuracy_layer_1"] == pytest.approx(float(rows[2][2]), abs=1e-6)
+    assert (out / "probe_results.png").stat().st_size > 1000 and not (out / "final").exists()

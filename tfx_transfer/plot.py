@@ -5,6 +5,7 @@
 
 Reads `<output_dir>/logs/events.*` (written by the training loop: `loss` and `learning_rate` every 10 steps, and
 `eval/<metric>` at each evaluation during training). A resumed run writes some steps twice; the last value wins.
+Also the per-layer figure of --probe_layers (`plot_probes`).
 """
 
 from __future__ import annotations
@@ -38,11 +39,7 @@ def plot_training(output_dir: str, path: str = None) -> str:
     Raises:
         FileNotFoundError: the run has no TensorBoard scalars (no `--do_train`, or another directory).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     series = read_scalars(os.path.join(output_dir, "logs"))
     if not series:
         raise FileNotFoundError(f"{os.path.join(output_dir, 'logs')}: no TensorBoard scalars (was the run trained "
@@ -63,8 +60,37 @@ def plot_training(output_dir: str, path: str = None) -> str:
         if panel == "eval":
             ax.legend(fontsize=7)
     fig.suptitle(os.path.abspath(output_dir), fontsize=8)
+    return _save(fig, path or os.path.join(output_dir, "training.png"))
+
+
+def plot_probes(rows: List[dict], metrics: List[str], path: str) -> str:
+    """Writes (atomically) the dev `metrics` of each layer's probe against the layer number and returns `path`.
+    `rows`: one per layer, {"layer": n, "name": ..., metric: value} (`jobs.probing`)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    layers = [r["layer"] for r in rows]
+    for metric in metrics:
+        ax.plot(layers, [r[metric] for r in rows], marker="o", markersize=4, label=metric.removeprefix("eval_"))
+    ax.set_xticks(layers, [r["name"].replace("layer_", "") if r["layer"] else "emb" for r in rows])
+    ax.set_xlabel("layer (emb = embeddings)")
+    ax.set_title("linear probe per layer, dev set", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path: str) -> str:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    path = path or os.path.join(output_dir, "training.png")
     tmp = f"{path}.tmp.png"
     try:
         fig.savefig(tmp, dpi=110)

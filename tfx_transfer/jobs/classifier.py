@@ -9,6 +9,8 @@ Outputs in --output_dir (google-research/bert's, plus ours):
   final/                  model.keras, config.json, vocab.txt, task.json (+ adapter.safetensors when only part of
                           the model trained): usable as --init_checkpoint and for export
   checkpoints/            resumable training state;  logs/  TensorBoard scalars
+With --probe_layers (and --adaptation=feature_extraction): a linear classifier per encoder layer, scored per layer
+in probe_results.tsv / .png instead (jobs/probing.py).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.model_card import ModelCard
 from tfx_transfer.jobs.model_setup import resolve_model_source
 from tfx_transfer.jobs.options import ClassifierOptions
+from tfx_transfer.jobs.probing import check_probing, run_probes
 from tfx_transfer.jobs.outputs import checkpoint_dir, export_and_plot, finish_training, output_path, write_text
 from tfx_transfer.jobs.run_lock import OutputDirLock
 from tfx_transfer.jobs.training import compile_and_train
@@ -59,13 +62,18 @@ def evaluate(o: ClassifierOptions, model, processor, split, name="eval", keep_sc
     scores = _predicted_scores(o, model, processor, split, o.eval_batch_size)
     if keep_scores is not None:
         keep_scores[name] = scores
+    return score_results(processor, scores, split.labels, name)
+
+
+def score_results(processor, scores, labels, name="eval"):
+    """`{name}_<metric>` and `{name}_loss` of probabilities [N, C] (scores [N] for regression) against `labels`."""
     if processor.is_regression:
         predictions = scores
-        loss = float(np.mean((scores - split.labels) ** 2))
+        loss = float(np.mean((scores - labels) ** 2))
     else:
         predictions = scores.argmax(axis=1)
-        loss = float(-np.mean(np.log(np.maximum(scores[np.arange(len(scores)), split.labels], 1e-12))))
-    results = {f"{name}_{metric}": value for metric, value in compute(processor.metrics, split.labels,
+        loss = float(-np.mean(np.log(np.maximum(scores[np.arange(len(scores)), labels], 1e-12))))
+    results = {f"{name}_{metric}": value for metric, value in compute(processor.metrics, labels,
                                                                       predictions).items()}
     results[f"{name}_loss"] = loss
     return results
@@ -94,11 +102,26 @@ def run(o: ClassifierOptions):
     flags.validate_common(o, source.max_positions, modes=("do_train", "do_eval", "do_predict", "do_export"))
     validate_schemes(o, processor)
     keep_best = _keep_best(o, processor)
+    probed = check_probing(o, source)
     data = read_classifier_data(o, processor, data_dir)
     out = o.output.output_dir
     os.makedirs(out, exist_ok=True)
     with OutputDirLock(out) if distribution.is_chief() else contextlib.nullcontext():
+        if probed:
+            return _probe(o, strategy, source, processor, data, probed)
         return _run(o, strategy, source, processor, data, keep_best)
+
+
+def _probe(o: ClassifierOptions, strategy, source, processor, data, layers):
+    """--probe_layers: a linear classifier per layer on the mean of its token vectors (jobs/probing.py)."""
+    keras.utils.set_random_seed(o.training.seed)
+    tokenizer = BertTokenizer.from_settings(source.tokenizer)
+    train, dev = (encode_examples(examples, tokenizer, o.max_seq_length, processor.labels)
+                  for examples in (data.train, data.dev))
+    num_outputs = 1 if processor.is_regression else len(processor.labels)
+    run_probes(o, strategy, source, layers, num_outputs, False, train, dev,
+               lambda logits: score_results(processor, scores_from_logits(processor, logits), dev.labels), "examples")
+    return 0
 
 
 def _run(o: ClassifierOptions, strategy, source, processor, data, keep_best):

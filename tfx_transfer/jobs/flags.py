@@ -169,6 +169,7 @@ def define_distribution_flags():
 def define_classifier_flags():
     """run_classifier.py's flags."""
     define_common_flags(max_seq_length=128)
+    define_probe_flags()
     define.DEFINE_string("task_name", None, f"The task: {', '.join(task_names())}.")
     define.DEFINE_string("data_dir", None, "Directory with the task's .tsv files.")
     define.DEFINE_bool("do_eval", False, "Evaluate on the dev set.")
@@ -210,6 +211,13 @@ def define_classifier_flags():
                        "probabilities on the training examples: a teacher for --teacher_probabilities).")
 
 
+def define_probe_flags():
+    """--probe_layers (run_classifier.py and run_ner.py)."""
+    define.DEFINE_string("probe_layers", None, "Probing (with --adaptation=feature_extraction): 'all' or layer "
+                         "numbers (0 = embeddings, e.g. 0,3,6) get one linear probe each on frozen features, trained "
+                         "together; per-layer dev metrics in probe_results.tsv / .png (Tenney et al. 2019).")
+
+
 def define_squad_flags():
     """run_squad.py's flags."""
     define_common_flags(max_seq_length=384)
@@ -230,6 +238,7 @@ def define_squad_flags():
 def define_ner_flags():
     """run_ner.py's flags."""
     define_common_flags(max_seq_length=128)
+    define_probe_flags()
     define.DEFINE_string("train_file", None, "Training file: CoNLL columns (one token per line, blank line between "
                          "sentences, -DOCSTART- skipped) or CoNLL-U (.conllu).")
     define.DEFINE_string("dev_file", None, "Evaluation file (--do_eval), same format.")

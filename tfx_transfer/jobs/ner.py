@@ -16,6 +16,8 @@ shared flags). Outputs in --output_dir:
 With --export_dir (after training, or --do_export of an --init_checkpoint): <export_dir>/<version>/, a TF Serving
 SavedModel taking raw text and returning each word's label, probability and character offsets
 (export/tagger_module.py).
+With --probe_layers (and --adaptation=feature_extraction): a linear tagger per encoder layer, scored per layer in
+probe_results.tsv / .png (jobs/probing.py).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.model_card import ModelCard
 from tfx_transfer.jobs.model_setup import build_encoder, prepare_model, resolve_model_source
 from tfx_transfer.jobs.options import NerOptions
+from tfx_transfer.jobs.probing import check_probing, run_probes
 from tfx_transfer.jobs.outputs import checkpoint_dir, export_and_plot, finish_training, output_path, write_text
 from tfx_transfer.jobs.run_lock import OutputDirLock
 from tfx_transfer.jobs.training import compile_and_train
@@ -111,7 +114,11 @@ def _logits(o: NerOptions, model, split: TaggedSplit, batch_size):
 
 def evaluate(o: NerOptions, model, split: TaggedSplit):
     """({eval_* metrics}, predicted labels per sentence) of `model` on the labelled `split`."""
-    logits = _logits(o, model, split, o.eval_batch_size)
+    return tagging_results(split, _logits(o, model, split, o.eval_batch_size))
+
+
+def tagging_results(split: TaggedSplit, logits):
+    """({eval_* metrics}, predicted labels per sentence) from per-token logits [N, W, C] of the labelled `split`."""
     predicted = decode_tagged(split, logits)
     gold = [s.labels for s in split.sentences]
     results = {"eval_accuracy": token_accuracy(gold, predicted)}
@@ -167,10 +174,24 @@ def run(o: NerOptions):
             raise FlagError("No label list: give --label_list, or --do_train with a --train_file, or a fine-tuned "
                             "tagger (a run's final/) as --init_checkpoint.")
     keep_best = _keep_best(o, is_chunk_tagging(data.labels))
+    probed = check_probing(o, source)
     out = o.output.output_dir
     os.makedirs(out, exist_ok=True)
     with OutputDirLock(out) if distribution.is_chief() else contextlib.nullcontext():
+        if probed:
+            return _probe(o, strategy, source, data, probed)
         return _run(o, strategy, source, data, keep_best)
+
+
+def _probe(o: NerOptions, strategy, source, data: _Data, layers):
+    """--probe_layers: a linear tagger per layer on frozen features (jobs/probing.py)."""
+    keras.utils.set_random_seed(o.training.seed)
+    tokenizer = BertTokenizer.from_settings(source.tokenizer)
+    train = encode_tagged(data.train, tokenizer, o.max_seq_length, data.labels, label_all_tokens=o.label_all_tokens)
+    dev = encode_tagged(data.dev, tokenizer, o.max_seq_length, data.labels)
+    run_probes(o, strategy, source, layers, len(data.labels), True, train.as_encoded(), dev.as_encoded(),
+               lambda logits: tagging_results(dev, logits)[0], "windows")
+    return 0
 
 
 def _run(o: NerOptions, strategy, source, data: _Data, keep_best):

@@ -147,6 +147,7 @@ class ClassifierOptions(_JobOptions):
     task_sampling: str = "proportional"
     sampling_temperature: float = 2.0
     write_train_probabilities: bool = False
+    probe_layers: Optional[str] = None
 
     @property
     def needs_data(self) -> bool:
@@ -182,3 +183,4 @@ class NerOptions(_JobOptions):
     label_column: str = "-1"
     label_list: Optional[Tuple[str, ...]] = None
     label_all_tokens: bool = False
+    probe_layers: Optional[str] = None
