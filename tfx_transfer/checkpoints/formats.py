@@ -32,7 +32,9 @@ from tfx_transfer.encoders.bert_encoder import BertEncoder
 from tfx_transfer.io_utils import read_json
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl")
-IDENTITY = AssignmentMap([Rule(r"(.*)", r"\1")], name="keras")
+# A run_pretraining.py final/ holds the masked-LM head: loaded by a model that has it, discarded by the others (as
+# the pretraining heads of the other formats are).
+IDENTITY = AssignmentMap([Rule(r"(.*)", r"\1")], discard=[r"masked_lm/.*"], name="keras")
 
 
 class CheckpointFormat(NamedTuple):

@@ -22,7 +22,7 @@ from tfx_transfer.data.pipeline import PADDINGS, default_padding
 from tfx_transfer.jobs import distribution
 from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.options import (ClassifierOptions, DistributionOptions, ModelOptions, NerOptions,
-                                       OutputOptions, SquadOptions, TrainingOptions)
+                                       OutputOptions, PretrainingOptions, SquadOptions, TrainingOptions)
 from tfx_transfer.layers.adapter_config import KINDS
 from tfx_transfer.models.feature_classifier import FEATURE_HEADS
 
@@ -253,6 +253,24 @@ def define_ner_flags():
                        "first sub-token only; predictions always come from the first).")
 
 
+def define_pretraining_flags():
+    """run_pretraining.py's flags."""
+    define_common_flags(max_seq_length=128)
+    define.DEFINE_list("input_file", None, "Training text (google-research/bert's format: one sentence per line, a "
+                       "blank line between documents); comma-separated files or globs.")
+    define.DEFINE_list("eval_file", None, "Held-out text in the same format, for --do_eval.")
+    define.DEFINE_string("task_name", None, f"TAPT: pretrain on a task's own texts instead (labels unused; its dev "
+                         f"texts are the held-out text): {', '.join(task_names())}.")
+    define.DEFINE_string("data_dir", None, "With --task_name: the directory of its .tsv files.")
+    define.DEFINE_bool("do_eval", False, "Masked-LM accuracy and loss on the held-out text (masks fixed by --seed).")
+    define.DEFINE_integer("eval_batch_size", 32, "Batch size of evaluation.")
+    define.DEFINE_float("masked_lm_prob", 0.15, "Fraction of each sequence's tokens predicted.")
+    define.DEFINE_integer("max_predictions_per_seq", 20, "At most this many predictions per sequence.")
+    define.DEFINE_bool("whole_word_masking", False, "Mask all WordPiece pieces of a chosen word together.")
+    define.DEFINE_bool("dynamic_masking", True, "New masks every epoch (RoBERTa); false: the same masks every epoch "
+                       "(static, fixed by --seed).")
+
+
 # ------------------------------------------------------------------ parsing: FLAGS -> options, once per run
 def _value(name):
     return FLAGS[name].value if name in FLAGS else None
@@ -337,6 +355,11 @@ def parse_squad_options() -> SquadOptions:
 def parse_ner_options() -> NerOptions:
     """run_ner.py's parsed command line."""
     return _job(NerOptions, label_list=_tuple("label_list"))
+
+
+def parse_pretraining_options() -> PretrainingOptions:
+    """run_pretraining.py's parsed command line."""
+    return _job(PretrainingOptions, input_file=_tuple("input_file"), eval_file=_tuple("eval_file"))
 
 
 # ------------------------------------------------------------------ validation of parsed options

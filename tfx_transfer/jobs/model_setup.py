@@ -206,3 +206,15 @@ def load_initial_weights(model, source: ModelSource, options: ModelOptions, will
         elif notes:
             logging.info("The checkpoint's task head is not used: %s.", "; ".join(notes))
     return report
+
+
+def freeze_unused_pooler(model):
+    """For task models that read the sequence output (tagging, masked LM): the encoder's pooler gets no gradient
+    (Keras warns about it when the step is traced), so it is frozen, and the model card counts it as such."""
+    get_layer = getattr(model.encoder, "get_layer", None)
+    try:
+        pooler = get_layer("pooler") if get_layer else None
+    except ValueError:  # an encoder without one (a Hub module)
+        pooler = None
+    if pooler is not None:
+        pooler.trainable = False

@@ -38,7 +38,7 @@ from tfx_transfer.jobs.best_model import evaluation_schedule
 from tfx_transfer.jobs.cli import run_main
 from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.model_card import ModelCard
-from tfx_transfer.jobs.model_setup import build_encoder, prepare_model, resolve_model_source
+from tfx_transfer.jobs.model_setup import build_encoder, freeze_unused_pooler, prepare_model, resolve_model_source
 from tfx_transfer.jobs.options import NerOptions
 from tfx_transfer.jobs.probing import check_probing, run_probes
 from tfx_transfer.jobs.outputs import checkpoint_dir, export_and_plot, finish_training, output_path, write_text
@@ -148,18 +148,6 @@ def _keep_best(o: NerOptions, chunked: bool):
     return flags.validate_keep_best(o, names, default="eval_f1" if chunked else "eval_accuracy")
 
 
-def _freeze_unused_pooler(model):
-    """The tagger reads the sequence output, so the encoder's pooler gets no gradient (Keras warns about it when the
-    step is traced): it is frozen, and the model card counts it as such."""
-    get_layer = getattr(model.encoder, "get_layer", None)
-    try:
-        pooler = get_layer("pooler") if get_layer else None
-    except ValueError:  # an encoder without one (a Hub module)
-        pooler = None
-    if pooler is not None:
-        pooler.trainable = False
-
-
 def run(o: NerOptions):
     """Runs the job; every input is read and checked before the model is built, and a live run into the same
     --output_dir is refused."""
@@ -204,7 +192,7 @@ def _run(o: NerOptions, strategy, source, data: _Data, keep_best):
         dropout = source.config.hidden_dropout_prob if source.config else 0.1
         model = BertTokenClassifier(build_encoder(source, o.model, o.distribution), len(labels), dropout=dropout)
         report = prepare_model(model, source, o.model, will_train=o.do_train, task_name="token_classification")
-        _freeze_unused_pooler(model)
+        freeze_unused_pooler(model)
     card = ModelCard("run_ner.py", o)
     card.base_model(source)
     for role, path, sentences in (("train", o.train_file, data.train), ("dev", o.dev_file, data.dev),

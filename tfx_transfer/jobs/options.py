@@ -184,3 +184,19 @@ class NerOptions(_JobOptions):
     label_list: Optional[Tuple[str, ...]] = None
     label_all_tokens: bool = False
     probe_layers: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainingOptions(_JobOptions):
+    """run_pretraining.py: continued masked-LM pretraining on raw text (DAPT) or a task's own texts (TAPT)."""
+
+    input_file: Optional[Tuple[str, ...]] = None
+    eval_file: Optional[Tuple[str, ...]] = None
+    task_name: Optional[str] = None
+    data_dir: Optional[str] = None
+    do_eval: bool = False
+    eval_batch_size: int = 32
+    masked_lm_prob: float = 0.15
+    max_predictions_per_seq: int = 20
+    whole_word_masking: bool = False
+    dynamic_masking: bool = True

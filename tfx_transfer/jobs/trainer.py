@@ -154,12 +154,15 @@ class _StepClock(keras.callbacks.Callback):
 
 def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq_length: int, seed: int,
           checkpoint_dir: str, save_every_steps: int = 1000, padding: str = "longest",
-          log_dir: Optional[str] = None, verbose: int = 1, callbacks=(), evaluation=None) -> dict:
+          log_dir: Optional[str] = None, verbose: int = 1, callbacks=(), evaluation=None,
+          batch_transform=None) -> dict:
     """Trains a compiled `model` on `split`. Returns {"steps", "resumed_from", "seconds", "examples_per_s",
     "weights_fingerprint", "stopped_early", "first_step_seconds", "steady_examples_per_s", "mean_padded_length"}.
 
     `callbacks`: extra Keras callbacks (their batch indices restart at every `fit`). `evaluation`: an
-    `EvaluationSchedule` (best_model.py), or None."""
+    `EvaluationSchedule` (best_model.py), or None. `batch_transform(inputs, labels, epoch, position)` -> (inputs,
+    labels), TF ops in the input pipeline (masked-LM targets: data/masking.py); `position` is the batch's index in
+    its epoch, so a resumed run transforms each batch as an uninterrupted one."""
     chief = distribution.is_chief()
     if chief:
         os.makedirs(checkpoint_dir, exist_ok=True)
@@ -202,7 +205,12 @@ def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq
                 logging.info("Epoch %d: steps %d-%d of %d.", epoch + 1, step + 1, epoch_end, total)
             step_callback = _StepCallback(step, checkpoints, save_every_steps, writer, stop_request=stop,
                                           extra_state=extra_state)
-            model.fit(dataset(split, plan), epochs=1, verbose=verbose, shuffle=False,
+            batches = dataset(split, plan)
+            if batch_transform is not None:
+                batches = batches.enumerate().map(
+                    lambda i, batch, epoch=epoch, offset=offset: batch_transform(*batch, epoch, offset + i),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            model.fit(batches, epochs=1, verbose=verbose, shuffle=False,
                       callbacks=[step_callback, clock, *callbacks])
             if step_callback.diverged:
                 raise TrainingDiverged(*step_callback.diverged, checkpoints.latest())

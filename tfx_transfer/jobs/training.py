@@ -17,7 +17,7 @@ from tfx_transfer.text.vocab import load_vocab
 
 
 def compile_and_train(model, split, unit: str, options: TrainingOptions, max_seq_length: int, output_dir: str,
-                      loss=None, vocab_file=None, evaluation=None) -> dict:
+                      loss=None, vocab_file=None, evaluation=None, batch_transform=None) -> dict:
     """AdamW with the options' schedule, clipping, accumulation and per-variable rates for the options' step count,
     the regularisers and auxiliary losses they ask for, compiled under the model's distribution strategy, then
     `trainer.train` (resumable, checkpoints in output_dir/checkpoints) with the unfreezing callback.
@@ -27,6 +27,7 @@ def compile_and_train(model, split, unit: str, options: TrainingOptions, max_seq
         loss: None for models with a built-in loss (the span labeler).
         vocab_file: needed by --ewc and --aux_mlm_weight.
         evaluation: an `EvaluationSchedule` (evaluation during training, the best model, early stopping), or None.
+        batch_transform: see `trainer.train` (masked-LM targets made in the input pipeline).
 
     Returns:
         `trainer.train`'s result.
@@ -47,7 +48,8 @@ def compile_and_train(model, split, unit: str, options: TrainingOptions, max_seq
     return trainer.train(model, split, epochs=options.num_train_epochs, batch_size=options.train_batch_size,
                          max_seq_length=max_seq_length, seed=options.seed, checkpoint_dir=checkpoint_dir(output_dir),
                          save_every_steps=options.save_checkpoints_steps, padding=options.batch_padding,
-                         log_dir=output_path(output_dir, "logs"), callbacks=callbacks, evaluation=evaluation)
+                         log_dir=output_path(output_dir, "logs"), callbacks=callbacks, evaluation=evaluation,
+                         batch_transform=batch_transform)
 
 
 def optimizer(model, options: TrainingOptions, updates: int, per_variable_rates: bool = False):

@@ -1,0 +1,190 @@
+"""run_pretraining.py: corpus reading and packing, google-research/bert's masking statistics, the masked-LM model's
+loss, and the job end to end (train -> eval -> final/ fine-tuned by run_classifier.py)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from conftest import TINY, WORDS
+from tfx_transfer import BertEncoder
+from tfx_transfer.data.masking import IGNORED, MaskingConfig, mask_batch
+from tfx_transfer.data.pretraining import CorpusError, pack_documents, read_documents
+from tfx_transfer.jobs import classifier, pretraining
+from tfx_transfer.models.masked_lm import BertMaskedLM
+from tfx_transfer.text.tokenizer import BertTokenizer
+
+FLAGS = flags.FLAGS
+if "masked_lm_prob" not in FLAGS:
+    pretraining.define_flags()
+if "student_layers" not in FLAGS:
+    classifier.define_flags()
+
+V, MASK, CLS, SEP, PAD = 100, 4, 2, 3, 0
+CONTINUATION = np.arange(V) >= 60  # ids 60.. are "##" pieces
+
+
+def _config(**kwargs):
+    return MaskingConfig(mask_id=MASK, vocab_size=V, special_ids=(CLS, SEP, PAD), continuation=CONTINUATION,
+                         **kwargs)
+
+
+def _batch(rng, rows=400, width=60):
+    lengths = rng.integers(8, width + 1, rows)
+    ids = rng.integers(5, V, (rows, width))
+    mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int32)
+    ids[np.arange(rows), lengths - 1] = SEP
+    ids[:, 0] = CLS
+    return np.where(mask == 1, ids, PAD).astype(np.int32), mask, lengths
+
+
+def test_read_documents_and_errors(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("First doc one.\nFirst doc two.\n\n\n  \nSecond doc.\n", encoding="utf-8")
+    other = tmp_path / "other.txt"
+    other.write_text("Third doc.", encoding="utf-8")
+    assert read_documents([str(corpus), str(other)]) == [["First doc one.", "First doc two."], ["Second doc."],
+                                                          ["Third doc."]]
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine\n\xff\xfe broken\n")
+    with pytest.raises(CorpusError, match=r"bad.txt:2: not UTF-8"):
+        read_documents([str(bad)])
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match="no text"):
+        read_documents([str(empty)])
+    with pytest.raises(CorpusError, match="no such file"):
+        read_documents([str(tmp_path / "missing.txt")])
+
+
+def test_pack_documents_keeps_sentences_and_documents(tiny_model):
+    tokenizer = BertTokenizer.from_pretrained(tiny_model)
+    a, b, c = "good movie", "bad plot fun dull", "great"
+    long = " ".join(["awful"] * 13)
+    split = pack_documents([[a, b, c], [long], [c]], tokenizer, max_seq_length=8)
+    rows = [tokenizer.convert_ids_to_tokens(r[:n]) for r, n in zip(split.word_ids, split.lengths)]
+    assert rows == [["[CLS]", "good", "movie", "bad", "plot", "fun", "dull", "[SEP]"], ["[CLS]", "great", "[SEP]"],
+                    ["[CLS]"] + ["awful"] * 6 + ["[SEP]"], ["[CLS]"] + ["awful"] * 6 + ["[SEP]"],
+                    ["[CLS]", "awful", "[SEP]"], ["[CLS]", "great", "[SEP]"]]  # whole sentences; never across documents
+    assert np.array_equal(split.labels, split.word_ids)
+
+
+def test_masking_follows_google_research_bert():
+    rng = np.random.default_rng(0)
+    ids, mask, lengths = _batch(rng)
+    config = _config(rate=0.15, max_predictions=5, seed=3)
+    masked, labels = (t.numpy() for t in mask_batch(ids, mask, config, epoch=0, position=0))
+    chosen = labels != IGNORED
+    budget = np.minimum(5, np.maximum(1, np.round(lengths * 0.15))).astype(int)
+    assert np.array_equal(chosen.sum(axis=1), budget)  # exactly n predictions per sequence
+    assert not chosen[(ids == CLS) | (ids == SEP) | (mask == 0)].any()  # never special tokens or padding
+    assert np.array_equal(labels[chosen], ids[chosen]) and np.array_equal(masked[~chosen], ids[~chosen])
+    total = chosen.sum()
+    as_mask, kept = (masked[chosen] == MASK).mean(), (masked[chosen] == ids[chosen]).mean()
+    assert abs(as_mask - 0.8) < 0.03 and abs(kept - 0.1 - 0.01) < 0.03, (as_mask, kept, total)  # kept: 10% + chance
+    # Positions are uniform over candidates: the first and the second half of real tokens get their share.
+    again, _ = mask_batch(ids, mask, config, epoch=0, position=0)
+    assert np.array_equal(again.numpy(), masked)  # a function of (seed, epoch, position)
+    next_epoch = mask_batch(ids, mask, config, epoch=1, position=0)[1].numpy()
+    static = mask_batch(ids, mask, _config(rate=0.15, max_predictions=5, seed=3, dynamic=False), 1, 0)[1].numpy()
+    static_0 = mask_batch(ids, mask, _config(rate=0.15, max_predictions=5, seed=3, dynamic=False), 0, 0)[1].numpy()
+    assert not np.array_equal(next_epoch, labels) and np.array_equal(static, static_0)
+    assert not np.array_equal(mask_batch(ids, mask, config, 0, 1)[1].numpy(), labels)
+
+
+def test_whole_word_masking_takes_whole_words():
+    rng = np.random.default_rng(1)
+    ids, mask, lengths = _batch(rng)
+    masked, labels = (t.numpy() for t in mask_batch(ids, mask, _config(rate=0.2, max_predictions=8,
+                                                                         whole_word=True), 0, 0))
+    chosen = labels != IGNORED
+    budget = np.minimum(8, np.maximum(1, np.round(lengths * 0.2))).astype(int)
+    assert (chosen.sum(axis=1) <= budget).all() and chosen.sum() > 0.9 * budget.sum()
+    for row in range(len(ids)):
+        real = np.flatnonzero((mask[row] == 1) & (ids[row] != CLS) & (ids[row] != SEP))
+        words, current = [], []
+        for t in real:  # a word: a non-"##" piece and the "##" pieces after it
+            if current and not CONTINUATION[ids[row, t]]:
+                words.append(current)
+                current = []
+            current.append(t)
+        words.append(current)
+        for word in words:
+            assert len(set(chosen[row, word])) == 1, (row, word)  # all of a word's pieces, or none
+
+
+def test_masked_lm_model_predicts_the_chosen_positions():
+    tf.keras.utils.set_random_seed(0)
+    encoder = BertEncoder(**TINY)
+    model = BertMaskedLM(encoder, max_predictions=3)
+    assert sorted(v.path for v in model.masked_lm.weights) == [
+        "masked_lm/layer_norm/beta", "masked_lm/layer_norm/gamma", "masked_lm/output_bias",
+        "masked_lm/transform/bias", "masked_lm/transform/kernel"]
+    ids = np.array([[2, 10, 11, 12, 13, 3], [2, 20, 21, 3, 0, 0]], np.int32)
+    mask = (ids != 0).astype(np.int32)
+    labels = np.array([[-1, 10, -1, 12, -1, -1], [-1, -1, 21, -1, -1, -1]], np.int32)
+    inputs = {"input_word_ids": ids, "input_mask": mask, "input_type_ids": np.zeros_like(ids)}
+    sequence = model(inputs)
+    logits, targets, weights = (np.asarray(t) for t in model.predictions(sequence, labels))
+    full = np.asarray(model.masked_lm(sequence))  # [B, T, V]
+    np.testing.assert_allclose(logits[0, :2], full[0, [1, 3]], atol=1e-5)
+    np.testing.assert_allclose(logits[1, :1], full[1, [2]], atol=1e-5)
+    assert targets.tolist() == [[10, 12, 0], [21, 0, 0]] and weights.tolist() == [[1, 1, 0], [1, 0, 0]]
+    log_p = full - np.log(np.exp(full).sum(-1, keepdims=True))
+    expected = -(log_p[0, 1, 10] + log_p[0, 3, 12] + log_p[1, 2, 21]) / 3
+    assert float(model.compute_loss(inputs, labels, sequence)) == pytest.approx(expected, abs=1e-5)
+
+
+def _run(job, argv):
+    FLAGS.unparse_flags()
+    FLAGS([f"{job.__name__}.py"] + argv)
+    return job.main([f"{job.__name__}.py"])
+
+
+def _corpus(path, rng, documents=30):
+    """Sentences of consecutive vocabulary words (a masked word follows from its neighbours: learnable)."""
+    lines = []
+    for _ in range(documents):
+        for _ in range(rng.integers(1, 4)):
+            start = rng.integers(0, len(WORDS) - 9)
+            lines.append(" ".join(WORDS[start:start + rng.integers(3, 9)]))
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_run_pretraining_then_fine_tune_from_it(tiny_model, tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    train, held_out = tmp_path / "train.txt", tmp_path / "held_out.txt"
+    _corpus(train, rng)
+    _corpus(held_out, rng, documents=10)
+    out = tmp_path / "tapt"
+    base = [f"--pretrained={tiny_model}", f"--output_dir={out}", "--max_seq_length=24", "--train_batch_size=8",
+            "--eval_batch_size=8", "--save_checkpoints_steps=1000"]
+    assert _run(pretraining, [*base, "--do_train"]) == 2
+    assert "--do_train needs --input_file" in capsys.readouterr().err
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"good movie\n\xff\n")
+    assert _run(pretraining, [*base, "--do_train", f"--input_file={bad}"]) == 2
+    assert "bad.txt:2: not UTF-8" in capsys.readouterr().err
+    assert not (out / "checkpoints").exists()
+
+    assert _run(pretraining, [*base, "--do_eval", f"--eval_file={held_out}"]) == 0
+    before = dict(line.split(" = ") for line in (out / "eval_results.txt").read_text().splitlines())
+    assert _run(pretraining, [*base, "--do_train", "--do_eval", f"--input_file={train}", f"--eval_file={held_out}",
+                              "--num_train_epochs=8", "--learning_rate=5e-3", "--whole_word_masking"]) == 0
+    after = dict(line.split(" = ") for line in (out / "eval_results.txt").read_text().splitlines())
+    assert set(after) == {"masked_lm_accuracy", "masked_lm_loss", "eval_sequences", "eval_predictions",
+                          "global_step"}
+    assert after["eval_predictions"] == before["eval_predictions"]  # the same held-out masks
+    assert float(after["masked_lm_loss"]) < float(before["masked_lm_loss"]) - 0.5, (before, after)
+    assert (out / "final" / "model.keras").is_file()
+
+    data = tmp_path / "SST-2"
+    data.mkdir()
+    rows = [f"{' '.join(rng.choice(WORDS, 5))}\t{i % 2}" for i in range(16)]
+    for split in ("train", "dev"):
+        (data / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    assert _run(classifier, ["--task_name=SST-2", f"--data_dir={data}", f"--init_checkpoint={out / 'final'}",
+                             f"--output_dir={tmp_path / 'cls'}", "--do_train", "--do_eval", "--max_seq_length=16",
+                             "--train_batch_size=8", "--num_train_epochs=1", "--label_column=1"]) == 0
+    assert "eval_accuracy" in (tmp_path / "cls" / "eval_results.txt").read_text()

@@ -1,0 +1,227 @@
+"""The run_pretraining.py job: continued masked-LM pretraining of a BERT on your own text (domain-adaptive, DAPT)
+or on a task's own texts (task-adaptive, TAPT; Gururangan et al. 2020, "Don't Stop Pretraining").
+
+    python run_pretraining.py --input_file=corpus.txt --eval_file=held_out.txt --do_train --do_eval \\
+        --output_dir=/tmp/dapt [--init_checkpoint=... | --pretrained=DIR] [--whole_word_masking]
+    python run_pretraining.py --task_name=SST-2 --data_dir=glue_data/SST-2 --do_train --do_eval --output_dir=/tmp/tapt
+    python run_classifier.py --init_checkpoint=/tmp/tapt/final ...          # then fine-tune from it
+
+Text: google-research/bert's format (one sentence per line, a blank line between documents), packed into
+sequences of whole sentences of one document (data/pretraining.py); or a GLUE task's training texts (its dev texts
+are the held-out text). Masking follows google-research/bert (data/masking.py): --masked_lm_prob of each sequence's
+tokens, at most --max_predictions_per_seq, 80% [MASK] / 10% random / 10% unchanged, --whole_word_masking, new
+masks every epoch (--dynamic_masking, default) or the same ones; made in the input pipeline from (seed, epoch,
+batch), so a resumed run trains on the same masks. The masked-LM head is tied to the word embeddings and new (a
+checkpoint's own head is not loaded yet). Adapters, LoRA, freezing and the optimisation flags work as in the other
+scripts. Next-sentence prediction is not implemented, and the text is held in memory.
+
+Outputs in --output_dir:
+  eval_results.txt     masked_lm_accuracy, masked_lm_loss (on the held-out text, masks fixed by --seed),
+                       eval_sequences, global_step
+  final/               model.keras (encoder + masked-LM head), config.json, vocab.txt, task.json: a valid
+                       --init_checkpoint for run_classifier.py / run_squad.py / run_ner.py (the head is discarded there)
+  checkpoints/, logs/  resumable training state, TensorBoard scalars
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tfx_transfer.data.glue import GENERIC_TASKS, get_processor
+from tfx_transfer.data.masking import MaskingConfig, mask_batch
+from tfx_transfer.data.pipeline import dataset, plan_batches
+from tfx_transfer.data.pretraining import CorpusError, documents_of_examples, pack_documents, read_documents
+from tfx_transfer.encoders.bert_encoder import BertEncoder
+from tfx_transfer.jobs import distribution, flags
+from tfx_transfer.jobs.cli import run_main
+from tfx_transfer.jobs.errors import FlagError
+from tfx_transfer.jobs.model_card import ModelCard
+from tfx_transfer.jobs.model_setup import build_encoder, freeze_unused_pooler, prepare_model, resolve_model_source
+from tfx_transfer.jobs.options import PretrainingOptions
+from tfx_transfer.jobs.outputs import export_and_plot, finish_training, output_path, write_text
+from tfx_transfer.jobs.run_lock import OutputDirLock
+from tfx_transfer.jobs.training import compile_and_train
+from tfx_transfer.models.masked_lm import BertMaskedLM
+from tfx_transfer.text.tokenizer import BertTokenizer
+
+
+def define_flags():
+    """run_pretraining.py's absl flags (see jobs/flags.py)."""
+    flags.define_pretraining_flags()
+
+
+def _files(patterns, flag):
+    paths = []
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not found:
+            raise FlagError(f"--{flag}={pattern}: no file matches.")
+        paths += found
+    return paths
+
+
+@dataclasses.dataclass
+class _Texts:
+    train: list  # documents, or None
+    held_out: list
+    train_source: str  # the training text's path(s), for the model card
+
+
+def _read_texts(o: PretrainingOptions) -> _Texts:
+    """Every text the run needs, read and checked before the model is built."""
+    if o.task_name and o.input_file:
+        raise FlagError("--task_name (TAPT on a task's texts) and --input_file (a corpus) both name the training text; "
+                        "pass one.")
+    if o.task_name:
+        if o.task_name.lower() in GENERIC_TASKS:
+            raise FlagError(f"--task_name={o.task_name}: a GLUE task name is needed here; for your own text give "
+                            "--input_file (one sentence per line).")
+        try:
+            processor = get_processor(o.task_name)
+        except ValueError as e:
+            raise FlagError(f"--task_name={o.task_name}: {e}") from e
+        if not o.data_dir or not os.path.isdir(o.data_dir):
+            raise FlagError(f"--task_name={o.task_name} needs --data_dir, the directory of its .tsv files.")
+        train = documents_of_examples(processor.train_examples(o.data_dir)) if o.do_train else None
+        held_out = documents_of_examples(processor.dev_examples(o.data_dir)) if o.do_eval else None
+        source = os.path.join(o.data_dir, "")
+        return _Texts(_first(train, o), held_out, source)
+    if o.do_train and not o.input_file:
+        raise FlagError("--do_train needs --input_file (text, one sentence per line) or --task_name/--data_dir.")
+    if o.do_eval and not o.eval_file:
+        raise FlagError("--do_eval needs --eval_file (held-out text in the same format).")
+    try:
+        train = read_documents(_files(o.input_file, "input_file")) if o.do_train else None
+        held_out = read_documents(_files(o.eval_file, "eval_file")) if o.do_eval else None
+    except CorpusError as error:
+        raise FlagError(str(error)) from None
+    return _Texts(_first(train, o), held_out, ",".join(o.input_file or ()))
+
+
+def _first(documents, o: PretrainingOptions):
+    """--max_train_examples: the first that many documents."""
+    if documents is not None and o.training.max_train_examples:
+        return documents[:o.training.max_train_examples]
+    return documents
+
+
+def _validate(o: PretrainingOptions):
+    if not 0 < o.masked_lm_prob <= 1:
+        raise FlagError(f"--masked_lm_prob={o.masked_lm_prob} must be in (0, 1].")
+    if o.max_predictions_per_seq < 1:
+        raise FlagError(f"--max_predictions_per_seq={o.max_predictions_per_seq} must be >= 1.")
+    if o.training.evaluates_during_training:
+        raise FlagError("--eval_every_steps / --eval_every_epoch are not supported by run_pretraining.py yet; "
+                        "evaluate the finished run with --do_eval.")
+    if o.do_predict or o.do_export:
+        raise FlagError("run_pretraining.py trains and evaluates (--do_train, --do_eval); it has no --do_predict or "
+                        "--do_export: fine-tune from its final/ with the other scripts.")
+
+
+def run(o: PretrainingOptions):
+    """Runs the job; every input is read and checked before the model is built."""
+    flags.warn_ignored_tpu_flags(o)
+    strategy = distribution.strategy(o.distribution)
+    source = resolve_model_source(o.model)
+    flags.validate_common(o, source.max_positions, modes=("do_train", "do_eval"))
+    _validate(o)
+    texts = _read_texts(o)
+    tokenizer = BertTokenizer.from_settings(source.tokenizer)
+    try:
+        masking = MaskingConfig.for_tokenizer(tokenizer, rate=o.masked_lm_prob,
+                                              max_predictions=o.max_predictions_per_seq,
+                                              whole_word=o.whole_word_masking, dynamic=o.dynamic_masking,
+                                              seed=o.training.seed)
+    except ValueError as error:
+        raise FlagError(str(error)) from None
+    out = o.output.output_dir
+    os.makedirs(out, exist_ok=True)
+    with OutputDirLock(out) if distribution.is_chief() else contextlib.nullcontext():
+        return _run(o, strategy, source, texts, tokenizer, masking)
+
+
+def masked_lm_metrics(model: BertMaskedLM, split, masking: MaskingConfig, batch_size: int, max_seq_length: int):
+    """{masked_lm_accuracy, masked_lm_loss, eval_sequences} of `model` on `split` with static masks (epoch 0 of
+    `masking`'s seed, whatever --dynamic_masking says): the same predictions for every run with that seed."""
+    static = dataclasses.replace(masking, dynamic=False)
+    plan = plan_batches(split.lengths, batch_size, max_seq_length, shuffle=False)
+
+    @tf.function(reduce_retracing=True)
+    def scores(inputs, labels, position):
+        masked, targets = mask_batch(inputs["input_word_ids"], inputs["input_mask"], static, 0, position)
+        sequence = model(dict(inputs, input_word_ids=masked), training=False)
+        logits, targets, weights = model.predictions(sequence, targets)
+        losses = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), targets), tf.float32)
+        return tf.reduce_sum(losses * weights), tf.reduce_sum(correct * weights), tf.reduce_sum(weights)
+
+    total = np.zeros(3)
+    for position, (inputs, labels) in enumerate(dataset(split, plan)):
+        total += [float(v) for v in scores(inputs, labels, tf.constant(position, tf.int64))]
+    predictions = max(total[2], 1.0)
+    return {"masked_lm_accuracy": total[1] / predictions, "masked_lm_loss": total[0] / predictions,
+            "eval_sequences": len(split), "eval_predictions": int(total[2])}
+
+
+def _run(o: PretrainingOptions, strategy, source, texts: _Texts, tokenizer, masking: MaskingConfig):
+    out = o.output.output_dir
+    keras.utils.set_random_seed(o.training.seed)
+    with strategy.scope():
+        # A Hub module is unwrapped: the head is tied to its word embeddings.
+        encoder = BertEncoder.from_hub(source.hub_handle) if source.hub_handle else \
+            build_encoder(source, o.model, o.distribution)
+        model = BertMaskedLM(encoder, o.max_predictions_per_seq)
+        report = prepare_model(model, source, o.model, will_train=o.do_train, task_name="masked_lm")
+        freeze_unused_pooler(model)
+    card = ModelCard("run_pretraining.py", o)
+    card.base_model(source)
+    card.load_report = str(report) if report is not None else None
+    task = {"task": "masked_lm", "max_seq_length": o.max_seq_length, "masked_lm_prob": o.masked_lm_prob,
+            "max_predictions_per_seq": o.max_predictions_per_seq, "whole_word_masking": o.whole_word_masking,
+            "dynamic_masking": o.dynamic_masking, "initialised_from": source.description}
+    card.task = task
+    held_out = pack_documents(texts.held_out, tokenizer, o.max_seq_length) if o.do_eval else None
+    global_step, final_dir = 0, None
+    if o.do_train:
+        split = pack_documents(texts.train, tokenizer, o.max_seq_length)
+        if os.path.isfile(texts.train_source):  # one corpus file (the card records a file's checksum)
+            card.data_file("train", texts.train_source, len(texts.train))
+        logging.info("%d documents -> %d sequences of <= %d tokens (mean %.1f).", len(texts.train), len(split),
+                     o.max_seq_length, float(split.lengths.mean()))
+
+        def add_targets(inputs, labels, epoch, position):
+            masked, targets = mask_batch(inputs["input_word_ids"], inputs["input_mask"], masking, epoch, position)
+            return dict(inputs, input_word_ids=masked), targets
+
+        result = compile_and_train(model, split, "sequences", o.training, o.max_seq_length, out,
+                                   vocab_file=tokenizer.vocab_file, batch_transform=add_targets)
+        global_step = result["steps"]
+        logging.info("Trained to step %d; %.1f sequences/s.", global_step, result["examples_per_s"])
+        final_dir = finish_training(model, result, None, card, task, out, tokenizer, o.model.adaptation)
+    if o.do_eval:
+        start = time.perf_counter()
+        results = masked_lm_metrics(model, held_out, masking, o.eval_batch_size, o.max_seq_length)
+        card.record_evaluation(len(held_out), time.perf_counter() - start)
+        results["global_step"] = global_step
+        lines = [f"{key} = {value}" for key, value in results.items()]
+        write_text(output_path(out, "eval_results.txt"), "\n".join(lines) + "\n")
+        logging.info("***** Eval results *****\n  %s", "\n  ".join(lines))
+        card.metrics = results
+        if final_dir:
+            card.write(final_dir)
+    export_and_plot(o, model, card, tokenizer)
+    return 0
+
+
+def main(argv):
+    """absl entry point: one-line errors and exit code 2 for bad input."""
+    return run_main(lambda: run(flags.parse_pretraining_options()), argv)

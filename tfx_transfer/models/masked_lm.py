@@ -1,0 +1,65 @@
+"""Masked-LM pretraining model: an encoder plus BERT's tied masked-LM head, for continued pretraining (DAPT / TAPT,
+Gururangan et al. 2020) with `run_pretraining.py`."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from tfx_transfer.encoders.bert_encoder import INPUT_NAMES
+from tfx_transfer.layers.masked_lm import MaskedLMHead
+from tfx_transfer.models.task_model import TaskModel, replica_mean
+
+
+@keras.saving.register_keras_serializable(package="tfx_transfer")
+class BertMaskedLM(TaskModel):
+    """encoder -> sequence_output; BERT's masked-LM head (`layers.MaskedLMHead`, the decoder tied to the word
+    embeddings) on the predicted positions only, as google-research/bert's `get_masked_lm_output` gathers
+    `masked_lm_positions` (the full [B, T, V] logits of a 30k vocabulary would be ~0.5 GB per batch of 32 x 128).
+
+    Args:
+        encoder: a `BertEncoder`. max_predictions: P, the most predicted positions per sequence
+            (max_predictions_per_seq).
+
+    Inputs: the encoder's dict, int32 [B, T] (already masked: `data.masking.mask_batch`). Outputs: sequence_output
+    [B, T, H]. Labels (training, `compute_loss`): int32 [B, T], the original id at predicted positions, -1 elsewhere.
+    Loss: cross-entropy averaged over the predicted positions of the global batch (`replica_mean`).
+    Variables of the head: `masked_lm/transform/{kernel,bias}`, `masked_lm/layer_norm/{gamma,beta}`,
+    `masked_lm/output_bias` [V].
+    """
+
+    def __init__(self, encoder, max_predictions=20, name="bert_masked_lm", **kwargs):
+        if int(max_predictions) < 1:
+            raise ValueError(f"max_predictions={max_predictions} must be >= 1.")
+        inputs = {key: keras.Input(shape=(None,), dtype="int32", name=key) for key in INPUT_NAMES}
+        sequence = encoder(inputs)["sequence_output"]
+        super().__init__(inputs=inputs, outputs=sequence, name=name, **kwargs)
+        self.encoder = encoder
+        self.max_predictions = int(max_predictions)
+        self.masked_lm = MaskedLMHead.for_encoder(encoder)
+        self.masked_lm.build((None, None, encoder.bert_config.hidden_size))  # before the optimizer is built
+
+    head_patterns = (r"masked_lm/.*",)
+
+    def predictions(self, sequence, labels):
+        """(logits float32 [B, K, V], labels int32 [B, K], weights float32 [B, K]) at the first K predicted
+        positions of each row (labels >= 0; weights 0 where a row has fewer), K = min(max_predictions, the most
+        predictions a row of this batch has): short sequences do not pay for max_predictions head outputs."""
+        labels = tf.cast(labels, tf.int32)
+        length = tf.shape(labels)[1]
+        chosen = labels >= 0
+        score = tf.where(chosen, length - tf.range(length)[None], 0)  # predicted positions first, in order
+        most = tf.reduce_max(tf.reduce_sum(tf.cast(chosen, tf.int32), axis=1))
+        _, positions = tf.math.top_k(score, k=tf.maximum(1, tf.minimum(self.max_predictions, most)))
+        picked = tf.gather(labels, positions, batch_dims=1)
+        logits = self.masked_lm(tf.gather(sequence, positions, batch_dims=1))
+        return logits, tf.maximum(picked, 0), tf.cast(picked >= 0, tf.float32)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        logits, labels, weights = self.predictions(y_pred, y)
+        losses = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        return replica_mean(ops.sum(losses * weights), ops.sum(weights)) + self.extra_losses(x, training)
+
+    def get_config(self):
+        return self.config_with_encoder(max_predictions=self.max_predictions)
