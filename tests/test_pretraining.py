@@ -129,7 +129,8 @@ def test_masked_lm_model_predicts_the_chosen_positions():
     full = np.asarray(model.masked_lm(sequence))  # [B, T, V]
     np.testing.assert_allclose(logits[0, :2], full[0, [1, 3]], atol=1e-5)
     np.testing.assert_allclose(logits[1, :1], full[1, [2]], atol=1e-5)
-    assert targets.tolist() == [[10, 12, 0], [21, 0, 0]] and weights.tolist() == [[1, 1, 0], [1, 0, 0]]
+    # K = the most predictions of a row (2), at most max_predictions (3)
+    assert targets.tolist() == [[10, 12], [21, 0]] and weights.tolist() == [[1, 1], [1, 0]]
     log_p = full - np.log(np.exp(full).sum(-1, keepdims=True))
     expected = -(log_p[0, 1, 10] + log_p[0, 3, 12] + log_p[1, 2, 21]) / 3
     assert float(model.compute_loss(inputs, labels, sequence)) == pytest.approx(expected, abs=1e-5)
@@ -188,3 +189,20 @@ def test_run_pretraining_then_fine_tune_from_it(tiny_model, tmp_path, capsys):
                              f"--output_dir={tmp_path / 'cls'}", "--do_train", "--do_eval", "--max_seq_length=16",
                              "--train_batch_size=8", "--num_train_epochs=1", "--label_column=1"]) == 0
     assert "eval_accuracy" in (tmp_path / "cls" / "eval_results.txt").read_text()
+
+
+def test_head_warmup_trains_the_head_alone(tiny_model, tmp_path):
+    import keras
+
+    rng = np.random.default_rng(4)
+    train = tmp_path / "train.txt"
+    _corpus(train, rng, documents=16)
+    out = tmp_path / "warm"
+    assert _run(pretraining, [f"--pretrained={tiny_model}", f"--output_dir={out}", "--do_train",
+                              f"--input_file={train}", "--max_seq_length=24", "--train_batch_size=8",
+                              "--num_train_epochs=2", "--learning_rate=5e-3", "--head_warmup_steps=100"]) == 0
+    trained = keras.models.load_model(str(out / "final" / "model.keras"))
+    start = BertEncoder.from_pretrained(tiny_model)
+    assert all(np.array_equal(a, b) for a, b in zip(start.weights, trained.encoder.weights))  # frozen throughout
+    assert np.abs(trained.masked_lm.transform.kernel.numpy()).sum() > 0
+    assert np.abs(trained.masked_lm.output_bias.numpy()).max() > 1e-3  # the head trained (it starts at zero bias)

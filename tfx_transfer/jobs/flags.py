@@ -269,6 +269,9 @@ def define_pretraining_flags():
     define.DEFINE_bool("whole_word_masking", False, "Mask all WordPiece pieces of a chosen word together.")
     define.DEFINE_bool("dynamic_masking", True, "New masks every epoch (RoBERTa); false: the same masks every epoch "
                        "(static, fixed by --seed).")
+    define.DEFINE_integer("head_warmup_steps", -1, "Train the masked-LM head alone (encoder and embeddings frozen) "
+                          "for this many updates first, so a new head does not wreck the encoder; -1: 10% of the "
+                          "updates when the head is new, 0 when the checkpoint had one.")
 
 
 # ------------------------------------------------------------------ parsing: FLAGS -> options, once per run

@@ -200,3 +200,4 @@ class PretrainingOptions(_JobOptions):
     max_predictions_per_seq: int = 20
     whole_word_masking: bool = False
     dynamic_masking: bool = True
+    head_warmup_steps: int = -1

@@ -11,8 +11,9 @@ sequences of whole sentences of one document (data/pretraining.py); or a GLUE ta
 are the held-out text). Masking follows google-research/bert (data/masking.py): --masked_lm_prob of each sequence's
 tokens, at most --max_predictions_per_seq, 80% [MASK] / 10% random / 10% unchanged, --whole_word_masking, new
 masks every epoch (--dynamic_masking, default) or the same ones; made in the input pipeline from (seed, epoch,
-batch), so a resumed run trains on the same masks. The masked-LM head is tied to the word embeddings and new (a
-checkpoint's own head is not loaded yet). Adapters, LoRA, freezing and the optimisation flags work as in the other
+batch), so a resumed run trains on the same masks. The masked-LM head is tied to the word embeddings; it is loaded
+from a run_pretraining.py final/ and otherwise new (a Google / Hugging Face checkpoint's own head is not loaded yet),
+and a new head first trains alone (--head_warmup_steps, default 10% of the updates). Adapters, LoRA, freezing and the optimisation flags work as in the other
 scripts. Next-sentence prediction is not implemented, and the text is held in memory.
 
 Outputs in --output_dir:
@@ -45,7 +46,8 @@ from tfx_transfer.jobs import distribution, flags
 from tfx_transfer.jobs.cli import run_main
 from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.model_card import ModelCard
-from tfx_transfer.jobs.model_setup import build_encoder, freeze_unused_pooler, prepare_model, resolve_model_source
+from tfx_transfer.jobs.model_setup import (build_encoder, freeze_unused_pooler, head_loaded, prepare_model,
+                                           resolve_model_source)
 from tfx_transfer.jobs.options import PretrainingOptions
 from tfx_transfer.jobs.outputs import export_and_plot, finish_training, output_path, write_text
 from tfx_transfer.jobs.run_lock import OutputDirLock
@@ -122,9 +124,30 @@ def _validate(o: PretrainingOptions):
     if o.training.evaluates_during_training:
         raise FlagError("--eval_every_steps / --eval_every_epoch are not supported by run_pretraining.py yet; "
                         "evaluate the finished run with --do_eval.")
+    if o.head_warmup_steps > 0 and o.training.unfreezing != "none":
+        raise FlagError(f"--head_warmup_steps={o.head_warmup_steps} is a head-only phase of its own: it does not "
+                        f"combine with --unfreezing={o.training.unfreezing}.")
     if o.do_predict or o.do_export:
         raise FlagError("run_pretraining.py trains and evaluates (--do_train, --do_eval); it has no --do_predict or "
                         "--do_export: fine-tune from its final/ with the other scripts.")
+
+
+def head_warmup(o: PretrainingOptions, num_sequences: int, head_is_new: bool):
+    """The training options with the head-only phase (--head_warmup_steps; -1: 10% of the updates for a new head,
+    none for a loaded one) as a sequential-unfreezing plan (adaptation/unfreezing.py: the head alone, then
+    everything), so it follows the optimizer's step and a resumed run continues in the right phase."""
+    training = o.training
+    per_epoch = num_sequences / (training.train_batch_size * training.gradient_accumulation_steps)
+    steps = o.head_warmup_steps
+    if steps < 0:
+        steps = int(0.1 * per_epoch * training.num_train_epochs) if head_is_new and training.unfreezing == "none" \
+            else 0
+    if steps == 0:
+        return training
+    logging.info("Head warm-up: the masked-LM head trains alone for the first %d updates (%s).", steps,
+                 "a new head" if head_is_new else "--head_warmup_steps")
+    return dataclasses.replace(training, unfreezing="sequential",
+                               sequential_unfreezing_epochs=((steps + 0.5) / per_epoch, 0.0))
 
 
 def run(o: PretrainingOptions):
@@ -202,7 +225,8 @@ def _run(o: PretrainingOptions, strategy, source, texts: _Texts, tokenizer, mask
             masked, targets = mask_batch(inputs["input_word_ids"], inputs["input_mask"], masking, epoch, position)
             return dict(inputs, input_word_ids=masked), targets
 
-        result = compile_and_train(model, split, "sequences", o.training, o.max_seq_length, out,
+        training = head_warmup(o, len(split), head_is_new=report is None or not head_loaded(model, report))
+        result = compile_and_train(model, split, "sequences", training, o.max_seq_length, out,
                                    vocab_file=tokenizer.vocab_file, batch_transform=add_targets)
         global_step = result["steps"]
         logging.info("Trained to step %d; %.1f sequences/s.", global_step, result["examples_per_s"])
