@@ -206,3 +206,15 @@ def test_head_warmup_trains_the_head_alone(tiny_model, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(start.weights, trained.encoder.weights))  # frozen throughout
     assert np.abs(trained.masked_lm.transform.kernel.numpy()).sum() > 0
     assert np.abs(trained.masked_lm.output_bias.numpy()).max() > 1e-3  # the head trained (it starts at zero bias)
+
+
+def test_domain_adapters_pretrain_into_an_adapter_file(tiny_model, tmp_path):
+    rng = np.random.default_rng(5)
+    train = tmp_path / "train.txt"
+    _corpus(train, rng, documents=16)
+    out = tmp_path / "adapters"
+    assert _run(pretraining, [f"--pretrained={tiny_model}", f"--output_dir={out}", "--do_train",
+                              f"--input_file={train}", "--max_seq_length=24", "--train_batch_size=8",
+                              "--num_train_epochs=1", "--learning_rate=1e-3", "--adaptation=adapters",
+                              "--adapter_size=4", "--head_warmup_steps=0"]) == 0
+    assert (out / "final" / "adapter.safetensors").is_file() and (out / "final" / "task.json").is_file()
