@@ -218,3 +218,43 @@ def test_domain_adapters_pretrain_into_an_adapter_file(tiny_model, tmp_path):
                               "--num_train_epochs=1", "--learning_rate=1e-3", "--adaptation=adapters",
                               "--adapter_size=4", "--head_warmup_steps=0"]) == 0
     assert (out / "final" / "adapter.safetensors").is_file() and (out / "final" / "task.json").is_file()
+
+
+def test_interrupted_pretraining_resumes_to_the_same_weights(tiny_model, tmp_path):
+    """SIGTERM after the first checkpoint (mid-epoch: the batch positions of the masks continue from the offset),
+    then the same command: the weights of an uninterrupted run (dynamic masks over 2 epochs, head warm-up)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import keras
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    train = tmp_path / "train.txt"
+    _corpus(train, np.random.default_rng(6), documents=48)
+
+    def command(out):
+        return [sys.executable, os.path.join(repo, "run_pretraining.py"), f"--pretrained={tiny_model}",
+                f"--output_dir={out}", "--do_train", f"--input_file={train}", "--max_seq_length=24",
+                "--train_batch_size=4", "--num_train_epochs=2", "--learning_rate=1e-3", "--save_checkpoints_steps=3",
+                "--seed=5", "--whole_word_masking"]
+
+    subprocess.run(command(tmp_path / "whole"), check=True, env=env, capture_output=True, cwd=repo)
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(command(interrupted), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, cwd=repo)
+    checkpoints, deadline = interrupted / "checkpoints", time.time() + 120
+    while time.time() < deadline and not (checkpoints.is_dir() and any(
+            n.startswith("ckpt-") for n in os.listdir(checkpoints))):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM and not (interrupted / "final").exists(), stderr[-2000:]
+    resumed = subprocess.run(command(interrupted), env=env, capture_output=True, text=True, cwd=repo)
+    assert resumed.returncode == 0 and "Resuming training from" in resumed.stderr, resumed.stderr[-2000:]
+    load = lambda out: keras.models.load_model(str(out / "final" / "model.keras")).weights  # noqa: E731
+    for a, b in zip(load(tmp_path / "whole"), load(interrupted)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
