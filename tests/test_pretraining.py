@@ -258,3 +258,24 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tiny_model, tmp_pat
     load = lambda out: keras.models.load_model(str(out / "final" / "model.keras")).weights  # noqa: E731
     for a, b in zip(load(tmp_path / "whole"), load(interrupted)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+
+
+def test_producers_masked_lm_heads_load_and_reproduce_their_logits():
+    """transformers' BertForMaskedLM (tests/fixtures/hf/masked_lm: its MLM logits at positions 1 and 2) and
+    google-research/bert's run_pretraining checkpoint (cls/predictions/*) load into BertMaskedLM with their heads."""
+    from fixture_utils import TOLERANCE, expected, inputs, max_difference, path
+    from tfx_transfer.checkpoints import load_checkpoint
+    from tfx_transfer.config import BertConfig
+    from tfx_transfer.pretrained import resolve_pretrained
+
+    for fixture, config in (("hf/masked_lm", resolve_pretrained(path("hf/masked_lm")).config),
+                            ("google/pretraining", BertConfig.from_json_file(path("google/pretraining/bert_config.json")))):
+        model = BertMaskedLM(BertEncoder.from_bert_config(config))
+        report = load_checkpoint(model, path(fixture), allow_missing=(r"pooler/.*",), heads=True)
+        loaded = sorted(item.target for item in report.loaded if item.target.startswith("masked_lm/"))
+        assert loaded == sorted(v.path for v in model.masked_lm.weights), (fixture, report)
+    stored = expected("hf/masked_lm")
+    model = BertMaskedLM(BertEncoder.from_bert_config(resolve_pretrained(path("hf/masked_lm")).config))
+    load_checkpoint(model, path("hf/masked_lm"), allow_missing=(r"pooler/.*",), heads=True)
+    logits = np.asarray(model.masked_lm(model(inputs(stored))))[:, 1:3]
+    assert max_difference(logits, stored["mlm_logits"]) <= TOLERANCE

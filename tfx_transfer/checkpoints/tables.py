@@ -65,6 +65,15 @@ def _dense(ours, theirs, kernel="kernel", bias="bias", read=(), write=None, head
 CLASSIFIER = "classifier"
 SPAN = "span_logits"
 TOKEN_CLASSIFIER = "token_classifier"
+MASKED_LM = "masked_lm"  # BertMaskedLM's head: transform dense [H, H], LayerNorm, output_bias [V] (decoder tied)
+
+
+def _masked_lm_head(dense, layer_norm, gamma, beta, output_bias, kernel="kernel", bias="bias", read=(), write=None):
+    """BERT's masked-LM head in a dialect; its decoder is the word-embedding table (tied), not a tensor to load."""
+    return [*_dense(MASKED_LM + "/transform", dense, kernel, bias, read, write, head=True),
+            TensorName(MASKED_LM + "/layer_norm/gamma", layer_norm + gamma, head=True),
+            TensorName(MASKED_LM + "/layer_norm/beta", layer_norm + beta, head=True),
+            TensorName(MASKED_LM + "/output_bias", output_bias, head=True)]
 
 
 def _norm(ours, theirs, gamma="gamma", beta="beta"):
@@ -113,6 +122,9 @@ GOOGLE = NameTable(
         *_dense(CLASSIFIER, "", "output_weights", "output_bias", _T, _transpose, head=True),
         # run_squad.py's head: cls/squad/output_weights is [2, H].
         *_dense(SPAN, "cls/squad/", "output_weights", "output_bias", _T, _transpose, head=True),
+        # run_pretraining.py's masked-LM head (get_masked_lm_output).
+        *_masked_lm_head("cls/predictions/transform/dense/", "cls/predictions/transform/LayerNorm/", "gamma", "beta",
+                         "cls/predictions/output_bias"),
     ],
     # Optimizer slots (AdamWeightDecayOptimizer: adam_m/adam_v; tf.train.AdamOptimizer: Adam, Adam_1) and counters.
     ignore=[r".*/adam_[mv]", r".*/Adam(_\d+)?", r"global_step", r"beta[12]_power", r".*/Momentum",
@@ -152,13 +164,16 @@ HF = NameTable(
 
 # Heads of transformers' BERT task classes, by the `architectures` entry of their config.json. The same names
 # (`classifier.*`) serve sentence and token classification, so only the declared architecture tells them apart
-# (each goes to its own head: `classifier` or `token_classifier`); heads not listed (masked LM, pretraining) stay
-# discarded.
+# (each goes to its own head: `classifier` or `token_classifier`); the masked-LM head of BertForMaskedLM /
+# BertForPreTraining goes to `masked_lm` (its tied decoder.weight is the word embeddings; NSP stays discarded).
 HF_HEADS = {
     "BertForSequenceClassification": _dense(CLASSIFIER, "classifier.", "weight", "bias", _T, _transpose, head=True),
     "BertForQuestionAnswering": _dense(SPAN, "qa_outputs.", "weight", "bias", _T, _transpose, head=True),
     "BertForTokenClassification": _dense(TOKEN_CLASSIFIER, "classifier.", "weight", "bias", _T, _transpose,
                                          head=True),
+    **{architecture: _masked_lm_head("cls.predictions.transform.dense.", "cls.predictions.transform.LayerNorm.",
+                                     "weight", "bias", "cls.predictions.bias", "weight", "bias", _T, _transpose)
+       for architecture in ("BertForMaskedLM", "BertForPreTraining")},
 }
 
 # These build BertModel(add_pooling_layer=False): their checkpoints have no pooler, which stays newly initialised.

@@ -12,8 +12,9 @@ are the held-out text). Masking follows google-research/bert (data/masking.py): 
 tokens, at most --max_predictions_per_seq, 80% [MASK] / 10% random / 10% unchanged, --whole_word_masking, new
 masks every epoch (--dynamic_masking, default) or the same ones; made in the input pipeline from (seed, epoch,
 batch), so a resumed run trains on the same masks. The masked-LM head is tied to the word embeddings; it is loaded
-from a run_pretraining.py final/ and otherwise new (a Google / Hugging Face checkpoint's own head is not loaded yet),
-and a new head first trains alone (--head_warmup_steps, default 10% of the updates). Adapters, LoRA, freezing and the optimisation flags work as in the other
+from a run_pretraining.py final/, a google-research/bert pretraining checkpoint (cls/predictions) or a transformers
+BertForMaskedLM / BertForPreTraining model (cls.predictions), and otherwise new; a new head first trains alone
+(--head_warmup_steps, default 10% of the updates). Adapters, LoRA, freezing and the optimisation flags work as in the other
 scripts. Next-sentence prediction is not implemented, and the text is held in memory.
 
 Outputs in --output_dir:

@@ -41,6 +41,7 @@ class BertMaskedLM(TaskModel):
         self.masked_lm.build((None, None, encoder.bert_config.hidden_size))  # before the optimizer is built
 
     head_patterns = (r"masked_lm/.*",)
+    loads_producer_heads = True  # google-research/bert's cls/predictions, transformers' cls.predictions
 
     def predictions(self, sequence, labels):
         """(logits float32 [B, K, V], labels int32 [B, K], weights float32 [B, K]) at the first K predicted
