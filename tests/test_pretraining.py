@@ -191,16 +191,21 @@ def test_run_pretraining_then_fine_tune_from_it(tiny_model, tmp_path, capsys):
     assert "eval_accuracy" in (tmp_path / "cls" / "eval_results.txt").read_text()
 
 
+def _pretrain_small(tiny_model, tmp_path, seed, name, *flags_):
+    """run_pretraining.py --do_train on 16 generated documents into tmp_path/name; returns that directory."""
+    train = tmp_path / "train.txt"
+    _corpus(train, np.random.default_rng(seed), documents=16)
+    out = tmp_path / name
+    assert _run(pretraining, [f"--pretrained={tiny_model}", f"--output_dir={out}", "--do_train",
+                              f"--input_file={train}", "--max_seq_length=24", "--train_batch_size=8", *flags_]) == 0
+    return out
+
+
 def test_head_warmup_trains_the_head_alone(tiny_model, tmp_path):
     import keras
 
-    rng = np.random.default_rng(4)
-    train = tmp_path / "train.txt"
-    _corpus(train, rng, documents=16)
-    out = tmp_path / "warm"
-    assert _run(pretraining, [f"--pretrained={tiny_model}", f"--output_dir={out}", "--do_train",
-                              f"--input_file={train}", "--max_seq_length=24", "--train_batch_size=8",
-                              "--num_train_epochs=2", "--learning_rate=5e-3", "--head_warmup_steps=100"]) == 0
+    out = _pretrain_small(tiny_model, tmp_path, 4, "warm", "--num_train_epochs=2", "--learning_rate=5e-3",
+                          "--head_warmup_steps=100")
     trained = keras.models.load_model(str(out / "final" / "model.keras"))
     start = BertEncoder.from_pretrained(tiny_model)
     assert all(np.array_equal(a, b) for a, b in zip(start.weights, trained.encoder.weights))  # frozen throughout
@@ -209,14 +214,8 @@ def test_head_warmup_trains_the_head_alone(tiny_model, tmp_path):
 
 
 def test_domain_adapters_pretrain_into_an_adapter_file(tiny_model, tmp_path):
-    rng = np.random.default_rng(5)
-    train = tmp_path / "train.txt"
-    _corpus(train, rng, documents=16)
-    out = tmp_path / "adapters"
-    assert _run(pretraining, [f"--pretrained={tiny_model}", f"--output_dir={out}", "--do_train",
-                              f"--input_file={train}", "--max_seq_length=24", "--train_batch_size=8",
-                              "--num_train_epochs=1", "--learning_rate=1e-3", "--adaptation=adapters",
-                              "--adapter_size=4", "--head_warmup_steps=0"]) == 0
+    out = _pretrain_small(tiny_model, tmp_path, 5, "adapters", "--num_train_epochs=1", "--learning_rate=1e-3",
+                          "--adaptation=adapters", "--adapter_size=4", "--head_warmup_steps=0")
     assert (out / "final" / "adapter.safetensors").is_file() and (out / "final" / "task.json").is_file()
 
 

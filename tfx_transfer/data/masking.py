@@ -91,9 +91,8 @@ def mask_batch(word_ids, input_mask, config: MaskingConfig, epoch, position):
         word = tf.reduce_max(tf.where(earlier[None], start_positions[:, None, :], -1), axis=2)  # [B, T]
         word = tf.where(candidate, word, positions)
     else:
-        word = positions
+        word, starts = positions, candidate  # every candidate is a word of its own
     key = tf.where(candidate, tf.gather(keys, tf.maximum(word, 0), batch_dims=1), -1.0)  # a word's key: its first's
-    starts = candidate & tf.equal(word, positions)
     both = candidate[:, None, :] & candidate[:, :, None]  # [B, T (me), T (other)]
     size = tf.reduce_sum(tf.cast(both & tf.equal(word[:, None, :], word[:, :, None]), tf.int32), axis=2)
     # A word's rank in the random order (every piece of it has it): the number of words with a larger key.
@@ -117,3 +116,12 @@ def mask_batch(word_ids, input_mask, config: MaskingConfig, epoch, position):
     masked = tf.where(chosen & (action >= 0.8) & (action < 0.9), random_ids, masked)
     labels = tf.where(chosen, word_ids, IGNORED)
     return masked, labels
+
+
+def target_maker(config: MaskingConfig):
+    """`mask_batch` as a batch transform of the encoder's dict: (inputs, labels, epoch, position) -> (inputs with the
+    masked word ids, masked-LM labels [B, T]); `labels` (the split's own) are not used."""
+    def make(inputs, labels, epoch, position):
+        masked, targets = mask_batch(inputs["input_word_ids"], inputs["input_mask"], config, epoch, position)
+        return dict(inputs, input_word_ids=masked), targets
+    return make

@@ -13,7 +13,7 @@ from tfx_transfer.adaptation.distillation import truncated_encoder
 from tfx_transfer.adaptation.strategies import apply_strategy
 from tfx_transfer.data.glue import DEMO_DIR, GENERIC_TASKS, csv_processor, get_processor, task_names
 from tfx_transfer.jobs.errors import FlagError
-from tfx_transfer.jobs.model_setup import build_encoder, head_loaded, prepare_model, strategy_arguments
+from tfx_transfer.jobs.model_setup import build_encoder, head_dropout, head_loaded, prepare_model, strategy_arguments
 from tfx_transfer.jobs.options import ClassifierOptions
 from tfx_transfer.models.classifier import BertClassifier, reorder_classes
 from tfx_transfer.models.feature_classifier import FeatureClassifier
@@ -91,8 +91,7 @@ def build_model(o: ClassifierOptions, source, processor):
     with --student_layers, the encoder keeps that many of the pretrained layers. Returns (model, load report or
     None for a Hub module)."""
     num_outputs = 1 if processor.is_regression else len(processor.labels)
-    # Head dropout = the encoder's hidden dropout (0.1 for BERT), as Hugging Face does.
-    dropout = source.config.hidden_dropout_prob if source.config else 0.1
+    dropout = head_dropout(source)
 
     def classifier(encoder):
         if o.features == "scalar_mix":

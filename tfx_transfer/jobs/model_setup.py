@@ -130,20 +130,29 @@ def strategy_arguments(options: ModelOptions) -> dict:
     return {"k": options.top_k} if options.adaptation == "top_k" else {}
 
 
-def build_encoder(source: ModelSource, options: ModelOptions, distribution: DistributionOptions):
+def build_encoder(source: ModelSource, options: ModelOptions, distribution: DistributionOptions,
+                  needs_layers: bool = False):
     """The encoder for `source`: a from-scratch `BertEncoder` (weights loaded later by `load_initial_weights`), a
-    black-box `HubEncoder` (--adaptation full or feature_extraction), or a Hub module unwrapped by `from_hub`."""
+    black-box `HubEncoder` (--adaptation full or feature_extraction), or a Hub module unwrapped by `from_hub`.
+    `needs_layers`: the task model reads the encoder's own layers (the probes' embeddings, the masked-LM head's tied
+    word embeddings), so a Hub module is always unwrapped."""
     adapters = adapter_config(options)
     if not source.hub_handle:
         return BertEncoder.from_bert_config(source.config, adapters=adapters)
     # A black-box module's variables are created by hub.load, outside any strategy scope: under a multi-replica
     # strategy the module is unwrapped instead (identical outputs, variables created by the strategy).
-    if options.adaptation in ("full", "feature_extraction") and adapters is None and not distribution.multi_replica:
+    if options.adaptation in ("full", "feature_extraction") and adapters is None and not distribution.multi_replica \
+            and not needs_layers:
         return HubEncoder(source.hub_handle, trainable=options.adaptation == "full",
                           module=adopt_module(source.hub_handle))  # loaded once, by _hub_source
     encoder = BertEncoder.from_hub(source.hub_handle, adapters=adapters)
     logging.info("Unwrapped the Hub module into a transparent encoder:\n%s", encoder.load_report)
     return encoder
+
+
+def head_dropout(source: ModelSource) -> float:
+    """Dropout before a task head: the encoder's hidden dropout (0.1 for BERT), as Hugging Face's BertFor* heads."""
+    return source.config.hidden_dropout_prob if source.config else 0.1
 
 
 def prepare_model(model, source: ModelSource, options: ModelOptions, will_train: bool, task_name=None):

@@ -38,7 +38,8 @@ from tfx_transfer.jobs.best_model import evaluation_schedule
 from tfx_transfer.jobs.cli import run_main
 from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.model_card import ModelCard
-from tfx_transfer.jobs.model_setup import build_encoder, freeze_unused_pooler, prepare_model, resolve_model_source
+from tfx_transfer.jobs.model_setup import (build_encoder, freeze_unused_pooler, head_dropout, prepare_model,
+                                           resolve_model_source)
 from tfx_transfer.jobs.options import NerOptions
 from tfx_transfer.jobs.probing import check_probing, run_probes
 from tfx_transfer.jobs.outputs import checkpoint_dir, export_and_plot, finish_training, output_path, write_text
@@ -188,9 +189,8 @@ def _run(o: NerOptions, strategy, source, data: _Data, keep_best):
     tokenizer = BertTokenizer.from_settings(source.tokenizer)
     labels = data.labels
     with strategy.scope():
-        # Head dropout = the encoder's hidden dropout (0.1 for BERT), as BertForTokenClassification does.
-        dropout = source.config.hidden_dropout_prob if source.config else 0.1
-        model = BertTokenClassifier(build_encoder(source, o.model, o.distribution), len(labels), dropout=dropout)
+        model = BertTokenClassifier(build_encoder(source, o.model, o.distribution), len(labels),
+                                    dropout=head_dropout(source))
         report = prepare_model(model, source, o.model, will_train=o.do_train, task_name="token_classification")
         freeze_unused_pooler(model)
     card = ModelCard("run_ner.py", o)

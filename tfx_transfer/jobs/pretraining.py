@@ -14,8 +14,9 @@ masks every epoch (--dynamic_masking, default) or the same ones; made in the inp
 batch), so a resumed run trains on the same masks. The masked-LM head is tied to the word embeddings; it is loaded
 from a run_pretraining.py final/, a google-research/bert pretraining checkpoint (cls/predictions) or a transformers
 BertForMaskedLM / BertForPreTraining model (cls.predictions), and otherwise new; a new head first trains alone
-(--head_warmup_steps, default 10% of the updates). Adapters, LoRA, freezing and the optimisation flags work as in the other
-scripts. Next-sentence prediction is not implemented, and the text is held in memory.
+(--head_warmup_steps, default 10% of the updates). Adapters, LoRA, freezing and the optimisation flags work as in
+the other scripts (a Hub module is unwrapped, adapters included). Next-sentence prediction is not implemented, and
+the text is held in memory.
 
 Outputs in --output_dir:
   eval_results.txt     masked_lm_accuracy, masked_lm_loss (on the held-out text, masks fixed by --seed),
@@ -39,10 +40,9 @@ import tensorflow as tf
 from absl import logging
 
 from tfx_transfer.data.glue import GENERIC_TASKS, get_processor
-from tfx_transfer.data.masking import MaskingConfig, mask_batch
+from tfx_transfer.data.masking import MaskingConfig, target_maker
 from tfx_transfer.data.pipeline import dataset, plan_batches
 from tfx_transfer.data.pretraining import CorpusError, documents_of_examples, pack_documents, read_documents
-from tfx_transfer.encoders.bert_encoder import BertEncoder
 from tfx_transfer.jobs import distribution, flags
 from tfx_transfer.jobs.cli import run_main
 from tfx_transfer.jobs.errors import FlagError
@@ -176,15 +176,13 @@ def run(o: PretrainingOptions):
 def masked_lm_metrics(model: BertMaskedLM, split, masking: MaskingConfig, batch_size: int, max_seq_length: int):
     """{masked_lm_accuracy, masked_lm_loss, eval_sequences} of `model` on `split` with static masks (epoch 0 of
     `masking`'s seed, whatever --dynamic_masking says): the same predictions for every run with that seed."""
-    static = dataclasses.replace(masking, dynamic=False)
+    with_targets = target_maker(dataclasses.replace(masking, dynamic=False))
     plan = plan_batches(split.lengths, batch_size, max_seq_length, shuffle=False)
 
     @tf.function(reduce_retracing=True)
     def scores(inputs, labels, position):
-        masked, targets = mask_batch(inputs["input_word_ids"], inputs["input_mask"], static, 0, position)
-        sequence = model(dict(inputs, input_word_ids=masked), training=False)
-        logits, targets, weights = model.predictions(sequence, targets)
-        losses = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+        inputs, targets = with_targets(inputs, labels, 0, position)
+        losses, logits, targets, weights = model.prediction_losses(model(inputs, training=False), targets)
         correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), targets), tf.float32)
         return tf.reduce_sum(losses * weights), tf.reduce_sum(correct * weights), tf.reduce_sum(weights)
 
@@ -200,10 +198,8 @@ def _run(o: PretrainingOptions, strategy, source, texts: _Texts, tokenizer, mask
     out = o.output.output_dir
     keras.utils.set_random_seed(o.training.seed)
     with strategy.scope():
-        # A Hub module is unwrapped: the head is tied to its word embeddings.
-        encoder = BertEncoder.from_hub(source.hub_handle) if source.hub_handle else \
-            build_encoder(source, o.model, o.distribution)
-        model = BertMaskedLM(encoder, o.max_predictions_per_seq)
+        model = BertMaskedLM(build_encoder(source, o.model, o.distribution, needs_layers=True),
+                             o.max_predictions_per_seq)
         report = prepare_model(model, source, o.model, will_train=o.do_train, task_name="masked_lm")
         freeze_unused_pooler(model)
     card = ModelCard("run_pretraining.py", o)
@@ -222,13 +218,9 @@ def _run(o: PretrainingOptions, strategy, source, texts: _Texts, tokenizer, mask
         logging.info("%d documents -> %d sequences of <= %d tokens (mean %.1f).", len(texts.train), len(split),
                      o.max_seq_length, float(split.lengths.mean()))
 
-        def add_targets(inputs, labels, epoch, position):
-            masked, targets = mask_batch(inputs["input_word_ids"], inputs["input_mask"], masking, epoch, position)
-            return dict(inputs, input_word_ids=masked), targets
-
         training = head_warmup(o, len(split), head_is_new=report is None or not head_loaded(model, report))
         result = compile_and_train(model, split, "sequences", training, o.max_seq_length, out,
-                                   vocab_file=tokenizer.vocab_file, batch_transform=add_targets)
+                                   vocab_file=tokenizer.vocab_file, batch_transform=target_maker(masking))
         global_step = result["steps"]
         logging.info("Trained to step %d; %.1f sequences/s.", global_step, result["examples_per_s"])
         final_dir = finish_training(model, result, None, card, task, out, tokenizer, o.model.adaptation)

@@ -17,7 +17,6 @@ from typing import Callable, Dict, List
 import numpy as np
 from absl import logging
 
-from tfx_transfer.encoders.bert_encoder import BertEncoder
 from tfx_transfer.jobs import trainer
 from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.model_setup import build_encoder, prepare_model
@@ -68,10 +67,8 @@ def run_probes(o, strategy, source, layers: List[int], num_labels: int, per_toke
     Global-norm clipping is off: it would couple the probes (one norm over all of them), which otherwise train as
     separate models would."""
     with strategy.scope():
-        # A Hub module is unwrapped (BertEncoder.from_hub): the probes need its layers, embeddings included.
-        encoder = BertEncoder.from_hub(source.hub_handle) if source.hub_handle else \
-            build_encoder(source, o.model, o.distribution)
-        model = LayerProbes(encoder, num_labels, per_token, layers)
+        model = LayerProbes(build_encoder(source, o.model, o.distribution, needs_layers=True), num_labels, per_token,
+                            layers)
         prepare_model(model, source, o.model, will_train=True, task_name="probing")
     if o.training.clip_norm:
         logging.info("--probe_layers: global-norm clipping (--clip_norm=%s) is off, so that each probe trains as "

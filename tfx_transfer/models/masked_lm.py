@@ -57,9 +57,13 @@ class BertMaskedLM(TaskModel):
         logits = self.masked_lm(tf.gather(sequence, positions, batch_dims=1))
         return logits, tf.maximum(picked, 0), tf.cast(picked >= 0, tf.float32)
 
+    def prediction_losses(self, sequence, labels):
+        """`predictions` and the cross-entropy [B, K] of each: (losses, logits, labels, weights)."""
+        logits, labels, weights = self.predictions(sequence, labels)
+        return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True), logits, labels, weights
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        logits, labels, weights = self.predictions(y_pred, y)
-        losses = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        losses, _, _, weights = self.prediction_losses(y_pred, y)
         return replica_mean(ops.sum(losses * weights), ops.sum(weights)) + self.extra_losses(x, training)
 
     def get_config(self):

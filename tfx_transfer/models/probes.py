@@ -71,9 +71,9 @@ class LayerProbes(TaskModel):
     P = len(layers), in the order of `self.layers_probed`.
     Loss (built in, compile without one): the sum over probes of each probe's own loss: token cross-entropy averaged
     over labelled tokens (labels int [B, T], -1 ignored), or cross-entropy / mean squared error for sequences
-    (labels [B]), each over the global batch under tf.distribute (`replica_mean`). The probes share no variables, so each one's gradient is that of its own loss: trained with
-    AdamW (a per-variable update) and no global-norm clipping, P probes trained together are P separate trainings
-    with one encoder pass per batch. Variables: `probe_<n>/kernel` [H, C], `probe_<n>/bias` [C].
+    (labels [B]), each over the global batch under tf.distribute (`replica_mean`). The probes share no variables,
+    so each one's gradient is that of its own loss: trained with AdamW (a per-variable update) and no global-norm
+    clipping, P probes trained together are P separate trainings with one encoder pass per batch. Variables: `probe_<n>/kernel` [H, C], `probe_<n>/bias` [C].
     """
 
     def __init__(self, encoder, num_labels, per_token: bool, layers: Optional[Sequence[int]] = None,
