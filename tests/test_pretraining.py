@@ -1,6 +1,8 @@
 """run_pretraining.py: corpus reading and packing, google-research/bert's masking statistics, the masked-LM model's
 loss, and the job end to end (train -> eval -> final/ fine-tuned by run_classifier.py)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -90,6 +92,24 @@ def test_masking_follows_google_research_bert():
     static_0 = mask_batch(ids, mask, _config(rate=0.15, max_predictions=5, seed=3, dynamic=False), 0, 0)[1].numpy()
     assert not np.array_equal(next_epoch, labels) and np.array_equal(static, static_0)
     assert not np.array_equal(mask_batch(ids, mask, config, 0, 1)[1].numpy(), labels)
+
+
+def test_static_masks_follow_the_sequence_not_its_batch_position():
+    """Static masking: a sequence's masks are the same in every epoch although the epochs put it in other batches, at
+    other rows, padded to other lengths (before, they were a function of the batch position: new every epoch)."""
+    rng = np.random.default_rng(4)
+    ids, mask, lengths = _batch(rng, rows=64, width=30)
+    config = _config(rate=0.2, max_predictions=6, seed=5, dynamic=False)
+    masked, labels = (t.numpy() for t in mask_batch(ids, mask, config, epoch=0, position=0))
+    order = rng.permutation(len(ids))
+    wider = lambda a: np.pad(a, [[0, 0], [0, 9]])  # noqa: E731 (padded 9 tokens further)
+    masked_2, labels_2 = (t.numpy() for t in mask_batch(wider(ids[order]), wider(mask[order]), config, epoch=3,
+                                                         position=17))
+    assert np.array_equal(labels_2[:, :30], labels[order]) and np.array_equal(masked_2[:, :30], masked[order])
+    assert (labels_2[:, 30:] == IGNORED).all()
+    other_seed = mask_batch(ids, mask, dataclasses.replace(config, seed=6), 0, 0)[1].numpy()
+    assert not np.array_equal(other_seed, labels)
+    assert np.array_equal((labels != IGNORED).sum(axis=1), np.minimum(6, np.maximum(1, np.round(lengths * 0.2))))
 
 
 def test_whole_word_masking_takes_whole_words():

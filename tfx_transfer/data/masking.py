@@ -1,8 +1,9 @@
 """Masked-LM targets for continued pretraining, made in the input pipeline: google-research/bert's
 `create_pretraining_data.py` rule (a fixed number of predictions per sequence, whole-word option, 80/10/10), computed
-in TensorFlow on each batch with stateless random numbers, so a batch's masks are a function of (seed, epoch,
-batch position): new masks every epoch (dynamic masking, Liu et al. 2019) or the same ones (static), and a resumed
-run masks exactly as an uninterrupted one.
+in TensorFlow on each batch with stateless random numbers: a batch's masks are a function of (seed, epoch, batch
+position), new every epoch (dynamic masking, Liu et al. 2019), or each sequence's a function of (seed, its tokens),
+the same every epoch (static, as google-research/bert's preprocessed data); a resumed run masks exactly as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class MaskingConfig:
         max_predictions: max_predictions_per_seq.
         continuation: bool per vocabulary id: a "##" piece (whole-word masking keeps a word's pieces together).
         whole_word: mask whole words (all pieces of a chosen word) instead of single pieces.
-        dynamic: new masks each epoch (else the epoch is not part of the seed).
+        dynamic: new masks each epoch; else static: each sequence's masks are fixed by its tokens and the seed.
         seed: the run's seed.
     """
 
@@ -75,11 +76,9 @@ def mask_batch(word_ids, input_mask, config: MaskingConfig, epoch, position):
     candidate = real
     for special in config.special_ids:
         candidate &= tf.not_equal(word_ids, special)
-    epoch = tf.cast(epoch, tf.int64) if config.dynamic else tf.constant(0, tf.int64)
-    seed = tf.stack([tf.constant(config.seed, tf.int64) * 1_000_003 + epoch, tf.cast(position, tf.int64)])
     shape = tf.shape(word_ids)
     length = shape[1]
-    keys = tf.random.stateless_uniform(shape, seed)
+    keys, action, random_ids = _random_draws(word_ids, real, config, epoch, position)
     positions = tf.broadcast_to(tf.range(length)[None], shape)
     if config.whole_word:
         piece = tf.gather(tf.constant(config.continuation), word_ids)
@@ -109,13 +108,40 @@ def mask_batch(word_ids, input_mask, config: MaskingConfig, epoch, position):
     _, taken = tf.scan(lambda state, k: take(state[0], k), tf.range(length),
                        initializer=(tf.zeros_like(budget), tf.zeros_like(budget, tf.bool)))
     chosen = candidate & tf.gather(tf.transpose(taken), rank, batch_dims=1)
-    action = tf.random.stateless_uniform(shape, seed + tf.constant([0, 1], tf.int64) * 1_000_000_007)
-    random_ids = tf.random.stateless_uniform(shape, seed + tf.constant([0, 2], tf.int64) * 1_000_000_007, 0,
-                                             config.vocab_size, dtype=tf.int32)
     masked = tf.where(chosen & (action < 0.8), tf.fill(shape, config.mask_id), word_ids)
     masked = tf.where(chosen & (action >= 0.8) & (action < 0.9), random_ids, masked)
     labels = tf.where(chosen, word_ids, IGNORED)
     return masked, labels
+
+
+def _random_draws(word_ids, real, config: MaskingConfig, epoch, position):
+    """(order keys float [B, T], 80/10/10 draws float [B, T], random ids int32 [B, T]).
+
+    Dynamic masking: drawn from (seed, epoch, batch position). Static: each row's from (seed, a fingerprint of
+    its real tokens), so a sequence gets the same masks every epoch wherever it lands in the batches (and
+    whatever the batch's padded length: a row's draws are one 1-D stream, of which the row takes the start).
+    """
+    import tensorflow as tf
+
+    shape = tf.shape(word_ids)
+    if config.dynamic:
+        seed = tf.stack([tf.constant(config.seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64),
+                         tf.cast(position, tf.int64)])
+        return tuple(tf.random.stateless_uniform(shape, seed + tf.constant([0, k], tf.int64) * 1_000_000_007,
+                                                 *bounds) for k, bounds in
+                     ((0, ()), (1, ()), (2, (0, config.vocab_size, tf.int32))))
+    rows = tf.RaggedTensor.from_tensor(word_ids, lengths=tf.reduce_sum(tf.cast(real, tf.int32), axis=1))
+    fingerprints = tf.strings.to_hash_bucket_fast(
+        tf.strings.reduce_join(tf.strings.as_string(rows), axis=1, separator=" "), (1 << 62) - 1)
+
+    def one_row(fingerprint):
+        seed = tf.stack([tf.constant(config.seed, tf.int64), fingerprint])
+        return (tf.random.stateless_uniform(shape[1:], seed),
+                tf.random.stateless_uniform(shape[1:], seed + tf.constant([0, 1], tf.int64)),
+                tf.random.stateless_uniform(shape[1:], seed + tf.constant([0, 2], tf.int64), 0, config.vocab_size,
+                                            dtype=tf.int32))
+
+    return tf.map_fn(one_row, fingerprints, fn_output_signature=(tf.float32, tf.float32, tf.int32))
 
 
 def target_maker(config: MaskingConfig):

@@ -7,7 +7,7 @@ Corpus format: plain UTF-8 text, one sentence per line, a blank line between doc
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
@@ -56,6 +56,35 @@ def documents_of_examples(examples) -> List[Document]:
     return [[text for text in (e.text_a, e.text_b) if text] for e in examples if e.text_a or e.text_b]
 
 
+def pack_pieces(pieces: Sequence[Sequence[int]], ends: Sequence[bool], budget: int,
+                current: Sequence[int] = ()) -> Tuple[List[List[int]], List[int]]:
+    """The packing rule: consecutive sentences (`pieces`, token ids each) join a row while it has room for them
+    (`budget` tokens); a sentence longer than the budget is cut into pieces of `budget` tokens; `ends[i]` ends the
+    document after sentence i (its row closes). `current` is a row still open from the sentences before.
+
+    Returns:
+        (the closed rows, the row still open).
+    """
+    rows: List[List[int]] = []
+    current = list(current)
+    for ids, end in zip(pieces, ends):
+        ids = list(ids)
+        while len(ids) > budget:  # a sentence too long for one sequence
+            if current:
+                rows.append(current)
+                current = []
+            rows.append(ids[:budget])
+            ids = ids[budget:]
+        if current and len(current) + len(ids) > budget:
+            rows.append(current)
+            current = []
+        current = current + ids
+        if end and current:
+            rows.append(current)
+            current = []
+    return rows, current
+
+
 def pack_documents(documents: Sequence[Document], tokenizer, max_seq_length: int, chunk_size: int = 4096
                    ) -> EncodedSplit:
     """Sequences [CLS] s_1 ... s_k [SEP] of consecutive whole sentences of one document, up to max_seq_length
@@ -69,25 +98,9 @@ def pack_documents(documents: Sequence[Document], tokenizer, max_seq_length: int
     pieces: List[List[int]] = []
     for start in range(0, len(sentences), chunk_size):
         pieces += [list(row) for row in tokenizer.tokenize(sentences[start:start + chunk_size]).to_list()]
-    rows: List[List[int]] = []
-    index = 0
-    for document in documents:
-        current: List[int] = []
-        for _ in document:
-            ids = pieces[index]
-            index += 1
-            while len(ids) > budget:  # a sentence too long for one sequence
-                if current:
-                    rows.append(current)
-                    current = []
-                rows.append(ids[:budget])
-                ids = ids[budget:]
-            if current and len(current) + len(ids) > budget:
-                rows.append(current)
-                current = []
-            current = current + ids
-        if current:
-            rows.append(current)
+    breaks = np.zeros(len(sentences), bool)
+    breaks[np.cumsum([len(d) for d in documents]) - 1] = True  # each document's last sentence ends it
+    rows, _ = pack_pieces(pieces, breaks, budget)
     if not rows:
         raise ValueError("No tokens in the corpus (every sentence tokenised to nothing).")
     width = max(len(r) for r in rows) + 2
