@@ -46,6 +46,7 @@ bench-all: bench
 	$(RUN) bench/squad.py
 	$(RUN) bench/glue_tasks.py
 	$(RUN) bench/distribution.py
+	$(RUN) bench/streaming_memory.py
 
 # Regenerate the interop fixtures with their genuine producers (Model Garden, google-research/bert, transformers,
 # keras-hub), each in its own throw-away virtualenv; needs PyPI. Not part of `make test` (tests/fixtures/README.md).

@@ -239,9 +239,11 @@ def test_domain_adapters_pretrain_into_an_adapter_file(tiny_model, tmp_path):
     assert (out / "final" / "adapter.safetensors").is_file() and (out / "final" / "task.json").is_file()
 
 
-def test_interrupted_pretraining_resumes_to_the_same_weights(tiny_model, tmp_path):
+@pytest.mark.parametrize("streaming", [[], ["--streaming=on", "--shuffle_buffer=16"]], ids=["in_memory", "streamed"])
+def test_interrupted_pretraining_resumes_to_the_same_weights(tiny_model, tmp_path, streaming):
     """SIGTERM after the first checkpoint (mid-epoch: the batch positions of the masks continue from the offset),
-    then the same command: the weights of an uninterrupted run (dynamic masks over 2 epochs, head warm-up)."""
+    then the same command: the weights of an uninterrupted run (dynamic masks over 2 epochs, head warm-up). Streamed:
+    the resumed run skips the stream's batches it trained on, across the shuffle buffer and the pass boundary."""
     import os
     import signal
     import subprocess
@@ -259,7 +261,7 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tiny_model, tmp_pat
         return [sys.executable, os.path.join(repo, "run_pretraining.py"), f"--pretrained={tiny_model}",
                 f"--output_dir={out}", "--do_train", f"--input_file={train}", "--max_seq_length=24",
                 "--train_batch_size=4", "--num_train_epochs=2", "--learning_rate=1e-3", "--save_checkpoints_steps=3",
-                "--seed=5", "--whole_word_masking"]
+                "--seed=5", "--whole_word_masking", *streaming]
 
     subprocess.run(command(tmp_path / "whole"), check=True, env=env, capture_output=True, cwd=repo)
     interrupted = tmp_path / "interrupted"

@@ -6,7 +6,7 @@ import csv
 import dataclasses
 import io
 import os
-from typing import List, Optional, Union
+from typing import Iterator, List, Optional, Union
 
 from absl import logging
 
@@ -127,3 +127,26 @@ def read_rows(path: str, delimiter: str = "\t", quotechar: Optional[str] = None,
         raise ValueError(f"{path}, line {line}: {problem}; quote the whole field and double the quotes inside it "
                          f"({quotechar}{quotechar}), or pass --quotechar=none to read quotes as text.") from e
     return rows
+
+
+def iter_rows(path: str, delimiter: str = "\t", quotechar: Optional[str] = None,
+              encoding_errors: str = "strict") -> Iterator[Row]:
+    """`read_rows`, one record at a time from the file (constant memory: training files larger than memory). Errors
+    are `read_rows`'s: a byte that is not UTF-8 (strict) makes it read the file whole to name the line."""
+    path = _existing(path)
+    replaced = 0
+    with open(path, encoding="utf-8-sig", errors=encoding_errors, newline="") as f:
+        reader = _reader(f, delimiter, quotechar)
+        previous_end = 0
+        try:
+            for fields in reader:
+                if encoding_errors == "replace" and any("\ufffd" in field for field in fields):
+                    replaced += 1
+                yield Row(previous_end + 1, fields)
+                previous_end = reader.line_num
+        except (UnicodeDecodeError, csv.Error):
+            read_rows(path, delimiter, quotechar, encoding_errors)  # raises the error, naming its line
+            raise
+    if replaced:
+        logging.warning("%s: %d record(s) had bytes that are not UTF-8 (or U+FFFD); they were replaced.", path,
+                        replaced)

@@ -11,13 +11,14 @@ Each processor knows its files, columns, labels and official metrics:
 from __future__ import annotations
 
 import copy
+import itertools
 import dataclasses
 import os
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from absl import logging
 
-from tfx_transfer.data.examples import InputExample, delimiter_name, first_row, read_rows
+from tfx_transfer.data.examples import InputExample, delimiter_name, first_row, iter_rows, read_rows
 
 DEMO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo")
 
@@ -58,18 +59,25 @@ class GlueProcessor:
         return self.labels is None
 
     def _examples(self, data_dir: str, split_name: str, split: Split) -> List[InputExample]:
+        return list(self._iter_examples(data_dir, split_name, split, read_rows))
+
+    def iter_train_examples(self, data_dir) -> Iterator[InputExample]:
+        """The training examples one at a time, read as the iteration goes (constant memory), with the errors and
+        warnings of `train_examples`."""
+        return self._iter_examples(data_dir, "train", self.splits["train"], iter_rows)
+
+    def _iter_examples(self, data_dir: str, split_name: str, split: Split, reader) -> Iterator[InputExample]:
         if split is None:
             raise ValueError(f"The {self.name} task has no {split_name} file; pass --{split_name}_file.")
         path = os.path.join(data_dir or "", split.filename)
-        rows = read_rows(path, self.delimiter, self.quotechar, encoding_errors=self.encoding_errors)
-        if not rows:
+        rows = iter(reader(path, self.delimiter, self.quotechar, encoding_errors=self.encoding_errors))
+        first = next(rows, None)
+        if first is None:
             raise ValueError(f"{path}: no examples (the file is empty).")
-        header_width = len(rows[0].fields) if split.header else None
-        if split.header:
-            rows = rows[1:]
-        if not rows:
-            raise ValueError(f"{path}: no examples (the file is empty apart from its header).")
-        examples, skipped, empty = [], [], []
+        header_width = len(first.fields) if split.header else None
+        if not split.header:
+            rows = itertools.chain([first], rows)
+        count, skipped, empty = 0, [], []
         for number, row in ((r.line, r.fields) for r in rows):
             if not row:
                 continue
@@ -98,14 +106,16 @@ class GlueProcessor:
                     label = float(label)
                 except ValueError as error:
                     raise ValueError(f"{path}, line {number}: score {label!r} is not a number.") from error
-            examples.append(InputExample(f"{split_name}-{len(examples)}", text_a, text_b, label))
+            yield InputExample(f"{split_name}-{count}", text_a, text_b, label)
+            count += 1
+        if not count and not skipped:
+            raise ValueError(f"{path}: no examples (the file is empty apart from its header).")
         if skipped:
             logging.warning("%s: skipped %d malformed row(s) (lines %s), as the %s reference processors do.", path,
                             len(skipped), _some(skipped), self.name)
         if empty:
             logging.warning("%s: %d empty text(s) (lines %s), processed as [CLS] [SEP] as google-research/bert and "
                             "Hugging Face do (--empty_texts=error refuses them).", path, len(empty), _some(empty))
-        return examples
 
     def _extra_columns(self, width, header_width):
         delimiter = delimiter_name(self.delimiter)

@@ -103,10 +103,10 @@ def run(o: ClassifierOptions):
     validate_schemes(o, processor)
     keep_best = _keep_best(o, processor)
     probed = check_probing(o, source)
-    data = read_classifier_data(o, processor, data_dir)
     out = o.output.output_dir
     os.makedirs(out, exist_ok=True)
     with OutputDirLock(out) if distribution.is_chief() else contextlib.nullcontext():
+        data = read_classifier_data(o, processor, data_dir, BertTokenizer.from_settings(source.tokenizer))
         if probed:
             return _probe(o, strategy, source, processor, data, probed)
         return _run(o, strategy, source, processor, data, keep_best)
@@ -148,7 +148,7 @@ def _run(o: ClassifierOptions, strategy, source, processor, data, keep_best):
     dev_encoding_seconds = time.perf_counter() - encoding_start
     global_step, auxiliary, final_dir = 0, {}, None
     if o.do_train:
-        train_split = encode(data.train)
+        train_split = data.train if getattr(data.train, "streamed", False) else encode(data.train)
         loss = task_loss(processor)
         if data.teacher is not None:
             train_split, loss = distillation_targets(o, train_split, data.teacher)

@@ -5,14 +5,18 @@ auxiliary tasks' files (--auxiliary_tasks). A bad dev file then fails in seconds
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
+import time
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+from absl import logging
 
 from tfx_transfer.adaptation.ensembling import average_probabilities, read_probabilities
 from tfx_transfer.data.examples import InputExample
 from tfx_transfer.data.glue import DEMO_DIR, GlueProcessor, get_processor
+from tfx_transfer.data.streaming import write_example_cache
 from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.options import ClassifierOptions
 
@@ -41,15 +45,21 @@ class ClassifierData:
     files: List[Tuple[str, str, int]] = dataclasses.field(default_factory=list)
 
 
-def read_classifier_data(o: ClassifierOptions, processor: GlueProcessor, data_dir: Optional[str]) -> ClassifierData:
-    """Reads and validates every file the options name (see the module docstring)."""
+def read_classifier_data(o: ClassifierOptions, processor: GlueProcessor, data_dir: Optional[str],
+                         tokenizer=None) -> ClassifierData:
+    """Reads and validates every file the options name (see the module docstring). A streamed training file
+    (`streams_training_file`) is read once, row by row, into a tokenised cache (`tokenizer` needed): `data.train`
+    is then a `data.streaming.StreamedExamples`."""
     data = ClassifierData()
 
     def read(role, examples):
         data.files.append((role, processor.split_path(data_dir, role), len(examples)))
         return examples
 
-    if o.do_train:
+    if o.do_train and streams_training_file(o, processor.split_path(data_dir, "train")):
+        data.train = _streamed_training_file(o, processor, data_dir, tokenizer)
+        data.files.append(("train", processor.split_path(data_dir, "train"), len(data.train)))
+    elif o.do_train:
         data.train = read("train", processor.train_examples(data_dir))
         if o.training.max_train_examples:
             data.train = data.train[:o.training.max_train_examples]
@@ -64,6 +74,44 @@ def read_classifier_data(o: ClassifierOptions, processor: GlueProcessor, data_di
     if o.do_predict:
         data.test = read("test", processor.test_examples(data_dir))
     return data
+
+
+STREAM_ABOVE_BYTES = 32 << 20  # --streaming=auto streams training files larger than this
+
+
+def streams_training_file(o: ClassifierOptions, path: Optional[str]) -> bool:
+    """--streaming: on, off, or auto (the training file is larger than STREAM_ABOVE_BYTES)."""
+    if o.streaming != "auto":
+        return o.streaming == "on"
+    return path is not None and os.path.isfile(path) and os.path.getsize(path) > STREAM_ABOVE_BYTES
+
+
+def _streamed_training_file(o: ClassifierOptions, processor: GlueProcessor, data_dir, tokenizer):
+    """The training file tokenised into output_dir/train_cache (data/streaming.py), in constant memory; every row
+    is checked as `train_examples` checks it, before the model is built."""
+    unsupported = [flag for flag, given in (("--teacher_probabilities", o.teacher_probabilities),
+                                            ("--auxiliary_tasks", o.auxiliary_tasks),
+                                            ("--write_train_probabilities", o.write_train_probabilities),
+                                            ("--probe_layers", o.probe_layers), ("--ewc", o.training.ewc)) if given]
+    if unsupported:
+        raise FlagError(f"{', '.join(unsupported)} need(s) the training examples in memory; a streamed training "
+                        "file (--streaming) does not combine with it (pass --streaming=off).")
+    if o.shuffle_buffer < 1:
+        raise FlagError(f"--shuffle_buffer={o.shuffle_buffer} must be >= 1.")
+    path = processor.split_path(data_dir, "train")
+    examples = processor.iter_train_examples(data_dir)
+    if o.training.max_train_examples:
+        examples = itertools.islice(examples, o.training.max_train_examples)
+    stat = os.stat(path)
+    source = {"path": os.path.abspath(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+              "max_train_examples": o.training.max_train_examples, "task": processor.name}
+    start = time.perf_counter()
+    split = write_example_cache(examples, tokenizer, o.max_seq_length, processor.labels,
+                                os.path.join(o.output.output_dir, "train_cache"), o.training.seed, source,
+                                shuffle_buffer=o.shuffle_buffer)
+    logging.info("Streaming the training file: %d examples in %s (%.1f s to check and tokenise, or reused).",
+                 len(split), split.directory, time.perf_counter() - start)
+    return split
 
 
 def _teacher_probabilities(o: ClassifierOptions, num_train: int, files) -> np.ndarray:

@@ -207,6 +207,7 @@ def define_classifier_flags():
     define.DEFINE_enum("task_sampling", "proportional", ["proportional", "temperature", "uniform"],
                        "Multi-task: p(task) proportional to its size, to size^(1/T), or uniform.")
     define.DEFINE_float("sampling_temperature", 2.0, "Multi-task: T of --task_sampling=temperature.")
+    define_streaming_flags()
     define.DEFINE_bool("write_train_probabilities", False, "After training, write train_probabilities.tsv (class "
                        "probabilities on the training examples: a teacher for --teacher_probabilities).")
 
@@ -253,6 +254,15 @@ def define_ner_flags():
                        "first sub-token only; predictions always come from the first).")
 
 
+def define_streaming_flags():
+    """--streaming, --shuffle_buffer (run_pretraining.py, run_classifier.py)."""
+    define.DEFINE_enum("streaming", "auto", ["auto", "on", "off"], "Stream the training data from disk in bounded "
+                       "memory instead of holding it (run_pretraining.py: the corpus read, tokenised and packed on the "
+                       "fly; run_classifier.py: the training file tokenised once into a shuffled cache in "
+                       "--output_dir): auto = above 256 MB of corpus / 32 MB of training file.")
+    define.DEFINE_integer("shuffle_buffer", 10000, "Streaming: examples (sequences) shuffled together in memory.")
+
+
 def define_pretraining_flags():
     """run_pretraining.py's flags."""
     define_common_flags(max_seq_length=128)
@@ -269,6 +279,10 @@ def define_pretraining_flags():
     define.DEFINE_bool("whole_word_masking", False, "Mask all WordPiece pieces of a chosen word together.")
     define.DEFINE_bool("dynamic_masking", True, "New masks every epoch (RoBERTa); false: the same masks every epoch "
                        "(static, fixed by --seed).")
+    define_streaming_flags()
+    define.DEFINE_integer("num_train_steps", None, "Train this many steps (batches) instead of --num_train_epochs "
+                          "(google-research/bert's run_pretraining.py flag); a streamed corpus is then not counted "
+                          "first.")
     define.DEFINE_integer("head_warmup_steps", -1, "Train the masked-LM head alone (encoder and embeddings frozen) "
                           "for this many updates first, so a new head does not wreck the encoder; -1: 10% of the "
                           "updates when the head is new, 0 when the checkpoint had one.")

@@ -165,8 +165,9 @@ def render_markdown(facts: dict) -> str:
         resumed = f" (resumed at step {training['resumed_from']})" if training["resumed_from"] else ""
         lines.append(f"- {training['steps']} steps{resumed}, {training['examples_per_s']:.1f} examples/s")
         if training.get("first_step_seconds") is not None:
-            lines.append(f"- first step after {training['first_step_seconds']:.1f} s; batches padded to "
-                         f"{training['mean_padded_length']:.1f} tokens on average")
+            padded = training.get("mean_padded_length")
+            lines.append(f"- first step after {training['first_step_seconds']:.1f} s" + (
+                f"; batches padded to {padded:.1f} tokens on average" if padded is not None else ""))
     if best:
         lines.append(f"- final/ is the best of {best['evaluations']} evaluations during training: {best['metric']} = "
                      f"{best['value']:.5g} at step {best['step']}"

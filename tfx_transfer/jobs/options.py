@@ -148,6 +148,8 @@ class ClassifierOptions(_JobOptions):
     sampling_temperature: float = 2.0
     write_train_probabilities: bool = False
     probe_layers: Optional[str] = None
+    streaming: str = "auto"
+    shuffle_buffer: int = 10000
 
     @property
     def needs_data(self) -> bool:
@@ -201,3 +203,6 @@ class PretrainingOptions(_JobOptions):
     whole_word_masking: bool = False
     dynamic_masking: bool = True
     head_warmup_steps: int = -1
+    streaming: str = "auto"
+    shuffle_buffer: int = 10000
+    num_train_steps: Optional[int] = None

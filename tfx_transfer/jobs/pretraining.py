@@ -15,8 +15,12 @@ batch), so a resumed run trains on the same masks. The masked-LM head is tied to
 from a run_pretraining.py final/, a google-research/bert pretraining checkpoint (cls/predictions) or a transformers
 BertForMaskedLM / BertForPreTraining model (cls.predictions), and otherwise new; a new head first trains alone
 (--head_warmup_steps, default 10% of the updates). Adapters, LoRA, freezing and the optimisation flags work as in
-the other scripts (a Hub module is unwrapped, adapters included). Next-sentence prediction is not implemented, and
-the text is held in memory.
+the other scripts (a Hub module is unwrapped, adapters included). Next-sentence prediction is not implemented.
+
+Corpora larger than memory are streamed (--streaming: on, off, auto = above 256 MB; data/streaming.py): read,
+tokenised and packed by tf.data on the fly, shuffled in a buffer of --shuffle_buffer sequences, pass after pass
+(each pass's file order and shuffle seeded by (--seed, pass)); peak memory does not grow with the corpus. The step
+count comes from one counting pass, or from --num_train_steps. A resumed run skips the batches it trained on.
 
 Outputs in --output_dir:
   eval_results.txt     masked_lm_accuracy, masked_lm_loss (on the held-out text, masks fixed by --seed),
@@ -43,6 +47,7 @@ from tfx_transfer.data.glue import GENERIC_TASKS, get_processor
 from tfx_transfer.data.masking import MaskingConfig, target_maker
 from tfx_transfer.data.pipeline import dataset, plan_batches
 from tfx_transfer.data.pretraining import CorpusError, documents_of_examples, pack_documents, read_documents
+from tfx_transfer.data.streaming import CorpusFiles, StreamedCorpus, StreamError, check_corpus
 from tfx_transfer.jobs import distribution, flags
 from tfx_transfer.jobs.cli import run_main
 from tfx_transfer.jobs.errors import FlagError
@@ -72,9 +77,12 @@ def _files(patterns, flag):
     return paths
 
 
+STREAM_ABOVE_BYTES = 256 << 20  # --streaming=auto streams corpora larger than this
+
+
 @dataclasses.dataclass
 class _Texts:
-    train: list  # documents, or None
+    train: object  # documents, CorpusFiles (streamed), or None
     held_out: list
     train_source: str  # the training text's path(s), for the model card
 
@@ -102,12 +110,33 @@ def _read_texts(o: PretrainingOptions) -> _Texts:
         raise FlagError("--do_train needs --input_file (text, one sentence per line) or --task_name/--data_dir.")
     if o.do_eval and not o.eval_file:
         raise FlagError("--do_eval needs --eval_file (held-out text in the same format).")
+    train = None
     try:
-        train = read_documents(_files(o.input_file, "input_file")) if o.do_train else None
+        if o.do_train:
+            paths = _files(o.input_file, "input_file")
+            if _streams(o, paths):
+                if o.training.max_train_examples:
+                    raise FlagError("--max_train_examples takes the first documents of a corpus held in memory; a "
+                                    "streamed corpus (--streaming) is used whole (limit the run with "
+                                    "--num_train_steps).")
+                if o.training.ewc:
+                    raise FlagError("--ewc estimates its Fisher from training texts held in memory; it does not "
+                                    "combine with a streamed corpus (--streaming).")
+                train = check_corpus(paths)
+                logging.info("Streaming %d file(s), %.1f MB, %d lines.", len(paths), train.bytes / 2**20, train.lines)
+            else:
+                train = _first(read_documents(paths), o)
         held_out = read_documents(_files(o.eval_file, "eval_file")) if o.do_eval else None
-    except CorpusError as error:
+    except (CorpusError, StreamError) as error:
         raise FlagError(str(error)) from None
-    return _Texts(_first(train, o), held_out, ",".join(o.input_file or ()))
+    return _Texts(train, held_out, ",".join(o.input_file or ()))
+
+
+def _streams(o: PretrainingOptions, paths) -> bool:
+    """--streaming: on, off, or auto (the files total more than STREAM_ABOVE_BYTES)."""
+    if o.streaming != "auto":
+        return o.streaming == "on"
+    return sum(os.path.getsize(p) for p in paths if os.path.isfile(p)) > STREAM_ABOVE_BYTES
 
 
 def _first(documents, o: PretrainingOptions):
@@ -128,6 +157,13 @@ def _validate(o: PretrainingOptions):
     if o.head_warmup_steps > 0 and o.training.unfreezing != "none":
         raise FlagError(f"--head_warmup_steps={o.head_warmup_steps} is a head-only phase of its own: it does not "
                         f"combine with --unfreezing={o.training.unfreezing}.")
+    if o.num_train_steps is not None and o.num_train_steps < 1:
+        raise FlagError(f"--num_train_steps={o.num_train_steps} must be >= 1.")
+    if o.shuffle_buffer < 1:
+        raise FlagError(f"--shuffle_buffer={o.shuffle_buffer} must be >= 1.")
+    if o.task_name and o.streaming == "on":
+        raise FlagError("--streaming=on streams an --input_file corpus; a task's texts (--task_name) are held in "
+                        "memory.")
     if o.do_predict or o.do_export:
         raise FlagError("run_pretraining.py trains and evaluates (--do_train, --do_eval); it has no --do_predict or "
                         "--do_export: fine-tune from its final/ with the other scripts.")
@@ -194,6 +230,35 @@ def masked_lm_metrics(model: BertMaskedLM, split, masking: MaskingConfig, batch_
             "eval_sequences": len(split), "eval_predictions": int(total[2])}
 
 
+def _training_split(o: PretrainingOptions, texts: _Texts, tokenizer, card: ModelCard):
+    """The training sequences: packed in memory, or a `StreamedCorpus` (counted by one streamed pass unless
+    --num_train_steps makes the count unnecessary)."""
+    if isinstance(texts.train, CorpusFiles):
+        nominal = o.num_train_steps * o.training.train_batch_size if o.num_train_steps else None
+        split = StreamedCorpus(texts.train, tokenizer, o.max_seq_length, shuffle_buffer=o.shuffle_buffer,
+                               num_sequences=nominal)
+        if nominal is None:
+            start = time.perf_counter()
+            logging.info("Counting the streamed corpus's sequences (one pass; --num_train_steps skips it): %d in "
+                         "%.1f s.", len(split), time.perf_counter() - start)
+        return split
+    split = pack_documents(texts.train, tokenizer, o.max_seq_length)
+    if os.path.isfile(texts.train_source):  # one corpus file (the card records a file's checksum)
+        card.data_file("train", texts.train_source, len(texts.train))
+    logging.info("%d documents -> %d sequences of <= %d tokens (mean %.1f).", len(texts.train), len(split),
+                 o.max_seq_length, float(split.lengths.mean()))
+    return split
+
+
+def _with_steps(o: PretrainingOptions, num_sequences: int):
+    """The training options, with --num_train_steps as the epochs it makes (a streamed corpus given a step count
+    is one nominal epoch of that many batches)."""
+    if not o.num_train_steps:
+        return o.training
+    batch = o.training.train_batch_size
+    return dataclasses.replace(o.training, num_train_epochs=(o.num_train_steps + 0.5) * batch / num_sequences)
+
+
 def _run(o: PretrainingOptions, strategy, source, texts: _Texts, tokenizer, masking: MaskingConfig):
     out = o.output.output_dir
     keras.utils.set_random_seed(o.training.seed)
@@ -212,13 +277,10 @@ def _run(o: PretrainingOptions, strategy, source, texts: _Texts, tokenizer, mask
     held_out = pack_documents(texts.held_out, tokenizer, o.max_seq_length) if o.do_eval else None
     global_step, final_dir = 0, None
     if o.do_train:
-        split = pack_documents(texts.train, tokenizer, o.max_seq_length)
-        if os.path.isfile(texts.train_source):  # one corpus file (the card records a file's checksum)
-            card.data_file("train", texts.train_source, len(texts.train))
-        logging.info("%d documents -> %d sequences of <= %d tokens (mean %.1f).", len(texts.train), len(split),
-                     o.max_seq_length, float(split.lengths.mean()))
-
-        training = head_warmup(o, len(split), head_is_new=report is None or not head_loaded(model, report))
+        split = _training_split(o, texts, tokenizer, card)
+        training = _with_steps(o, len(split))
+        training = head_warmup(dataclasses.replace(o, training=training), len(split),
+                               head_is_new=report is None or not head_loaded(model, report))
         result = compile_and_train(model, split, "sequences", training, o.max_seq_length, out,
                                    vocab_file=tokenizer.vocab_file, batch_transform=target_maker(masking))
         global_step = result["steps"]

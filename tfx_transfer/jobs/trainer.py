@@ -156,7 +156,10 @@ def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq
           checkpoint_dir: str, save_every_steps: int = 1000, padding: str = "longest",
           log_dir: Optional[str] = None, verbose: int = 1, callbacks=(), evaluation=None,
           batch_transform=None) -> dict:
-    """Trains a compiled `model` on `split`. Returns {"steps", "resumed_from", "seconds", "examples_per_s",
+    """Trains a compiled `model` on `split`: an `EncodedSplit` (in memory: each epoch's batch plan), or a streamed
+    source (`split.streamed`: data/streaming.py's `StreamedCorpus`: `len(split)` examples per pass, and
+    `split.batches(batch_size, seed, padding)` the endless stream of batches, of which a resumed run skips the
+    ones it trained on). Returns {"steps", "resumed_from", "seconds", "examples_per_s",
     "weights_fingerprint", "stopped_early", "first_step_seconds", "steady_examples_per_s", "mean_padded_length"}.
 
     `callbacks`: extra Keras callbacks (their batch indices restart at every `fit`). `evaluation`: an
@@ -168,6 +171,7 @@ def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq
         os.makedirs(checkpoint_dir, exist_ok=True)
         check_free_space(checkpoint_dir, model)
     checkpoints = TrainingCheckpoints(checkpoint_dir, read_only=not chief)
+    streamed = getattr(split, "streamed", False)
     steps_per_epoch = math.ceil(len(split) / batch_size)
     total = total_train_steps(len(split), batch_size, epochs)
     best = evaluation.best if evaluation is not None else None
@@ -196,16 +200,24 @@ def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq
                      latest)
     with _stop_requests() as stop:
         while step < total and not stopped_early:
-            epoch, offset = divmod(step, steps_per_epoch)
-            epoch_end = min(total, (epoch + 1) * steps_per_epoch)
-            run_to = evaluation.next_stop(step, epoch_end) if evaluation is not None else epoch_end
-            plan = plan_batches(split.lengths, batch_size, max_seq_length, shuffle=True, seed=seed, epoch=epoch,
-                                padding=padding)[offset:offset + run_to - step]
-            if offset == 0 or evaluation is None:
-                logging.info("Epoch %d: steps %d-%d of %d.", epoch + 1, step + 1, epoch_end, total)
+            if streamed:  # one endless stream; its batches' positions count from the run's start
+                run_to = evaluation.next_stop(step, total) if evaluation is not None else total
+                epoch, offset, plan = 0, step, None
+                logging.info("Streaming steps %d-%d of %d (%.2f epochs of %d sequences).", step + 1, run_to, total,
+                             run_to / steps_per_epoch, len(split))
+                batches = split.batches(batch_size=batch_size, seed=seed, padding=padding).skip(step).take(
+                    run_to - step).apply(tf.data.experimental.assert_cardinality(run_to - step))  # it is endless
+            else:
+                epoch, offset = divmod(step, steps_per_epoch)
+                epoch_end = min(total, (epoch + 1) * steps_per_epoch)
+                run_to = evaluation.next_stop(step, epoch_end) if evaluation is not None else epoch_end
+                plan = plan_batches(split.lengths, batch_size, max_seq_length, shuffle=True, seed=seed, epoch=epoch,
+                                    padding=padding)[offset:offset + run_to - step]
+                if offset == 0 or evaluation is None:
+                    logging.info("Epoch %d: steps %d-%d of %d.", epoch + 1, step + 1, epoch_end, total)
+                batches = dataset(split, plan)
             step_callback = _StepCallback(step, checkpoints, save_every_steps, writer, stop_request=stop,
                                           extra_state=extra_state)
-            batches = dataset(split, plan)
             if batch_transform is not None:
                 batches = batches.enumerate().map(
                     lambda i, batch, epoch=epoch, offset=offset: batch_transform(*batch, epoch, offset + i),
@@ -215,7 +227,7 @@ def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq
             if step_callback.diverged:
                 raise TrainingDiverged(*step_callback.diverged, checkpoints.latest())
             step += step_callback.steps_done
-            for batch in plan[:step_callback.steps_done]:
+            for batch in (plan or [])[:step_callback.steps_done]:
                 padded_tokens += batch.length * len(batch.indices)
                 trained_rows += len(batch.indices)
             if stop["signum"] is not None and step < total:
