@@ -34,7 +34,7 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from tfx_transfer.data.pipeline import PADDINGS, SORT_WINDOW_BATCHES, bucket_boundaries
+from tfx_transfer.data.pipeline import PADDINGS, SORT_WINDOW_BATCHES, bucket_boundaries, encode_examples
 from tfx_transfer.data.pretraining import pack_pieces
 
 TOKENIZE_LINES = 1024
@@ -384,8 +384,6 @@ def write_example_cache(examples, tokenizer, max_seq_length: int, label_list, di
 
 def _write_shards(examples, tokenizer, max_seq_length, label_list, shard_files, id_type, rng, chunk_size) -> int:
     """Tokenises chunk by chunk, each example's record appended to a random shard; returns the examples' count."""
-    from tfx_transfer.data.pipeline import encode_examples
-
     count, chunk = 0, []
     for example in itertools.chain(examples, [None]):
         if example is not None:
