@@ -8,8 +8,8 @@ import pytest
 
 from conftest import WORDS
 from tfx_transfer.data import streaming
-from tfx_transfer.data.pretraining import pack_documents, read_documents
-from tfx_transfer.data.streaming import StreamedCorpus, StreamedExamples, StreamError, check_corpus
+from tfx_transfer.data.pretraining import CorpusError, pack_documents, read_documents
+from tfx_transfer.data.streaming import StreamedCorpus, StreamedExamples, check_corpus
 from tfx_transfer.text.tokenizer import BertTokenizer
 
 
@@ -98,17 +98,17 @@ def test_corpus_errors_name_the_file_and_line(tmp_path, monkeypatch):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"one\ntwo two\nthree \xc3\xa4\n\xff broken\n")
     assert check_corpus([str(good)]).lines == 2
-    with pytest.raises(StreamError, match=r"bad.txt:4: not UTF-8"):
+    with pytest.raises(CorpusError, match=r"bad.txt:4: not UTF-8"):
         check_corpus([str(good), str(bad)])
     cut = tmp_path / "cut.txt"
     cut.write_bytes(b"ends inside a character \xc3")
-    with pytest.raises(StreamError, match=r"cut.txt:1: not UTF-8"):
+    with pytest.raises(CorpusError, match=r"cut.txt:1: not UTF-8"):
         check_corpus([str(cut)])
     blank = tmp_path / "blank.txt"
     blank.write_text("\n  \n\n", encoding="utf-8")
-    with pytest.raises(StreamError, match="no text"):
+    with pytest.raises(CorpusError, match="no text"):
         check_corpus([str(blank)])
-    with pytest.raises(StreamError, match="no such file"):
+    with pytest.raises(CorpusError, match="no such file"):
         check_corpus([str(tmp_path / "missing.txt")])
 
 

@@ -35,17 +35,13 @@ from typing import Sequence, Tuple
 import numpy as np
 
 from tfx_transfer.data.pipeline import PADDINGS, SORT_WINDOW_BATCHES, bucket_boundaries, encode_examples
-from tfx_transfer.data.pretraining import pack_pieces
+from tfx_transfer.data.pretraining import CorpusError, pack_pieces
 
 TOKENIZE_LINES = 1024
 _BLOCK = 1 << 24
 # Python's str.strip() whitespace (what the in-memory reader strips) as an RE2 class: ASCII space and controls
 # \t-\r, \x1c-\x1f, U+0085 and Unicode separators.
 _STRIP = r"^[\s\x1c-\x1f\x{85}\pZ]+|[\s\x1c-\x1f\x{85}\pZ]+$"
-
-
-class StreamError(ValueError):
-    """A corpus file that cannot be streamed: the message names the file (and line)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,13 +58,13 @@ def check_corpus(paths: Sequence[str]) -> CorpusFiles:
     hold some non-blank text. ~1 GB/s.
 
     Raises:
-        StreamError: naming the file and the line of the first bad byte, a missing file, or no text.
+        CorpusError: naming the file and the line of the first bad byte, a missing file, or no text.
     """
     total_bytes = total_lines = 0
     has_text = False
     for path in paths:
         if not os.path.isfile(path):
-            raise StreamError(f"{path}: no such file.")
+            raise CorpusError(f"{path}: no such file.")
         decoder = codecs.getincrementaldecoder("utf-8")()
         line = 1
         with open(path, "rb") as f:
@@ -78,7 +74,7 @@ def check_corpus(paths: Sequence[str]) -> CorpusFiles:
                     text = decoder.decode(block, final=not block)
                 except UnicodeDecodeError as error:
                     line += block.count(b"\n", 0, error.start)
-                    raise StreamError(f"{path}:{line}: not UTF-8 ({error.reason} at byte {error.start} of the line's "
+                    raise CorpusError(f"{path}:{line}: not UTF-8 ({error.reason} at byte {error.start} of the line's "
                                       "block).") from None
                 if not block:
                     break
@@ -87,7 +83,7 @@ def check_corpus(paths: Sequence[str]) -> CorpusFiles:
                 total_bytes += len(block)
         total_lines += line - 1
     if not has_text:
-        raise StreamError(f"{', '.join(paths)}: no text (one sentence per line, a blank line between documents).")
+        raise CorpusError(f"{', '.join(paths)}: no text (one sentence per line, a blank line between documents).")
     return CorpusFiles(tuple(paths), total_bytes, total_lines)
 
 
@@ -243,18 +239,30 @@ class StreamedCorpus:
         shuffled and batched by `shuffle_and_batch` seeded by (seed, p); each pass ends with its own short batch."""
         import tensorflow as tf
 
-        paths = tf_constant(self.files.paths)
+        def examples(paths):  # labels: the tokens themselves (the masking makes the targets)
+            return self._packed(paths).unbatch().map(lambda row: (row, tf.zeros_like(row), row))
 
-        def one_pass(p):
-            pass_seed = tf.constant(seed, tf.int64) * 1_000_003 + p
-            order = tf.argsort(tf.random.stateless_uniform([len(self.files.paths)], tf.stack([pass_seed, 7])))
-            sequences = self._packed(tf.gather(paths, order)).unbatch()
-            examples = sequences.map(lambda row: (row, tf.zeros_like(row), row))  # labels: the tokens (masking)
-            return shuffle_and_batch(examples, batch_size=batch_size,
-                                     max_seq_length=self.max_seq_length, pad_id=self.tokenizer.pad_id,
-                                     seed=pass_seed, shuffle_buffer=self.shuffle_buffer, padding=padding)
+        return seeded_passes(self.files.paths, examples, batch_size=batch_size, max_seq_length=self.max_seq_length,
+                             pad_id=self.tokenizer.pad_id, seed=seed, shuffle_buffer=self.shuffle_buffer,
+                             padding=padding, passes=passes)
 
-        return stream_options(tf.data.Dataset.range(passes).flat_map(one_pass))
+
+def seeded_passes(paths, examples, *, batch_size: int, max_seq_length: int, pad_id: int, seed: int,
+                  shuffle_buffer: int, padding: str, passes: int):
+    """The endless stream of both streamed sources: pass p = `examples(paths in a permutation seeded by (seed, p))`
+    through `shuffle_and_batch` seeded by (seed, p), pass after pass."""
+    import tensorflow as tf
+
+    constant = tf_constant(paths)
+
+    def one_pass(p):
+        pass_seed = tf.constant(seed, tf.int64) * 1_000_003 + p
+        order = tf.argsort(tf.random.stateless_uniform([len(paths)], tf.stack([pass_seed, 7])))
+        return shuffle_and_batch(examples(tf.gather(constant, order)), batch_size=batch_size,
+                                 max_seq_length=max_seq_length, pad_id=pad_id, seed=pass_seed,
+                                 shuffle_buffer=shuffle_buffer, padding=padding)
+
+    return stream_options(tf.data.Dataset.range(passes).flat_map(one_pass))
 
 
 def tf_constant(values):
@@ -320,18 +328,9 @@ class StreamedExamples:
         return records.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def batches(self, *, batch_size: int, seed: int, padding: str = "longest", passes: int = 1 << 40):
-        import tensorflow as tf
-
-        paths = tf_constant(self.shard_paths)
-
-        def one_pass(p):
-            pass_seed = tf.constant(seed, tf.int64) * 1_000_003 + p
-            order = tf.argsort(tf.random.stateless_uniform([len(self.shard_paths)], tf.stack([pass_seed, 7])))
-            return shuffle_and_batch(self.examples(tf.gather(paths, order)), batch_size=batch_size,
-                                     max_seq_length=self.max_seq_length, pad_id=self.meta["pad_id"], seed=pass_seed,
-                                     shuffle_buffer=self.shuffle_buffer, padding=padding)
-
-        return stream_options(tf.data.Dataset.range(passes).flat_map(one_pass))
+        return seeded_passes(self.shard_paths, self.examples, batch_size=batch_size,
+                             max_seq_length=self.max_seq_length, pad_id=self.meta["pad_id"], seed=seed,
+                             shuffle_buffer=self.shuffle_buffer, padding=padding, passes=passes)
 
 
 def write_example_cache(examples, tokenizer, max_seq_length: int, label_list, directory: str, seed: int,

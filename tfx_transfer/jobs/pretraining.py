@@ -47,7 +47,7 @@ from tfx_transfer.data.glue import GENERIC_TASKS, get_processor
 from tfx_transfer.data.masking import MaskingConfig, target_maker
 from tfx_transfer.data.pipeline import dataset, plan_batches
 from tfx_transfer.data.pretraining import CorpusError, documents_of_examples, pack_documents, read_documents
-from tfx_transfer.data.streaming import CorpusFiles, StreamedCorpus, StreamError, check_corpus
+from tfx_transfer.data.streaming import CorpusFiles, StreamedCorpus, check_corpus
 from tfx_transfer.jobs import distribution, flags
 from tfx_transfer.jobs.cli import run_main
 from tfx_transfer.jobs.errors import FlagError
@@ -127,7 +127,7 @@ def _read_texts(o: PretrainingOptions) -> _Texts:
             else:
                 train = _first(read_documents(paths), o)
         held_out = read_documents(_files(o.eval_file, "eval_file")) if o.do_eval else None
-    except (CorpusError, StreamError) as error:
+    except CorpusError as error:
         raise FlagError(str(error)) from None
     return _Texts(train, held_out, ",".join(o.input_file or ()))
 
