@@ -283,6 +283,42 @@ def test_convert_cli_in_process(tmp_path, capsys):
     assert "output_format" in capsys.readouterr().err
 
 
+def test_convert_carries_the_producers_pretraining_heads(tmp_path, capsys):
+    """The converter writes the masked-LM and next-sentence heads in each format's names: transformers'
+    BertForPreTraining (hf/pretraining) -> google -> hf reproduces the producer's logits and transformers' own
+    tensor names; Model Garden's BertPretrainerV2 (its next-sentence head is not BERT's) -> google keeps the masked
+    LM only."""
+    from fixture_utils import TOLERANCE, expected, inputs, max_difference, path
+    from tfx_transfer.jobs.convert import with_pretraining_heads
+
+    assert convert_main(["convert", f"--input={path('hf/pretraining')}", f"--output_dir={tmp_path / 'google'}",
+                         "--output_format=google"]) == 0
+    assert "pretraining heads: masked LM and next sentence" in capsys.readouterr().out
+    google = set(tf.train.load_checkpoint(str(tmp_path / "google" / "bert_model.ckpt")).get_variable_to_shape_map())
+    assert {"cls/predictions/output_bias", "cls/predictions/transform/dense/kernel",
+            "cls/seq_relationship/output_weights", "cls/seq_relationship/output_bias"} <= google
+    assert convert_main(["convert", f"--input={tmp_path / 'google'}", f"--output_dir={tmp_path / 'hf'}",
+                         "--output_format=hf"]) == 0
+    written, produced = (load_file(os.path.join(d, "model.safetensors")) for d in (tmp_path / "hf",
+                                                                                  path("hf/pretraining")))
+    assert {k: v.shape for k, v in written.items()} == {k: v.shape for k, v in produced.items()}
+    import json
+    assert json.load(open(tmp_path / "hf" / "config.json"))["architectures"] == ["BertForPreTraining"]
+    stored = expected("hf/pretraining")
+    model = with_pretraining_heads(BertEncoder.from_pretrained(str(tmp_path / "hf")), str(tmp_path / "hf"))
+    outputs = model(inputs(stored))
+    assert max_difference(outputs["next_sentence"], stored["next_sentence_logits"]) <= TOLERANCE
+    assert max_difference(model.masked_lm(outputs["sequence_output"])[:, 1:3], stored["mlm_logits"]) <= TOLERANCE
+
+    assert convert_main(["convert", f"--input={path('model_garden/bert_pretrainer')}",
+                         f"--bert_config_file={path('google/pretraining/bert_config.json')}",
+                         f"--vocab_file={path('google/pretraining/vocab.txt')}",
+                         f"--output_dir={tmp_path / 'from_mg'}", "--output_format=google"]) == 0
+    assert "pretraining heads: masked LM\n" in capsys.readouterr().out
+    names = set(tf.train.load_checkpoint(str(tmp_path / "from_mg" / "bert_model.ckpt")).get_variable_to_shape_map())
+    assert "cls/predictions/output_bias" in names and not any("seq_relationship" in n for n in names)
+
+
 def test_convert_cli_subprocess_errors_are_one_line(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run([sys.executable, "-m", "tfx_transfer.jobs.convert",

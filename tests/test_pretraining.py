@@ -300,3 +300,118 @@ def test_producers_masked_lm_heads_load_and_reproduce_their_logits():
     load_checkpoint(model, path("hf/masked_lm"), allow_missing=(r"pooler/.*",), heads=True)
     logits = np.asarray(model.masked_lm(model(inputs(stored))))[:, 1:3]
     assert max_difference(logits, stored["mlm_logits"]) <= TOLERANCE
+
+
+def test_producers_next_sentence_and_model_garden_heads_load_and_reproduce_their_logits():
+    """transformers' BertForPreTraining (hf/pretraining: masked-LM and next-sentence logits), Model Garden's
+    BertPretrainerV2 (model_garden/bert_pretrainer: trainer checkpoint and checkpoint_items; its own next-sentence
+    head has an extra dense layer and is discarded) and google-research/bert's cls/seq_relationship reproduce the
+    producers' logits in BertMaskedLM."""
+    import tensorflow as tf
+
+    from fixture_utils import TOLERANCE, expected, inputs, max_difference, path
+    from tfx_transfer.checkpoints import load_checkpoint
+    from tfx_transfer.config import BertConfig
+    from tfx_transfer.pretrained import resolve_pretrained
+
+    stored = expected("hf/pretraining")
+    model = BertMaskedLM(BertEncoder.from_bert_config(resolve_pretrained(path("hf/pretraining")).config),
+                         next_sentence=True)
+    report = load_checkpoint(model, path("hf/pretraining"), heads=True)
+    assert not report.unused_in_checkpoint and not report.missing_in_checkpoint, report
+    outputs = model(inputs(stored))
+    assert max_difference(outputs["next_sentence"], stored["next_sentence_logits"]) <= TOLERANCE
+    assert max_difference(model.masked_lm(outputs["sequence_output"])[:, 1:3], stored["mlm_logits"]) <= TOLERANCE
+
+    google_config = BertConfig.from_json_file(path("google/pretraining/bert_config.json"))
+    stored = expected("model_garden/bert_pretrainer")
+    for checkpoint in ("model_garden/bert_pretrainer", "model_garden/bert_pretrainer/checkpoint_items"):
+        model = BertMaskedLM(BertEncoder.from_bert_config(google_config))
+        report = load_checkpoint(model, path(checkpoint), allow_missing=(r"pooler/.*",), heads=True)
+        assert sorted(i.target for i in report.loaded if i.target.startswith("masked_lm/")) == sorted(
+            v.path for v in model.masked_lm.weights), (checkpoint, report)
+        assert any("next_sentence/pooler_dense" in u.name for u in report.unused_in_checkpoint), report
+        sequence = model(inputs(stored))
+        logits = model.masked_lm(tf.gather(sequence, stored["masked_lm_positions"], batch_dims=1))
+        assert max_difference(logits, stored["mlm_logits"]) <= TOLERANCE, checkpoint
+
+    stored = expected("google/pretraining")
+    model = BertMaskedLM(BertEncoder.from_bert_config(google_config), next_sentence=True)
+    load_checkpoint(model, path("google/pretraining"), heads=True)
+    reader = tf.train.load_checkpoint(path("google/pretraining/bert_model.ckpt"))
+    by_google = (stored["pooled_output"] @ reader.get_tensor("cls/seq_relationship/output_weights").T
+                 + reader.get_tensor("cls/seq_relationship/output_bias"))  # get_next_sentence_output's logits
+    assert max_difference(model(inputs(stored))["next_sentence"], by_google) <= TOLERANCE
+    name_based = BertMaskedLM(BertEncoder.from_bert_config(google_config))
+    load_checkpoint(name_based, path("model_garden/name_based"), heads=True)  # Model Garden's conversion of it
+    for ours, theirs in zip(name_based.masked_lm.weights, model.masked_lm.weights):
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+
+
+def test_next_sentence_pairs_are_google_research_berts():
+    """google/next_sentence_pairs: create_pretraining_data.create_instances_from_document's pairs (its own code and
+    random draws) for 7 (seed, max_seq_length, short_seq_prob) cases, truncation and short targets included; ours
+    are the same pairs, token for token."""
+    import json
+
+    from fixture_utils import path
+    from tfx_transfer.data.pretraining import RANDOM_NEXT, pair_documents
+
+    stored = json.load(open(path("google/next_sentence_pairs/pairs.json"), encoding="utf-8"))
+    documents = stored["documents"]
+    for case in stored["cases"]:
+        ours = pair_documents(documents, case["max_seq_length"] - 3, case["seed"], case["short_seq_prob"])
+        theirs = [(p["tokens_a"], p["tokens_b"], RANDOM_NEXT if p["is_random_next"] else 0) for p in case["pairs"]]
+        assert ours == theirs, case["seed"]
+    assert {p["is_random_next"] for c in stored["cases"] for p in c["pairs"]} == {True, False}
+
+
+def test_next_sentence_pairs_encode_segments_and_refuse_one_sentence_documents(tiny_model):
+    from tfx_transfer.data.pretraining import IS_NEXT, RANDOM_NEXT, next_sentence_pairs
+
+    tokenizer = BertTokenizer.from_pretrained(tiny_model)
+    rng = np.random.default_rng(3)
+    documents = [[" ".join(rng.choice(WORDS, rng.integers(2, 7))) for _ in range(rng.integers(2, 6))]
+                 for _ in range(60)]
+    split = next_sentence_pairs(documents, tokenizer, 24, seed=1)
+    assert set(split.labels) == {IS_NEXT, RANDOM_NEXT} and 0.3 < split.labels.mean() < 0.7
+    assert split.lengths.max() <= 24
+    for ids, types, length in zip(split.word_ids, split.type_ids, split.lengths):
+        seps = np.flatnonzero(ids[:length] == tokenizer.sep_id)
+        assert ids[0] == tokenizer.cls_id and len(seps) == 2 and seps[1] == length - 1 and seps[0] >= 2
+        assert (types[:seps[0] + 1] == 0).all() and (types[seps[0] + 1:length] == 1).all()
+        assert (ids[length:] == tokenizer.pad_id).all()
+    again = next_sentence_pairs(documents, tokenizer, 24, seed=1)
+    assert np.array_equal(again.word_ids, split.word_ids)  # drawn from the seed
+    with pytest.raises(ValueError, match="two or more sentences"):
+        next_sentence_pairs([["one sentence"], ["another one"]], tokenizer, 24, seed=1)
+
+
+def test_run_pretraining_with_next_sentence_prediction(tiny_model, tmp_path, capsys):
+    """--next_sentence_prediction end to end: the pairs train both heads, eval_results.txt reports both tasks,
+    final/ keeps the head; one-line errors for one-sentence documents and a streamed corpus."""
+    import keras
+
+    rng = np.random.default_rng(8)
+    train, held_out, single = tmp_path / "train.txt", tmp_path / "held_out.txt", tmp_path / "single.txt"
+    _corpus(train, rng, documents=24)
+    _corpus(held_out, rng, documents=8)
+    single.write_text("one sentence\n\nanother document\n", encoding="utf-8")
+    out = tmp_path / "nsp"
+    base = [f"--pretrained={tiny_model}", f"--output_dir={out}", "--max_seq_length=24", "--train_batch_size=8",
+            "--eval_batch_size=8", "--save_checkpoints_steps=1000", "--next_sentence_prediction", "--do_train"]
+    assert _run(pretraining, [*base, f"--input_file={single}"]) == 2
+    assert "two or more sentences" in capsys.readouterr().err
+    assert _run(pretraining, [*base, f"--input_file={train}", "--streaming=on"]) == 2
+    assert "does not combine with a streamed corpus" in capsys.readouterr().err
+    assert not (out / "checkpoints").exists()
+    assert _run(pretraining, [*base, "--do_eval", f"--input_file={train}", f"--eval_file={held_out}",
+                              "--num_train_epochs=2", "--learning_rate=1e-3"]) == 0
+    results = dict(line.split(" = ") for line in (out / "eval_results.txt").read_text().splitlines())
+    assert {"next_sentence_accuracy", "next_sentence_loss", "masked_lm_accuracy"} <= set(results)
+    assert 0 <= float(results["next_sentence_accuracy"]) <= 1 and float(results["next_sentence_loss"]) > 0
+    trained = keras.models.load_model(str(out / "final" / "model.keras"))
+    hidden = trained.encoder.bert_config.hidden_size
+    assert trained.next_sentence and trained.get_layer("next_sentence").kernel.shape == (hidden, 2)
+    start = BertEncoder.from_pretrained(tiny_model)
+    assert not np.array_equal(start.get_layer("pooler").weights[0], trained.encoder.get_layer("pooler").weights[0])

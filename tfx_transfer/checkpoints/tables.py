@@ -66,6 +66,7 @@ CLASSIFIER = "classifier"
 SPAN = "span_logits"
 TOKEN_CLASSIFIER = "token_classifier"
 MASKED_LM = "masked_lm"  # BertMaskedLM's head: transform dense [H, H], LayerNorm, output_bias [V] (decoder tied)
+NEXT_SENTENCE = "next_sentence"  # BertMaskedLM(next_sentence=True)'s head on the pooled output [H, 2]
 
 
 def _masked_lm_head(dense, layer_norm, gamma, beta, output_bias, kernel="kernel", bias="bias", read=(), write=None):
@@ -125,6 +126,8 @@ GOOGLE = NameTable(
         # run_pretraining.py's masked-LM head (get_masked_lm_output).
         *_masked_lm_head("cls/predictions/transform/dense/", "cls/predictions/transform/LayerNorm/", "gamma", "beta",
                          "cls/predictions/output_bias"),
+        # ... and its next-sentence head (get_next_sentence_output): output_weights [2, H].
+        *_dense(NEXT_SENTENCE, "cls/seq_relationship/", "output_weights", "output_bias", _T, _transpose, head=True),
     ],
     # Optimizer slots (AdamWeightDecayOptimizer: adam_m/adam_v; tf.train.AdamOptimizer: Adam, Adam_1) and counters.
     ignore=[r".*/adam_[mv]", r".*/Adam(_\d+)?", r"global_step", r"beta[12]_power", r".*/Momentum",
@@ -165,15 +168,19 @@ HF = NameTable(
 # Heads of transformers' BERT task classes, by the `architectures` entry of their config.json. The same names
 # (`classifier.*`) serve sentence and token classification, so only the declared architecture tells them apart
 # (each goes to its own head: `classifier` or `token_classifier`); the masked-LM head of BertForMaskedLM /
-# BertForPreTraining goes to `masked_lm` (its tied decoder.weight is the word embeddings; NSP stays discarded).
+# BertForPreTraining goes to `masked_lm` (its tied decoder.weight is the word embeddings), BertForPreTraining's
+# next-sentence head (cls.seq_relationship, [2, H]) to `next_sentence`.
 HF_HEADS = {
     "BertForSequenceClassification": _dense(CLASSIFIER, "classifier.", "weight", "bias", _T, _transpose, head=True),
     "BertForQuestionAnswering": _dense(SPAN, "qa_outputs.", "weight", "bias", _T, _transpose, head=True),
     "BertForTokenClassification": _dense(TOKEN_CLASSIFIER, "classifier.", "weight", "bias", _T, _transpose,
                                          head=True),
-    **{architecture: _masked_lm_head("cls.predictions.transform.dense.", "cls.predictions.transform.LayerNorm.",
-                                     "weight", "bias", "cls.predictions.bias", "weight", "bias", _T, _transpose)
-       for architecture in ("BertForMaskedLM", "BertForPreTraining")},
+    "BertForMaskedLM": _masked_lm_head("cls.predictions.transform.dense.", "cls.predictions.transform.LayerNorm.",
+                                       "weight", "bias", "cls.predictions.bias", "weight", "bias", _T, _transpose),
+    "BertForPreTraining": [
+        *_masked_lm_head("cls.predictions.transform.dense.", "cls.predictions.transform.LayerNorm.", "weight", "bias",
+                         "cls.predictions.bias", "weight", "bias", _T, _transpose),
+        *_dense(NEXT_SENTENCE, "cls.seq_relationship.", "weight", "bias", _T, _transpose, head=True)],
 }
 
 # These build BertModel(add_pooling_layer=False): their checkpoints have no pooler, which stays newly initialised.
@@ -216,15 +223,23 @@ MODEL_GARDEN = NameTable(
             r"global_step.*", r"iterations?"],
     # Pretraining heads of Model Garden's BertPretrainer (masked LM, next sentence; `bert/cls/predictions/...` is
     # what tf1_bert_checkpoint_converter_lib makes of google-research/bert's masked-LM head).
-    discard=[r"masked_lm/.*", r"(bert/)?cls/.*", r"next_sentence/.*", r"classification/.*", r"sentence_prediction/.*",
-             r"predictions/transform/.*"],
+    discard=[r"masked_lm/.*", r"(bert/)?cls/.*", r"(bert/)?next_sentence/.*", r"classification/.*",
+             r"sentence_prediction/.*", r"predictions/transform/.*"],
     # Hub SavedModels may name variables with a ":0" suffix.
     rename=[(r":0$", "")],
 )
 
 
-MODEL_GARDEN_PRETRAINING = NameTable("model_garden", [r for r in MODEL_GARDEN.rows if not r.ours.startswith(SPAN)],
-                                     MODEL_GARDEN.ignore, MODEL_GARDEN.discard, MODEL_GARDEN.rename)
+# Pretraining checkpoints: models.BertPretrainerV2's layers.MaskedLM (named `cls/predictions` inside the `bert` model,
+# so `bert/cls/predictions/...`, and the same names from tf1_bert_checkpoint_converter_lib's conversion of
+# google-research/bert's head) loads into `masked_lm`. Its `next_sentence` ClassificationHead has a dense + tanh of
+# its own before the logits (BERT's uses the encoder's pooler): not our next-sentence head, so it is discarded.
+MODEL_GARDEN_PRETRAINING = NameTable(
+    "model_garden",
+    [*_masked_lm_head("bert/cls/predictions/transform/dense/", "bert/cls/predictions/transform/LayerNorm/", "gamma",
+                      "beta", "bert/cls/predictions/output_bias/bias"),
+     *(r for r in MODEL_GARDEN.rows if not r.ours.startswith(SPAN))],
+    MODEL_GARDEN.ignore, MODEL_GARDEN.discard, MODEL_GARDEN.rename)
 _MASKED_LM = re.compile(r"(bert/)?cls/predictions/.*|masked_lm/.*")
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfx_transfer.checkpoints.loader import model_variables
-from tfx_transfer.checkpoints.tables import GOOGLE, HF
+from tfx_transfer.checkpoints.tables import GOOGLE, HF, MASKED_LM, NEXT_SENTENCE, hf_table
 from tfx_transfer.encoders.bert_encoder import find_encoder
 from tfx_transfer.io_utils import atomic_directory, write_json
 from tfx_transfer.text.tokenizer_files import TokenizerSettings
@@ -63,7 +63,8 @@ def save_google_checkpoint(encoder_or_model, out_dir, vocab_file: Optional[str] 
 
     The result is what google-research/bert's `run_classifier.py --init_checkpoint`, adapter-bert and Model
     Garden's TF1 -> TF2 converter read. Houlsby adapters are written under adapter-bert's names
-    (`.../attention/output/adapters/weights1`, ...) and a `BertClassifier` head as `output_weights`/`output_bias`.
+    (`.../attention/output/adapters/weights1`, ...), a `BertClassifier` head as `output_weights`/`output_bias`, and a
+    `BertMaskedLM`'s heads as run_pretraining.py's `cls/predictions/*` and `cls/seq_relationship/*`.
     Returns `out_dir`.
     """
     encoder = find_encoder(encoder_or_model)
@@ -79,19 +80,41 @@ def save_google_checkpoint(encoder_or_model, out_dir, vocab_file: Optional[str] 
     return os.fspath(out_dir)
 
 
+def hf_pretraining_architecture(paths) -> Optional[str]:
+    """The transformers class that holds a model's pretraining heads, from its variable paths: BertForPreTraining
+    (masked LM + next sentence), BertForMaskedLM (masked LM), or None (an encoder)."""
+    heads = {path.split("/", 1)[0] for path in paths}
+    if MASKED_LM not in heads:
+        return None
+    return "BertForPreTraining" if NEXT_SENTENCE in heads else "BertForMaskedLM"
+
+
 def save_hf_checkpoint(encoder_or_model, out_dir, vocab_file: Optional[str] = None,
                        do_lower_case: Optional[bool] = None, overwrite: bool = False) -> str:
-    """Writes `model.safetensors` (BertModel names, PyTorch layout), `config.json`, `vocab.txt`,
-    `tokenizer_config.json`: loadable by `transformers.BertModel.from_pretrained(out_dir)`. Returns `out_dir`."""
+    """Writes `model.safetensors` (PyTorch layout), `config.json`, `vocab.txt`, `tokenizer_config.json`: loadable by
+    `transformers.BertModel.from_pretrained(out_dir)`. An encoder is written under BertModel's names; a
+    `BertMaskedLM` (run_pretraining.py) as transformers' `save_pretrained` writes BertForMaskedLM (or, with the
+    next-sentence head, BertForPreTraining): the encoder under `bert.`, the heads as `cls.predictions.*` (the
+    decoder tied to the word embeddings, not stored) and `cls.seq_relationship.*`, `architectures` naming the class.
+    BertForMaskedLM has no pooler; ours is kept (`bert.pooler.*`: transformers reports it unused in that class and
+    BertModel loads it). Returns `out_dir`."""
     from safetensors.numpy import save_file
 
     encoder = find_encoder(encoder_or_model)
     settings = _tokenizer_settings(encoder, vocab_file, do_lower_case)
     config = encoder.bert_config
-    arrays = HF.export(_model_arrays(encoder_or_model), config)
+    variables = _model_arrays(encoder_or_model)
+    architecture = hf_pretraining_architecture(variables)
+    hf_config = config.to_hf_dict()
+    if architecture is None:
+        arrays = HF.export(variables, config)
+    else:
+        arrays = {name if name.startswith("cls.") else "bert." + name: array
+                  for name, array in hf_table(architecture).export(variables, config).items()}
+        hf_config.update(architectures=[architecture], tie_word_embeddings=True)
     with atomic_directory(out_dir, overwrite) as tmp:
         save_file(arrays, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
-        write_json(os.path.join(tmp, "config.json"), config.to_hf_dict())
+        write_json(os.path.join(tmp, "config.json"), hf_config)
         _copy_vocab(settings, tmp, config)
     return os.fspath(out_dir)
 

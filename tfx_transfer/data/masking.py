@@ -144,10 +144,13 @@ def _random_draws(word_ids, real, config: MaskingConfig, epoch, position):
     return tf.map_fn(one_row, fingerprints, fn_output_signature=(tf.float32, tf.float32, tf.int32))
 
 
-def target_maker(config: MaskingConfig):
+def target_maker(config: MaskingConfig, next_sentence: bool = False):
     """`mask_batch` as a batch transform of the encoder's dict: (inputs, labels, epoch, position) -> (inputs with the
-    masked word ids, masked-LM labels [B, T]); `labels` (the split's own) are not used."""
+    masked word ids, masked-LM labels [B, T]); `labels` (the split's own) are not used, except with `next_sentence`:
+    they are then the next-sentence labels [B], and the targets are {"masked_lm": [B, T], "next_sentence": [B]}."""
     def make(inputs, labels, epoch, position):
         masked, targets = mask_batch(inputs["input_word_ids"], inputs["input_mask"], config, epoch, position)
+        if next_sentence:
+            targets = {"masked_lm": targets, "next_sentence": labels}
         return dict(inputs, input_word_ids=masked), targets
     return make

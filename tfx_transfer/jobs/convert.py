@@ -6,7 +6,10 @@
 Reads anything `BertEncoder.from_pretrained` reads (Hugging Face, Google TF1, Model Garden, keras-hub presets, Keras,
 TF Hub SavedModels), prints one line per stage and the load report, writes the output directory atomically (an
 existing non-empty directory is refused unless --overwrite), then reloads what it wrote and checks the outputs are
-identical.
+identical. Pretraining heads travel with the encoder (--pretraining_heads, default on): a masked-LM head (a
+run_pretraining.py final/, google-research/bert's cls/predictions, transformers' BertForMaskedLM / BertForPreTraining,
+Model Garden's BertPretrainerV2) and BERT's next-sentence head are written in the output format's names
+(google: cls/predictions/*, cls/seq_relationship/*; hf: BertForMaskedLM / BertForPreTraining), and checked too.
 Errors are one line on stderr and exit code 2.
 """
 
@@ -23,7 +26,10 @@ from absl import flags  # noqa: E402
 
 from tfx_transfer.checkpoints.assignment_map import AssignmentMap  # noqa: E402
 from tfx_transfer.checkpoints.writers import WRITERS  # noqa: E402
+from tfx_transfer.checkpoints.loader import load_checkpoint  # noqa: E402
 from tfx_transfer.encoders.bert_encoder import BertEncoder  # noqa: E402
+from tfx_transfer.jobs.model_setup import head_loaded  # noqa: E402
+from tfx_transfer.models.masked_lm import BertMaskedLM  # noqa: E402
 from tfx_transfer.text import BertPreprocessor  # noqa: E402
 
 # A private flag registry: importing this module never clashes with the scripts' absl flags.
@@ -45,14 +51,34 @@ flags.DEFINE_string("bert_config_file", None, "Config of an input directory that
 flags.DEFINE_bool("do_lower_case", None, "Casing to record (default: the input's).", flag_values=FLAGS)
 flags.DEFINE_bool("verify", True, "Reload the written model and compare outputs with the converted one.",
                   flag_values=FLAGS)
+flags.DEFINE_bool("pretraining_heads", True, "Write the input's masked-LM (and next-sentence) head with the encoder "
+                  "when it has one.", flag_values=FLAGS)
 
 
 def _stage(index, total, text):
     print(f"[{index}/{total}] {text}", flush=True)
 
 
+def with_pretraining_heads(encoder, path, assignment_map=None):
+    """`BertMaskedLM` over `encoder` holding the pretraining heads of the checkpoint at `path` (masked LM, with the
+    next-sentence head when it has one too), or None when it has no masked-LM head."""
+    for next_sentence in (True, False):
+        model = BertMaskedLM(encoder, next_sentence=next_sentence)
+        report = load_checkpoint(model, path, strict=False, assignment_map=assignment_map, heads=True)
+        if head_loaded(model, report):
+            return model
+    return None
+
+
+def _head_logits(model, probe):
+    outputs = model(probe)
+    sequence = outputs["sequence_output"] if model.next_sentence else outputs
+    logits = [np.asarray(model.masked_lm(sequence))]
+    return logits + [np.asarray(outputs["next_sentence"])] if model.next_sentence else logits
+
+
 def convert(input_path, output_dir, output_format, assignment_map=None, strict=True, overwrite=False,
-            vocab_file=None, do_lower_case=None, verify=True, config_file=None):
+            vocab_file=None, do_lower_case=None, verify=True, config_file=None, pretraining_heads=True):
     """Library form of the CLI. Returns (LoadReport, max abs output difference after reload or None)."""
     total = 4 if verify else 3
     start = time.perf_counter()
@@ -63,9 +89,12 @@ def convert(input_path, output_dir, output_format, assignment_map=None, strict=T
     _stage(1, total, f"input {files.weights_path}: {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
                      f"{c.num_attention_heads} heads, vocab {c.vocab_size}, {c.hidden_act}; tokenizer from "
                      f"{files.tokenizer.source}")
+    model = with_pretraining_heads(encoder, files.weights_path, user_map) if pretraining_heads else None
+    heads = f"; pretraining heads: masked LM{' and next sentence' if model.next_sentence else ''}" if model else ""
     _stage(2, total, f"loaded {len(encoder.load_report.loaded)} tensors "
-                     f"({encoder.load_report.num_loaded_parameters:,} parameters) from {encoder.load_report.format}")
-    WRITERS[output_format](encoder, output_dir, overwrite=overwrite)
+                     f"({encoder.load_report.num_loaded_parameters:,} parameters) from {encoder.load_report.format}"
+                     f"{heads}")
+    WRITERS[output_format](model or encoder, output_dir, overwrite=overwrite)
     _stage(3, total, f"wrote {output_format} model to {output_dir}: {', '.join(sorted(os.listdir(output_dir)))}")
     difference = None
     if verify:
@@ -75,6 +104,12 @@ def convert(input_path, output_dir, output_format, assignment_map=None, strict=T
         a, b = encoder(probe), reloaded(probe)
         difference = max(float(np.max(np.abs(np.asarray(a[k]) - np.asarray(b[k]))))
                          for k in ("sequence_output", "pooled_output"))
+        if model is not None:
+            heads = with_pretraining_heads(reloaded, output_dir)
+            if heads is None or heads.next_sentence != model.next_sentence:
+                raise ValueError(f"The written model at {output_dir} lost the pretraining heads.")
+            difference = max([difference] + [float(np.max(np.abs(x - y))) for x, y in
+                                              zip(_head_logits(model, probe), _head_logits(heads, probe))])
         _stage(4, total, f"verified: reloaded {output_dir}, max |output difference| = {difference:.3g}")
         if difference > 1e-6:
             raise ValueError(f"The written model's outputs differ from the input's by {difference:.3g} (> 1e-6).")
@@ -100,7 +135,8 @@ def main(argv=None) -> int:
         return 2
     try:
         convert(FLAGS.input, FLAGS.output_dir, FLAGS.output_format, FLAGS.assignment_map, FLAGS.strict,
-                FLAGS.overwrite, FLAGS.vocab_file, FLAGS.do_lower_case, FLAGS.verify, FLAGS.bert_config_file)
+                FLAGS.overwrite, FLAGS.vocab_file, FLAGS.do_lower_case, FLAGS.verify, FLAGS.bert_config_file,
+                FLAGS.pretraining_heads)
     except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

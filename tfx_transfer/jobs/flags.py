@@ -279,6 +279,12 @@ def define_pretraining_flags():
     define.DEFINE_bool("whole_word_masking", False, "Mask all WordPiece pieces of a chosen word together.")
     define.DEFINE_bool("dynamic_masking", True, "New masks every epoch (RoBERTa); false: the same masks every epoch "
                        "(static, fixed by --seed).")
+    define.DEFINE_bool("next_sentence_prediction", False, "Also train BERT's next-sentence head: sequences are "
+                       "sentence pairs made as google-research/bert's create_pretraining_data.py makes them (half "
+                       "of them with a random second segment), drawn once from --seed; needs documents of several "
+                       "sentences held in memory.")
+    define.DEFINE_float("short_seq_prob", 0.1, "With --next_sentence_prediction: the fraction of documents whose "
+                        "pairs target a random shorter length (create_pretraining_data.py's flag).")
     define_streaming_flags()
     define.DEFINE_integer("num_train_steps", None, "Train this many steps (batches) instead of --num_train_epochs "
                           "(google-research/bert's run_pretraining.py flag); a streamed corpus is then not counted "

@@ -202,6 +202,8 @@ class PretrainingOptions(_JobOptions):
     max_predictions_per_seq: int = 20
     whole_word_masking: bool = False
     dynamic_masking: bool = True
+    next_sentence_prediction: bool = False
+    short_seq_prob: float = 0.1
     head_warmup_steps: int = -1
     streaming: str = "auto"
     shuffle_buffer: int = 10000

@@ -15,7 +15,14 @@ batch), so a resumed run trains on the same masks. The masked-LM head is tied to
 from a run_pretraining.py final/, a google-research/bert pretraining checkpoint (cls/predictions) or a transformers
 BertForMaskedLM / BertForPreTraining model (cls.predictions), and otherwise new; a new head first trains alone
 (--head_warmup_steps, default 10% of the updates). Adapters, LoRA, freezing and the optimisation flags work as in
-the other scripts (a Hub module is unwrapped, adapters included). Next-sentence prediction is not implemented.
+the other scripts (a Hub module is unwrapped, adapters included).
+
+Next-sentence prediction (--next_sentence_prediction, off by default as in RoBERTa): the sequences are then
+sentence pairs [CLS] A [SEP] B [SEP] made as google-research/bert's create_pretraining_data.py makes them (B the
+text that follows A, or half the time a random other document's; data/pretraining.next_sentence_pairs), drawn once
+from --seed; the head on the pooled output loads from google-research/bert (cls/seq_relationship) and transformers
+BertForPreTraining (cls.seq_relationship) checkpoints, and its loss is added to the masked-LM loss. It needs
+documents of several sentences held in memory (not a streamed corpus).
 
 Corpora larger than memory are streamed (--streaming: on, off, auto = above 256 MB; data/streaming.py): read,
 tokenised and packed by tf.data on the fly, shuffled in a buffer of --shuffle_buffer sequences, pass after pass
@@ -24,7 +31,8 @@ count comes from one counting pass, or from --num_train_steps. A resumed run ski
 
 Outputs in --output_dir:
   eval_results.txt     masked_lm_accuracy, masked_lm_loss (on the held-out text, masks fixed by --seed),
-                       eval_sequences, global_step
+                       next_sentence_accuracy, next_sentence_loss (with --next_sentence_prediction; pairs fixed by
+                       --seed), eval_sequences, global_step
   final/               model.keras (encoder + masked-LM head), config.json, vocab.txt, task.json: a valid
                        --init_checkpoint for run_classifier.py / run_squad.py / run_ner.py (the head is discarded there)
   checkpoints/, logs/  resumable training state, TensorBoard scalars
@@ -46,7 +54,8 @@ from absl import logging
 from tfx_transfer.data.glue import GENERIC_TASKS, get_processor
 from tfx_transfer.data.masking import MaskingConfig, target_maker
 from tfx_transfer.data.pipeline import dataset, plan_batches
-from tfx_transfer.data.pretraining import CorpusError, documents_of_examples, pack_documents, read_documents
+from tfx_transfer.data.pretraining import (CorpusError, documents_of_examples, next_sentence_pairs, pack_documents,
+                                           read_documents)
 from tfx_transfer.data.streaming import CorpusFiles, StreamedCorpus, check_corpus
 from tfx_transfer.jobs import distribution, flags
 from tfx_transfer.jobs.cli import run_main
@@ -122,6 +131,10 @@ def _read_texts(o: PretrainingOptions) -> _Texts:
                 if o.training.ewc:
                     raise FlagError("--ewc estimates its Fisher from training texts held in memory; it does not "
                                     "combine with a streamed corpus (--streaming).")
+                if o.next_sentence_prediction:
+                    raise FlagError("--next_sentence_prediction draws its random second segments from the whole "
+                                    "corpus held in memory; it does not combine with a streamed corpus (pass "
+                                    "--streaming=off if the corpus fits in memory).")
                 train = check_corpus(paths)
                 logging.info("Streaming %d file(s), %.1f MB, %d lines.", len(paths), train.bytes / 2**20, train.lines)
             else:
@@ -159,6 +172,8 @@ def _validate(o: PretrainingOptions):
                         f"combine with --unfreezing={o.training.unfreezing}.")
     if o.num_train_steps is not None and o.num_train_steps < 1:
         raise FlagError(f"--num_train_steps={o.num_train_steps} must be >= 1.")
+    if not 0 <= o.short_seq_prob <= 1:
+        raise FlagError(f"--short_seq_prob={o.short_seq_prob} must be in [0, 1].")
     if o.shuffle_buffer < 1:
         raise FlagError(f"--shuffle_buffer={o.shuffle_buffer} must be >= 1.")
     if o.task_name and o.streaming == "on":
@@ -210,24 +225,46 @@ def run(o: PretrainingOptions):
 
 
 def masked_lm_metrics(model: BertMaskedLM, split, masking: MaskingConfig, batch_size: int, max_seq_length: int):
-    """{masked_lm_accuracy, masked_lm_loss, eval_sequences} of `model` on `split` with static masks (epoch 0 of
-    `masking`'s seed, whatever --dynamic_masking says): the same predictions for every run with that seed."""
-    with_targets = target_maker(dataclasses.replace(masking, dynamic=False))
+    """{masked_lm_accuracy, masked_lm_loss, eval_sequences, eval_predictions} of `model` on `split` with static
+    masks (epoch 0 of `masking`'s seed, whatever --dynamic_masking says): the same predictions for every run with
+    that seed; with a next-sentence head, next_sentence_accuracy and next_sentence_loss on the split's pairs too."""
+    pairs = model.next_sentence
+    with_targets = target_maker(dataclasses.replace(masking, dynamic=False), next_sentence=pairs)
     plan = plan_batches(split.lengths, batch_size, max_seq_length, shuffle=False)
 
     @tf.function(reduce_retracing=True)
     def scores(inputs, labels, position):
         inputs, targets = with_targets(inputs, labels, 0, position)
-        losses, logits, targets, weights = model.prediction_losses(model(inputs, training=False), targets)
-        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), targets), tf.float32)
-        return tf.reduce_sum(losses * weights), tf.reduce_sum(correct * weights), tf.reduce_sum(weights)
+        outputs = model(inputs, training=False)
+        sequence, word_targets = (outputs["sequence_output"], targets["masked_lm"]) if pairs else (outputs, targets)
+        losses, logits, word_targets, weights = model.prediction_losses(sequence, word_targets)
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), word_targets), tf.float32)
+        sums = [tf.reduce_sum(losses * weights), tf.reduce_sum(correct * weights), tf.reduce_sum(weights)]
+        if pairs:
+            pair_losses = model.next_sentence_losses(outputs, targets["next_sentence"])
+            right = tf.equal(tf.argmax(outputs["next_sentence"], -1, output_type=tf.int32),
+                             tf.cast(targets["next_sentence"], tf.int32))
+            sums += [tf.reduce_sum(pair_losses), tf.reduce_sum(tf.cast(right, tf.float32))]
+        return sums
 
-    total = np.zeros(3)
+    total = np.zeros(5 if pairs else 3)
     for position, (inputs, labels) in enumerate(dataset(split, plan)):
         total += [float(v) for v in scores(inputs, labels, tf.constant(position, tf.int64))]
     predictions = max(total[2], 1.0)
-    return {"masked_lm_accuracy": total[1] / predictions, "masked_lm_loss": total[0] / predictions,
-            "eval_sequences": len(split), "eval_predictions": int(total[2])}
+    results = {"masked_lm_accuracy": total[1] / predictions, "masked_lm_loss": total[0] / predictions}
+    if pairs:
+        results.update(next_sentence_accuracy=total[4] / len(split), next_sentence_loss=total[3] / len(split))
+    return {**results, "eval_sequences": len(split), "eval_predictions": int(total[2])}
+
+
+def _sequences(o: PretrainingOptions, documents, tokenizer, role: str):
+    """Documents -> an EncodedSplit: packed sentences, or with --next_sentence_prediction sentence pairs."""
+    try:
+        if o.next_sentence_prediction:
+            return next_sentence_pairs(documents, tokenizer, o.max_seq_length, o.training.seed, o.short_seq_prob)
+        return pack_documents(documents, tokenizer, o.max_seq_length)
+    except ValueError as error:
+        raise FlagError(f"The {role} text: {error}") from None
 
 
 def _training_split(o: PretrainingOptions, texts: _Texts, tokenizer, card: ModelCard):
@@ -242,7 +279,7 @@ def _training_split(o: PretrainingOptions, texts: _Texts, tokenizer, card: Model
             logging.info("Counting the streamed corpus's sequences (one pass; --num_train_steps skips it): %d in "
                          "%.1f s.", len(split), time.perf_counter() - start)
         return split
-    split = pack_documents(texts.train, tokenizer, o.max_seq_length)
+    split = _sequences(o, texts.train, tokenizer, "training")
     if os.path.isfile(texts.train_source):  # one corpus file (the card records a file's checksum)
         card.data_file("train", texts.train_source, len(texts.train))
     logging.info("%d documents -> %d sequences of <= %d tokens (mean %.1f).", len(texts.train), len(split),
@@ -264,17 +301,19 @@ def _run(o: PretrainingOptions, strategy, source, texts: _Texts, tokenizer, mask
     keras.utils.set_random_seed(o.training.seed)
     with strategy.scope():
         model = BertMaskedLM(build_encoder(source, o.model, o.distribution, needs_layers=True),
-                             o.max_predictions_per_seq)
+                             o.max_predictions_per_seq, next_sentence=o.next_sentence_prediction)
         report = prepare_model(model, source, o.model, will_train=o.do_train, task_name="masked_lm")
-        freeze_unused_pooler(model)
+        if not o.next_sentence_prediction:
+            freeze_unused_pooler(model)
     card = ModelCard("run_pretraining.py", o)
     card.base_model(source)
     card.load_report = str(report) if report is not None else None
     task = {"task": "masked_lm", "max_seq_length": o.max_seq_length, "masked_lm_prob": o.masked_lm_prob,
             "max_predictions_per_seq": o.max_predictions_per_seq, "whole_word_masking": o.whole_word_masking,
-            "dynamic_masking": o.dynamic_masking, "initialised_from": source.description}
+            "dynamic_masking": o.dynamic_masking, "next_sentence_prediction": o.next_sentence_prediction,
+            "initialised_from": source.description}
     card.task = task
-    held_out = pack_documents(texts.held_out, tokenizer, o.max_seq_length) if o.do_eval else None
+    held_out = _sequences(o, texts.held_out, tokenizer, "held-out") if o.do_eval else None
     global_step, final_dir = 0, None
     if o.do_train:
         split = _training_split(o, texts, tokenizer, card)
@@ -282,7 +321,7 @@ def _run(o: PretrainingOptions, strategy, source, texts: _Texts, tokenizer, mask
         training = head_warmup(dataclasses.replace(o, training=training), len(split),
                                head_is_new=report is None or not head_loaded(model, report))
         result = compile_and_train(model, split, "sequences", training, o.max_seq_length, out,
-                                   vocab_file=tokenizer.vocab_file, batch_transform=target_maker(masking))
+                                   vocab_file=tokenizer.vocab_file, batch_transform=target_maker(masking, o.next_sentence_prediction))
         global_step = result["steps"]
         logging.info("Trained to step %d; %.1f sequences/s.", global_step, result["examples_per_s"])
         final_dir = finish_training(model, result, None, card, task, out, tokenizer, o.model.adaptation)
