@@ -36,6 +36,7 @@ FINE_TUNE = ["--task_name=SST-2", f"--data_dir={SST2}", "--max_train_examples=80
              "--learning_rate=5e-5", "--num_train_epochs=1", "--warmup_proportion=0.1", "--weight_decay=0.01",
              "--save_checkpoints_steps=100000"]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+SST2_SEQUENCES = 67353  # the 67,349 training sentences packed at seq 64 (4 are longer than a sequence)
 
 
 def _results(out):
@@ -107,7 +108,9 @@ def table(untrained, head_only, runs):
     n = len(runs)
     lines = ["# TAPT on SST-2's training sentences, then SST-2-8k (bench/tapt.py)", "",
              f"Packaged all-MiniLM-L6-v2; TAPT = run_pretraining.py on the 67,349 training sentences (labels unused), "
-             f"batch {BATCH}, seq {SEQ}, lr 1e-4, {int(tapt[0]['global_step'])} updates; fine-tuning = the SST-2-8k "
+             f"batch {BATCH}, seq {SEQ}, lr 1e-4, {int(tapt[0]['global_step'])} updates "
+             f"({int(tapt[0]['global_step']) * BATCH:,} sequences, "
+             f"{int(tapt[0]['global_step']) * BATCH / SST2_SEQUENCES:.2f} of an epoch); fine-tuning = the SST-2-8k "
              f"protocol (8,000 rows, 1 epoch, lr 5e-5). {n} seed(s): {', '.join(str(r['seed']) for r in runs)}; "
              "mean ± sample std.", "",
              "## Masked-LM accuracy on the 872 SST-2 dev sentences", "",

@@ -194,3 +194,32 @@ def test_run_ner_mirrored_equals_one_device_with_uneven_token_counts(no_dropout_
         assert fingerprint(result.stderr)[0] == "8"
         weights[name] = final_weights(out)
     assert_same_weights(weights["mirrored"], weights["one"])
+
+
+def test_two_workers_stream_a_corpus_like_one_device(no_dropout_model, tmp_path):
+    """run_pretraining.py on a streamed corpus under MultiWorkerMirroredStrategy: each worker reads the stream and
+    keeps its rows of every global batch (the DATA policy; data/streaming.py says why not whole files), with the
+    masks of the global batch, so 2 workers end with the weights of one device (head warm-up included)."""
+    from tfx_transfer.jobs import pretraining  # noqa: F401  (registers BertMaskedLM for load_model)
+
+    rng = np.random.default_rng(9)
+    lines = []
+    for _ in range(40):
+        lines += [" ".join(rng.choice(WORDS, rng.integers(3, 9))) for _ in range(rng.integers(1, 4))] + [""]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def argv(out):
+        return [sys.executable, os.path.join(REPO, "run_pretraining.py"), f"--pretrained={no_dropout_model}",
+                f"--output_dir={out}", "--do_train", f"--input_file={corpus}", "--streaming=on",
+                "--shuffle_buffer=16", "--max_seq_length=24", "--train_batch_size=8", "--num_train_steps=6",
+                "--learning_rate=1e-3", "--seed=3", "--save_checkpoints_steps=100"]
+
+    one = subprocess.run(argv(tmp_path / "one"), env=ENV, capture_output=True, text=True, cwd=REPO)
+    assert one.returncode == 0, one.stderr[-3000:]
+    results = _finish(_launch_workers(argv(tmp_path / "workers") + ["--distribution_strategy=multi_worker_mirrored"],
+                                      free_local_ports(2)))
+    for code, err in results:
+        assert code == 0, err[-3000:]
+    assert fingerprint(results[0][1]) == fingerprint(results[1][1]) and fingerprint(one.stderr)[0] == "6"
+    assert_same_weights(final_weights(tmp_path / "workers"), final_weights(tmp_path / "one"))

@@ -279,6 +279,11 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tiny_model, tmp_pat
     load = lambda out: keras.models.load_model(str(out / "final" / "model.keras")).weights  # noqa: E731
     for a, b in zip(load(tmp_path / "whole"), load(interrupted)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+    import hashlib
+    import json
+
+    card = json.loads((interrupted / "final" / "model_card.json").read_text())
+    assert [(d["role"], d["sha256"]) for d in card["data"]] == [("train", hashlib.sha256(train.read_bytes()).hexdigest())]
 
 
 def test_producers_masked_lm_heads_load_and_reproduce_their_logits():

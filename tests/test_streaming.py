@@ -98,6 +98,10 @@ def test_corpus_errors_name_the_file_and_line(tmp_path, monkeypatch):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"one\ntwo two\nthree \xc3\xa4\n\xff broken\n")
     assert check_corpus([str(good)]).lines == 2
+    import hashlib
+
+    two = check_corpus([str(good), str(good)])  # the model card's checksums, taken across the 7-byte blocks
+    assert two.file_lines == (2, 2) and two.sha256 == (hashlib.sha256(good.read_bytes()).hexdigest(),) * 2
     with pytest.raises(CorpusError, match=r"bad.txt:4: not UTF-8"):
         check_corpus([str(good), str(bad)])
     cut = tmp_path / "cut.txt"

@@ -102,9 +102,15 @@ class ModelCard:
                                          "do_lower_case": source.tokenizer.do_lower_case,
                                          "source": source.tokenizer.source}}
 
-    def data_file(self, role: str, path: str, rows: int):
-        entry = {"role": role, "path": os.path.abspath(path), "rows": int(rows), "sha256": sha256(path)}
-        self.data = [d for d in self.data if d["role"] != role] + [entry]
+    def data_file(self, role: str, path: str, rows: int, checksum: Optional[str] = None):
+        """Records the file a role (train, dev, ...) read: its path, rows and SHA-256 (computed unless given)."""
+        self.data_files(role, [(path, rows, checksum)])
+
+    def data_files(self, role: str, files):
+        """Records the files of a role: (path, rows, SHA-256 or None to compute it) each (a streamed corpus)."""
+        entries = [{"role": role, "path": os.path.abspath(path), "rows": int(rows),
+                    "sha256": checksum or sha256(path)} for path, rows, checksum in files]
+        self.data = [d for d in self.data if d["role"] != role] + entries
 
     def record_training(self, result: dict):
         """`trainer.train`'s result: steps, where it resumed, training seconds and speed (overall and after the first

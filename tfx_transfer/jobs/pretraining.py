@@ -274,6 +274,7 @@ def _training_split(o: PretrainingOptions, texts: _Texts, tokenizer, card: Model
         nominal = o.num_train_steps * o.training.train_batch_size if o.num_train_steps else None
         split = StreamedCorpus(texts.train, tokenizer, o.max_seq_length, shuffle_buffer=o.shuffle_buffer,
                                num_sequences=nominal)
+        card.data_files("train", zip(texts.train.paths, texts.train.file_lines, texts.train.sha256))
         if nominal is None:
             start = time.perf_counter()
             logging.info("Counting the streamed corpus's sequences (one pass; --num_train_steps skips it): %d in "
