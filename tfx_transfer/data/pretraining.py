@@ -85,6 +85,14 @@ def pack_pieces(pieces: Sequence[Sequence[int]], ends: Sequence[bool], budget: i
     return rows, current
 
 
+def _tokenize(sentences: Sequence[str], tokenizer, chunk_size: int) -> List[List[int]]:
+    """WordPiece ids of each sentence, `chunk_size` sentences per tokenizer call."""
+    pieces: List[List[int]] = []
+    for start in range(0, len(sentences), chunk_size):
+        pieces += [list(row) for row in tokenizer.tokenize(sentences[start:start + chunk_size]).to_list()]
+    return pieces
+
+
 def pack_documents(documents: Sequence[Document], tokenizer, max_seq_length: int, chunk_size: int = 4096
                    ) -> EncodedSplit:
     """Sequences [CLS] s_1 ... s_k [SEP] of consecutive whole sentences of one document, up to max_seq_length
@@ -95,9 +103,7 @@ def pack_documents(documents: Sequence[Document], tokenizer, max_seq_length: int
     if budget < 1:
         raise ValueError(f"max_seq_length={max_seq_length} leaves no room for text after [CLS] and [SEP].")
     sentences = [s for d in documents for s in d]
-    pieces: List[List[int]] = []
-    for start in range(0, len(sentences), chunk_size):
-        pieces += [list(row) for row in tokenizer.tokenize(sentences[start:start + chunk_size]).to_list()]
+    pieces = _tokenize(sentences, tokenizer, chunk_size)
     breaks = np.zeros(len(sentences), bool)
     breaks[np.cumsum([len(d) for d in documents]) - 1] = True  # each document's last sentence ends it
     rows, _ = pack_pieces(pieces, breaks, budget)
@@ -134,10 +140,7 @@ def next_sentence_pairs(documents: Sequence[Document], tokenizer, max_seq_length
     budget = max_seq_length - 3
     if budget < 2:
         raise ValueError(f"max_seq_length={max_seq_length} leaves no room for a sentence pair ([CLS] A [SEP] B [SEP]).")
-    sentences = [s for d in documents for s in d]
-    pieces: List[List[int]] = []
-    for start in range(0, len(sentences), chunk_size):
-        pieces += [list(row) for row in tokenizer.tokenize(sentences[start:start + chunk_size]).to_list()]
+    pieces = _tokenize([s for d in documents for s in d], tokenizer, chunk_size)
     tokenized, at = [], 0
     for document in documents:
         kept = [p for p in pieces[at:at + len(document)] if p]

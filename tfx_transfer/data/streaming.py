@@ -53,14 +53,17 @@ _STRIP = r"^[\s\x1c-\x1f\x{85}\pZ]+|[\s\x1c-\x1f\x{85}\pZ]+$"
 
 @dataclasses.dataclass(frozen=True)
 class CorpusFiles:
-    """What `check_corpus` found: the files, their total bytes and lines, and per file its lines and SHA-256 (for
-    the model card)."""
+    """What `check_corpus` found: the files, their total bytes, and per file its lines and SHA-256 (for the model
+    card)."""
 
     paths: Tuple[str, ...]
     bytes: int
-    lines: int
-    file_lines: Tuple[int, ...] = ()
-    sha256: Tuple[str, ...] = ()
+    file_lines: Tuple[int, ...]
+    sha256: Tuple[str, ...]
+
+    @property
+    def lines(self) -> int:
+        return sum(self.file_lines)
 
 
 def check_corpus(paths: Sequence[str]) -> CorpusFiles:
@@ -98,7 +101,7 @@ def check_corpus(paths: Sequence[str]) -> CorpusFiles:
         digests.append(digest.hexdigest())
     if not has_text:
         raise CorpusError(f"{', '.join(paths)}: no text (one sentence per line, a blank line between documents).")
-    return CorpusFiles(tuple(paths), total_bytes, sum(file_lines), tuple(file_lines), tuple(digests))
+    return CorpusFiles(tuple(paths), total_bytes, tuple(file_lines), tuple(digests))
 
 
 def tokenized_lines(paths, tokenizer):

@@ -61,13 +61,17 @@ def _stage(index, total, text):
 
 def with_pretraining_heads(encoder, path, assignment_map=None):
     """`BertMaskedLM` over `encoder` holding the pretraining heads of the checkpoint at `path` (masked LM, with the
-    next-sentence head when it has one too), or None when it has no masked-LM head."""
-    for next_sentence in (True, False):
-        model = BertMaskedLM(encoder, next_sentence=next_sentence)
-        report = load_checkpoint(model, path, strict=False, assignment_map=assignment_map, heads=True)
-        if head_loaded(model, report):
-            return model
-    return None
+    next-sentence head when it has one too), or None when it has no masked-LM head. The checkpoint is read once."""
+    model = BertMaskedLM(encoder, next_sentence=True)
+    report = load_checkpoint(model, path, strict=False, assignment_map=assignment_map, heads=True)
+    if head_loaded(model, report):
+        return model
+    loaded = {item.target for item in report.loaded}
+    if not all(v.path in loaded for v in model.masked_lm.weights):
+        return None
+    masked_lm_only = BertMaskedLM(encoder)
+    masked_lm_only.masked_lm.set_weights(model.masked_lm.get_weights())
+    return masked_lm_only
 
 
 def _head_logits(model, probe):
