@@ -213,3 +213,53 @@ def test_token_dense_is_keras_dense_as_one_2d_matmul(activation):
                                rtol=1e-5, atol=1e-5)
     flat = np.asarray(x)[:, 0]  # rank 2: Keras's own path
     np.testing.assert_allclose(np.asarray(ours(flat)), np.asarray(theirs(flat)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("mask_kind", ["keys", "per_query"])
+@pytest.mark.parametrize("adaptation", [None, "houlsby", "parallel", "lora", "pal"])
+def test_transformer_block_first_token_only_is_row_zero_of_the_full_output(mask_kind, adaptation):
+    """The pooled output's path (BertEncoder): the [CLS] row alone, its query over every key, equal to row 0 of the
+    full block in inference and in the batched training form (no dropout); PALs mix tokens, so that block computes
+    every row and returns row 0."""
+    from tfx_transfer.layers.adapter_config import AdapterConfig
+    from tfx_transfer.layers.adapter_slots import block_adaptation_kwargs, shared_adaptation_layers
+
+    config = AdapterConfig(kind=adaptation, size=4, pal_heads=2, zero_init_up=False) if adaptation else None
+    extra = block_adaptation_kwargs(config, 0, 1, shared_adaptation_layers(config, H)) if config else {}
+    block = TransformerBlock(HEADS, 32, hidden_dropout_rate=0.0, attention_dropout_rate=0.0, **extra)
+    data = _hidden_data(batch=3)
+    mask = data["input_mask"]
+    if mask_kind == "per_query":
+        mask = mask[:, None, :] * np.tril(np.ones((SEQ, SEQ), mask.dtype))[None] + np.eye(SEQ, dtype=mask.dtype)
+        mask = np.minimum(mask, 1)
+    assert block.mixes_tokens == (adaptation == "pal")
+    for training in (False, True):
+        full = np.asarray(block(data["x"], attention_mask=mask, training=training))
+        first = np.asarray(block(data["x"], attention_mask=mask, training=training, first_token_only=True))
+        assert first.shape == (3, 1, H)
+        np.testing.assert_allclose(first[:, 0], full[:, 0], atol=2e-6)
+
+
+def test_encoder_pooled_output_reads_the_first_token_path():
+    """The pooled output is tanh(W h_[CLS] + b) of the full sequence output; the last layer runs twice, on the
+    [CLS] row for the pooled output (its FFN on [B, 1, H]) and on every row for the sequence output."""
+    import tensorflow as tf
+
+    from tfx_transfer import BertEncoder
+
+    encoder = BertEncoder(VOCAB, hidden_size=H, num_hidden_layers=2, num_attention_heads=HEADS,
+                          intermediate_size=32, max_position_embeddings=16)
+    inputs = random_bert_inputs(2, SEQ, VOCAB)
+    outputs = encoder(inputs)
+    pooler = encoder.get_layer("pooler").dense
+    expected = np.tanh(np.asarray(outputs["sequence_output"])[:, 0] @ np.asarray(pooler.kernel) +
+                       np.asarray(pooler.bias))
+    np.testing.assert_allclose(np.asarray(outputs["pooled_output"]), expected, atol=1e-6)
+    intermediate, shapes = encoder.get_layer("transformer_layer_1").intermediate, []
+    original = intermediate.call
+    intermediate.call = lambda x, **kwargs: (shapes.append(tuple(x.shape)), original(x, **kwargs))[1]
+    try:
+        encoder(inputs)
+    finally:
+        del intermediate.call
+    assert sorted(shapes) == [(2, 1, H), (2, SEQ, H)]  # the pooled path's row, the sequence output's rows

@@ -123,6 +123,8 @@ class ProjectedAttentionAdapter(keras.layers.Layer):
         zero_init_up: start an owned decoder projection at zero (exact identity at init).
     """
 
+    mixes_tokens = True  # its attention: a block cannot compute one position's output alone (TransformerBlock)
+
     def __init__(self, size, num_heads=12, projections=None, attention=None, init_stddev=1e-2, zero_init_up=False,
                  **kwargs):
         super().__init__(**kwargs)

@@ -56,9 +56,11 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         x: float [B, T, H].
         attention_mask: 0/1 [B, T] or [B, T, T]; 1 = may attend. None = attend everywhere.
         training: enables dropout.
+        first_token_only: only the first position ([CLS]) queries: keys and values still come from every
+            token, so the result is row 0 of the full call's, at 1/T of the query, score and output work.
 
     Returns:
-        float [B, T, H] (after the output projection `attention_output`).
+        float [B, T, H] (after the output projection `attention_output`); [B, 1, H] with `first_token_only`.
     """
 
     def __init__(self, num_heads, dropout_rate=0.1, initializer_range=0.02, lora_rank=0, lora_alpha=16.0,
@@ -103,21 +105,24 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             out = out + self.lora[name](x, training=training)
         return out
 
-    def _split_heads(self, x, batch, length):
+    def _split_heads(self, x):
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
         x = ops.reshape(x, (batch, length, self.num_heads, self.head_size))  # [B, T, N, D]
         return ops.transpose(x, (0, 2, 1, 3))  # [B, N, T, D]
 
-    def call(self, x, attention_mask=None, training=None):
+    def call(self, x, attention_mask=None, training=None, first_token_only=False):
+        queries = x[:, :1] if first_token_only else x  # [B, T|1, H]
+        if first_token_only and attention_mask is not None and len(attention_mask.shape) == 3:
+            attention_mask = attention_mask[:, :1]  # the first query's row [B, 1, S]
         # Scaling q before the product is cheaper than scaling the [B, N, T, T] scores.
-        q = self._project("query", x, training) * (1.0 / math.sqrt(self.head_size))  # [B, T, H]
+        q = self._project("query", queries, training) * (1.0 / math.sqrt(self.head_size))  # [B, T, H]
         k = self._project("key", x, training)  # [B, S, H]
         v = self._project("value", x, training)  # [B, S, H]
         bias = None if attention_mask is None else attention_bias(attention_mask, q.dtype)  # [B, 1, 1|T, S]
         if training:
-            batch, length = ops.shape(x)[0], ops.shape(x)[1]
-            q, k, v = (self._split_heads(t, batch, length) for t in (q, k, v))  # [B, N, T|S, D]
-            context = self._attend(q, k, v, bias, training)  # [B, N, T, D]
-            context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (batch, length, self.hidden_size))
+            q_split, k, v = (self._split_heads(t) for t in (q, k, v))  # [B, N, T|S, D]
+            context = self._attend(q_split, k, v, bias, training)  # [B, N, T, D]
+            context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), ops.shape(q))
         else:
             context = self._attend_head_by_head(q, k, v, bias)
         return self._project("attention_output", context, training)  # [B, T, H]

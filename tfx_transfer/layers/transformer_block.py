@@ -38,9 +38,15 @@ class TransformerBlock(keras.layers.Layer):
 
     Call args:
         x: float [B, T, H]; attention_mask: 0/1 [B, T] or [B, T, T]; training: enables dropout.
+        first_token_only: compute the output of the first position ([CLS]) only: its query attends to every
+            token's key and value, and its attention output, FFN and LayerNorms run on one row. Exactly row 0 of
+            the full output (in inference; in training the dropout masks are drawn for one row). A sentence
+            classifier needs nothing else from the last layer: `BertEncoder`'s pooled output is computed this
+            way. Blocks with an adapter that mixes tokens (`mixes_tokens`, PALs) compute every row and return
+            row 0.
 
     Returns:
-        float [B, T, H].
+        float [B, T, H]; [B, 1, H] with `first_token_only`.
 
     Variables (relative paths): `self_attention/{query,key,value,attention_output}/{kernel,bias}`,
     `self_attention_layer_norm/{gamma,beta}`, `intermediate/{kernel,bias}` [H, I], `output/{kernel,bias}` [I, H],
@@ -97,8 +103,15 @@ class TransformerBlock(keras.layers.Layer):
                 adapter.build(input_shape)
         self.built = True
 
-    def call(self, x, attention_mask=None, training=None):
-        attention = self.self_attention(x, attention_mask=attention_mask, training=training)
+    def call(self, x, attention_mask=None, training=None, first_token_only=False):
+        if first_token_only and self.mixes_tokens:
+            return self.call(x, attention_mask=attention_mask, training=training)[:, :1]
+        attention = self.self_attention(x, attention_mask=attention_mask, training=training,
+                                        first_token_only=first_token_only)
+        if first_token_only:  # from here on every operation is per token: the first one's row only
+            x = x[:, :1]
+            if attention_mask is not None and len(attention_mask.shape) == 3:
+                attention_mask = attention_mask[:, :1]
         attention = self.attention_dropout(attention, training=training)
         if self.attention_adapter is not None:
             attention = self.attention_adapter(attention, sublayer_input=x, attention_mask=attention_mask,
@@ -111,9 +124,19 @@ class TransformerBlock(keras.layers.Layer):
             ffn = self.output_adapter(ffn, sublayer_input=x, attention_mask=attention_mask, training=training)
         return self.output_layer_norm(x + ffn)
 
+    @property
+    def mixes_tokens(self) -> bool:
+        """Whether a slot holds an adapter whose output at one position depends on the others (PALs' attention)."""
+        return any(getattr(adapter, "mixes_tokens", False) for adapter in (self.attention_adapter,
+                                                                          self.output_adapter))
+
     def compute_output_shape(self, x_shape, attention_mask_shape=None):
         input_shape = x_shape
         return tuple(input_shape)
+
+    def compute_output_spec(self, x, attention_mask=None, training=None, first_token_only=False):
+        shape = (x.shape[0], 1, x.shape[-1]) if first_token_only else tuple(x.shape)
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()
