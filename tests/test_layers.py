@@ -243,8 +243,6 @@ def test_transformer_block_first_token_only_is_row_zero_of_the_full_output(mask_
 def test_encoder_pooled_output_reads_the_first_token_path():
     """The pooled output is tanh(W h_[CLS] + b) of the full sequence output; the last layer runs twice, on the
     [CLS] row for the pooled output (its FFN on [B, 1, H]) and on every row for the sequence output."""
-    import tensorflow as tf
-
     from tfx_transfer import BertEncoder
 
     encoder = BertEncoder(VOCAB, hidden_size=H, num_hidden_layers=2, num_attention_heads=HEADS,

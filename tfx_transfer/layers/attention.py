@@ -29,6 +29,14 @@ def attention_bias(attention_mask, dtype):
     return (1.0 - mask) * MASK_BIAS
 
 
+def first_query_mask(attention_mask):
+    """The mask the first query ([CLS]) sees: a per-query mask [B, T, S] -> its first row [B, 1, S]; a key mask
+    [B, S] (or None) is the same for every query and is returned as it is."""
+    if attention_mask is not None and len(attention_mask.shape) == 3:
+        return attention_mask[:, :1]
+    return attention_mask
+
+
 def _matmul_transposed(a, b):
     """a [B, T, D] @ b [B, S, D]^T -> [B, T, S]; on TensorFlow one BatchMatMul with adj_y (no Transpose op)."""
     if keras.backend.backend() == "tensorflow":
@@ -112,10 +120,10 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
     def call(self, x, attention_mask=None, training=None, first_token_only=False):
         queries = x[:, :1] if first_token_only else x  # [B, T|1, H]
-        if first_token_only and attention_mask is not None and len(attention_mask.shape) == 3:
-            attention_mask = attention_mask[:, :1]  # the first query's row [B, 1, S]
+        if first_token_only:
+            attention_mask = first_query_mask(attention_mask)
         # Scaling q before the product is cheaper than scaling the [B, N, T, T] scores.
-        q = self._project("query", queries, training) * (1.0 / math.sqrt(self.head_size))  # [B, T, H]
+        q = self._project("query", queries, training) * (1.0 / math.sqrt(self.head_size))  # [B, T|1, H]
         k = self._project("key", x, training)  # [B, S, H]
         v = self._project("value", x, training)  # [B, S, H]
         bias = None if attention_mask is None else attention_bias(attention_mask, q.dtype)  # [B, 1, 1|T, S]

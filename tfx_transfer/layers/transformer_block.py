@@ -3,7 +3,7 @@
 import keras
 
 from tfx_transfer.layers.activations import get_activation
-from tfx_transfer.layers.attention import MultiHeadSelfAttention
+from tfx_transfer.layers.attention import MultiHeadSelfAttention, first_query_mask
 from tfx_transfer.layers.token_dense import TokenDense
 
 
@@ -109,9 +109,7 @@ class TransformerBlock(keras.layers.Layer):
         attention = self.self_attention(x, attention_mask=attention_mask, training=training,
                                         first_token_only=first_token_only)
         if first_token_only:  # from here on every operation is per token: the first one's row only
-            x = x[:, :1]
-            if attention_mask is not None and len(attention_mask.shape) == 3:
-                attention_mask = attention_mask[:, :1]
+            x, attention_mask = x[:, :1], first_query_mask(attention_mask)
         attention = self.attention_dropout(attention, training=training)
         if self.attention_adapter is not None:
             attention = self.attention_adapter(attention, sublayer_input=x, attention_mask=attention_mask,
@@ -135,7 +133,7 @@ class TransformerBlock(keras.layers.Layer):
         return tuple(input_shape)
 
     def compute_output_spec(self, x, attention_mask=None, training=None, first_token_only=False):
-        shape = (x.shape[0], 1, x.shape[-1]) if first_token_only else tuple(x.shape)
+        shape = (x.shape[0], 1, x.shape[-1]) if first_token_only else self.compute_output_shape(x.shape)
         return keras.KerasTensor(shape, dtype=self.compute_dtype)
 
     def get_config(self):
