@@ -145,16 +145,18 @@ def test_versions_and_atomicity(tokenizer, tmp_path, monkeypatch):
     assert sorted(os.listdir(base)) == ["1", "2"]  # no version 3, no temporary directory left
 
 
-def test_lora_model_is_merged_for_serving(tokenizer, tmp_path):
-    model = BertClassifier(BertEncoder(vocab_size=tokenizer.vocab_size, adapters=AdapterConfig(kind="lora"), **TINY), 2)
+@pytest.mark.parametrize("kind, trained", [("lora", "lora_b"), ("ia3", "_ia3/scale")])
+def test_mergeable_models_are_merged_for_serving(kind, trained, tokenizer, tmp_path):
+    model = BertClassifier(BertEncoder(vocab_size=tokenizer.vocab_size, adapters=AdapterConfig(kind=kind), **TINY), 2)
+    rng = np.random.default_rng(0)
     for variable in model.weights:
-        if variable.path.endswith("lora_b"):
-            variable.assign(np.full(variable.shape, 0.05, "float32"))
-    path = export_for_serving(model, tmp_path / "lora", tokenizer, labels=["a", "b"], max_seq_length=32,
+        if variable.path.endswith(trained):  # as if trained: LoRA's B away from 0, (IA)^3 vectors away from 1
+            variable.assign(np.asarray(variable) + rng.uniform(0.05, 0.5, variable.shape).astype("float32"))
+    path = export_for_serving(model, tmp_path / kind, tokenizer, labels=["a", "b"], max_seq_length=32,
                               warmup=False)
     from tfx_transfer.checkpoints.saved_models import read_saved_model
 
-    assert not any("lora" in name for name in read_saved_model(path).arrays)
+    assert not any(kind in name for name in read_saved_model(path).arrays)
     loaded = tf.saved_model.load(path)
     out = loaded.signatures["serving_default"](text=tf.constant(TEXTS[:3]))
     np.testing.assert_allclose(out["probabilities"].numpy(), _keras_probabilities(model, tokenizer, TEXTS[:3], seq=32),

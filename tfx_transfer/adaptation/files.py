@@ -4,6 +4,7 @@
 strategy trained) plus every adaptation weight, as safetensors, with JSON metadata: the adapter config, the
 head, the base architecture and a fingerprint of the base weights the task did not train.
 `load_adaptation(base_encoder, path)` rebuilds the task model on a base and refuses a different base.
+`load_peft_adapter(base_encoder, directory)` puts a Hugging Face peft IA3 or LoRA adapter on a base encoder.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from tfx_transfer import models
 from tfx_transfer.checkpoints.loader import model_variables
+from tfx_transfer.checkpoints.peft import read_peft_adapter
 from tfx_transfer.config import BertConfig
 from tfx_transfer.encoders.bert_encoder import BertEncoder, find_encoder
 from tfx_transfer.layers.adapter_config import AdapterConfig, is_adaptation_variable
@@ -168,3 +170,16 @@ def load_adaptation(base_encoder, path):
     assign_arrays(model, arrays, os.fspath(path))
     model.adaptation_metadata = metadata
     return model
+
+
+def load_peft_adapter(base_encoder, directory):
+    """`base_encoder` (a `BertEncoder` with the weights the adapter was trained on, e.g. `from_pretrained` of the
+    transformers model named in its adapter_config.json) with the IA3 or LoRA adapter that Hugging Face peft saved
+    in `directory`: an encoder (`adapters` the `AdapterConfig` the adapter implies; `base_encoder` itself when it has
+    that architecture already, else a copy) whose outputs are the `PeftModel`'s. Merge it for serving with
+    `merge_adaptation`, train it further, or save it with `save_adaptation`. What is read and what is refused:
+    `checkpoints.peft`. peft files carry no fingerprint of their base: only the shapes are checked."""
+    config, arrays = read_peft_adapter(directory, base_encoder.bert_config.num_hidden_layers)
+    encoder = adapted_encoder(base_encoder, config.to_dict())
+    assign_arrays(encoder, arrays, os.fspath(directory))
+    return encoder

@@ -85,7 +85,7 @@ class BertEncoder(keras.Model):
         super().__init__(inputs=inputs, outputs=outputs, name=name, dtype=dtype, **kwargs)
         self.bert_config = config
         self.adapters = adapters
-        # Set by `from_pretrained` / `from_hub` (and kept by `merge_lora`, `load_adaptation`): where the weights
+        # Set by `from_pretrained` / `from_hub` (and kept by `merge_adaptation`, `load_adaptation`): where the weights
         # came from (`PretrainedFiles`: files, config, tokenizer settings, head labels) and the `LoadReport`. Not
         # serialised: a model reloaded from .keras has neither, and the writers then need a vocab_file.
         self.pretrained = None

@@ -15,8 +15,9 @@ from typing import Optional, Sequence
 import tensorflow as tf
 from absl import logging
 
-from tfx_transfer.adaptation.surgery import merge_lora
+from tfx_transfer.adaptation.surgery import merge_adaptation
 from tfx_transfer.encoders.bert_encoder import find_encoder
+from tfx_transfer.layers.adapter_config import MERGEABLE_KINDS
 from tfx_transfer.export.classifier_module import ClassifierServingModule
 from tfx_transfer.export.squad_module import SquadServingModule
 from tfx_transfer.export.tagger_module import TaggerServingModule
@@ -31,9 +32,9 @@ def _merged(model):
     if encoder is None or not hasattr(encoder, "adapters"):  # a black-box Hub encoder: nothing to merge
         return model
     encoder = find_encoder(model)
-    if encoder.adapters is not None and encoder.adapters.kind == "lora":
-        logging.info("Merging LoRA updates into the frozen kernels for serving.")
-        return merge_lora(model)
+    if encoder.adapters is not None and encoder.adapters.kind in MERGEABLE_KINDS:
+        logging.info("Merging the %s adaptation into the frozen kernels for serving.", encoder.adapters.kind)
+        return merge_adaptation(model)
     return model
 
 

@@ -9,6 +9,8 @@ Kinds (all inserted through the slots of `TransformerBlock`):
   lora      low-rank updates of the attention query and value projections (Hu et al. 2022); mergeable
   pal       projected attention layers: a small multi-head attention in a low-dimensional space in parallel
             to self-attention, with projections shared across layers (Stickland & Murray 2019)
+  ia3       (IA)^3: learned vectors rescaling the keys, values and FFN intermediate activations (Liu et al. 2022);
+            identity at init, L (d_k + d_v + d_ff) parameters, mergeable
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import re
 from typing import Optional, Tuple
 
 from tfx_transfer.config import canonical_activation
+from tfx_transfer.layers.ia3 import IA3_TARGETS
 
-KINDS = ("houlsby", "pfeiffer", "parallel", "lora", "pal")
+KINDS = ("houlsby", "pfeiffer", "parallel", "lora", "pal", "ia3")
+MERGEABLE_KINDS = ("lora", "ia3")  # folded into the frozen kernels for serving (adaptation.surgery)
+_SIZED_KINDS = ("houlsby", "pfeiffer", "parallel", "pal")  # the kinds `size` describes
 _DEFAULT_SUBLAYERS = {"houlsby": ("attention", "ffn"), "pfeiffer": ("ffn",), "parallel": ("ffn",),
-                      "lora": (), "pal": ("attention",)}
+                      "lora": (), "pal": ("attention",), "ia3": ()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +46,8 @@ class AdapterConfig:
             input, and which projections it updates (query, key, value, attention_output).
         pal_heads: attention heads inside a PAL; pal_share: "projections" (the paper: encoder/decoder projections
             shared across layers, attention per layer), "all" or "none".
+        ia3_targets: what (IA)^3 rescales (`layers.ia3.IA3_TARGETS`): the paper's key, value and ffn by default;
+            add attention_output for peft's BERT default.
     """
 
     kind: str = "houlsby"
@@ -57,12 +64,13 @@ class AdapterConfig:
     lora_targets: Tuple[str, ...] = ("query", "value")
     pal_heads: int = 12
     pal_share: str = "projections"
+    ia3_targets: Tuple[str, ...] = ("key", "value", "ffn")
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"AdapterConfig kind={self.kind!r} is unknown; choose one of {list(KINDS)}.")
         canonical_activation(self.activation, "AdapterConfig activation")
-        if self.kind != "lora" and (not isinstance(self.size, int) or self.size < 1):
+        if self.kind in _SIZED_KINDS and (not isinstance(self.size, int) or self.size < 1):
             raise ValueError(f"AdapterConfig size={self.size!r} must be a positive integer.")
         if not self.init_stddev > 0:
             raise ValueError(f"AdapterConfig init_stddev={self.init_stddev!r} must be > 0.")
@@ -74,6 +82,9 @@ class AdapterConfig:
             raise ValueError(f"AdapterConfig sublayers={self.sublayers!r}: use 'attention' and/or 'ffn'.")
         object.__setattr__(self, "sublayers", sublayers)
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+        object.__setattr__(self, "ia3_targets", tuple(self.ia3_targets))
+        if self.kind == "ia3" and (not self.ia3_targets or set(self.ia3_targets) - set(IA3_TARGETS)):
+            raise ValueError(f"AdapterConfig ia3_targets={self.ia3_targets!r}: choose from {', '.join(IA3_TARGETS)}.")
         if self.kind == "lora":
             if not isinstance(self.lora_rank, int) or self.lora_rank < 1:
                 raise ValueError(f"AdapterConfig lora_rank={self.lora_rank!r} must be a positive integer.")
@@ -103,7 +114,7 @@ class AdapterConfig:
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
-        for key in ("layers", "sublayers", "lora_targets"):
+        for key in ("layers", "sublayers", "lora_targets", "ia3_targets"):
             if values[key] is not None:
                 values[key] = list(values[key])
         return values
@@ -118,8 +129,9 @@ class AdapterConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
-# Variable paths that belong to an adaptation, not to the pretrained base: layers named *adapter*, *lora*, pal*.
-ADAPTATION_PATH_PATTERN = r"(.*/)?(\w*adapter\w*|\w*lora\w*|pal\w*)/.*"
+# Variable paths that belong to an adaptation, not to the pretrained base: layers named *adapter*, *lora*, *ia3*,
+# pal*.
+ADAPTATION_PATH_PATTERN = r"(.*/)?(\w*adapter\w*|\w*lora\w*|\w*ia3\w*|pal\w*)/.*"
 
 
 def is_adaptation_variable(path: str) -> bool:

@@ -34,6 +34,8 @@ def block_adaptation_kwargs(config: AdapterConfig, index: int, num_layers: int, 
     if config.kind == "lora":
         return dict(lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                     lora_targets=config.lora_targets)
+    if config.kind == "ia3":
+        return dict(ia3_targets=config.ia3_targets)
     if config.kind == "pal":
         return {"attention_adapter": ProjectedAttentionAdapter(
             config.size, config.pal_heads, projections=shared.get("projections"), attention=shared.get("attention"),

@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from tfx_transfer.layers.ia3 import IA3Scale, scales_input
 from tfx_transfer.layers.lora import LoRADelta
 from tfx_transfer.layers.token_dense import TokenDense
 
@@ -59,6 +60,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         initializer_range: stddev of the truncated-normal kernel initializer.
         lora_rank: > 0 adds LoRA updates (`LoRADelta`, Hu et al. 2022) to the projections in `lora_targets`,
             with `lora_alpha` and `lora_dropout`; sub-layers are named `<target>_lora`.
+        ia3_targets: (IA)^3 vectors (`IA3Scale`, Liu et al. 2022) on the outputs of the "key" and/or "value"
+            projections and/or on the input of "attention_output" (the context); sub-layers `<target>_ia3`.
 
     Call args:
         x: float [B, T, H].
@@ -72,8 +75,11 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     """
 
     def __init__(self, num_heads, dropout_rate=0.1, initializer_range=0.02, lora_rank=0, lora_alpha=16.0,
-                 lora_dropout=0.0, lora_targets=("query", "value"), **kwargs):
+                 lora_dropout=0.0, lora_targets=("query", "value"), ia3_targets=(), **kwargs):
         super().__init__(**kwargs)
+        bad = set(ia3_targets) - {"key", "value", "attention_output"}
+        if bad:
+            raise ValueError(f"MultiHeadSelfAttention ia3_targets {sorted(bad)}: use key, value, attention_output.")
         self.num_heads = num_heads
         self.dropout_rate = dropout_rate
         self.initializer_range = initializer_range
@@ -81,7 +87,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.lora_alpha = lora_alpha
         self.lora_dropout = lora_dropout
         self.lora_targets = tuple(lora_targets)
+        self.ia3_targets = tuple(ia3_targets)
         self.lora = {}
+        self.ia3 = {}
         self.dropout = keras.layers.Dropout(dropout_rate, name="dropout", dtype=self.dtype_policy)
 
     def build(self, input_shape):
@@ -105,12 +113,22 @@ class MultiHeadSelfAttention(keras.layers.Layer):
                 delta.build(input_shape)
                 setattr(self, f"{name}_lora", delta)
                 self.lora[name] = delta
+        for name in self.ia3_targets:
+            scale = IA3Scale(hidden_size, name=f"{name}_ia3", dtype=self.dtype_policy)
+            scale.build(input_shape)
+            setattr(self, f"{name}_ia3", scale)
+            self.ia3[name] = scale
         self.built = True
 
     def _project(self, name, x, training):
+        ia3 = self.ia3.get(name)
+        if ia3 is not None and scales_input(name):
+            x = ia3(x)
         out = getattr(self, name)(x)
         if name in self.lora:
             out = out + self.lora[name](x, training=training)
+        if ia3 is not None and not scales_input(name):
+            out = ia3(out)
         return out
 
     def _split_heads(self, x):
@@ -179,5 +197,6 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         config = super().get_config()
         config.update(num_heads=self.num_heads, dropout_rate=self.dropout_rate,
                       initializer_range=self.initializer_range, lora_rank=self.lora_rank, lora_alpha=self.lora_alpha,
-                      lora_dropout=self.lora_dropout, lora_targets=list(self.lora_targets))
+                      lora_dropout=self.lora_dropout, lora_targets=list(self.lora_targets),
+                      ia3_targets=list(self.ia3_targets))
         return config

@@ -13,7 +13,7 @@ class LoRADelta(keras.layers.Layer):
     """Low-rank update of a frozen projection (Hu et al. 2022): delta(x) = (alpha / r) * dropout(x) A B.
 
     A [in, r] starts random (uniform +-1/sqrt(in), as PyTorch's Kaiming default), B [r, out] at zero, so the
-    update starts at exactly zero. `merged_kernel_delta()` = (alpha / r) A B is what `merge_lora` adds to the
+    update starts at exactly zero. `merged_kernel_delta()` = (alpha / r) A B is what `merge_adaptation` adds to the
     frozen kernel for serving.
 
     Args:

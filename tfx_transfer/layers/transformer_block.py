@@ -4,6 +4,7 @@ import keras
 
 from tfx_transfer.layers.activations import get_activation
 from tfx_transfer.layers.attention import MultiHeadSelfAttention, first_query_mask
+from tfx_transfer.layers.ia3 import IA3_TARGETS, IA3Scale
 from tfx_transfer.layers.token_dense import TokenDense
 
 
@@ -14,7 +15,7 @@ class TransformerBlock(keras.layers.Layer):
         a = Dropout(SelfAttention(x))            # includes the output projection
         a = attention_adapter(a, x)              # slot 1 (skipped when None)
         x = LayerNorm(x + a)
-        f = Dropout(W_out act(W_in x))
+        f = Dropout(W_out (l_ff * act(W_in x)))  # l_ff: the (IA)^3 vector, when "ffn" is an ia3 target
         f = output_adapter(f, x)                 # slot 2 (skipped when None)
         y = LayerNorm(x + f)
 
@@ -35,6 +36,8 @@ class TransformerBlock(keras.layers.Layer):
         attention_adapter, output_adapter: optional layers for the two slots.
         lora_rank, lora_alpha, lora_dropout, lora_targets: LoRA on the attention projections (see
             `MultiHeadSelfAttention`).
+        ia3_targets: (IA)^3 vectors (Liu et al. 2022; `layers.ia3`): "ffn" scales the FFN's intermediate
+            activation (`intermediate_ia3/scale` [I]); "key", "value", "attention_output" go to the attention.
 
     Call args:
         x: float [B, T, H]; attention_mask: 0/1 [B, T] or [B, T, T]; training: enables dropout.
@@ -50,14 +53,18 @@ class TransformerBlock(keras.layers.Layer):
 
     Variables (relative paths): `self_attention/{query,key,value,attention_output}/{kernel,bias}`,
     `self_attention_layer_norm/{gamma,beta}`, `intermediate/{kernel,bias}` [H, I], `output/{kernel,bias}` [I, H],
-    `output_layer_norm/{gamma,beta}`.
+    `output_layer_norm/{gamma,beta}`; with (IA)^3, `intermediate_ia3/scale` [I] and
+    `self_attention/<target>_ia3/scale` [H].
     """
 
     def __init__(self, num_heads, intermediate_size, hidden_act="gelu", hidden_dropout_rate=0.1,
                  attention_dropout_rate=0.1, layer_norm_epsilon=1e-12, initializer_range=0.02,
                  attention_adapter=None, output_adapter=None, lora_rank=0, lora_alpha=16.0, lora_dropout=0.0,
-                 lora_targets=("query", "value"), **kwargs):
+                 lora_targets=("query", "value"), ia3_targets=(), **kwargs):
         super().__init__(**kwargs)
+        bad = set(ia3_targets) - set(IA3_TARGETS)
+        if bad:
+            raise ValueError(f"TransformerBlock ia3_targets {sorted(bad)}: choose from {', '.join(IA3_TARGETS)}.")
         self.num_heads = num_heads
         self.intermediate_size = intermediate_size
         self.hidden_act = hidden_act
@@ -71,19 +78,24 @@ class TransformerBlock(keras.layers.Layer):
         self.lora_alpha = lora_alpha
         self.lora_dropout = lora_dropout
         self.lora_targets = tuple(lora_targets)
+        self.ia3_targets = tuple(ia3_targets)
         self._activation = get_activation(hidden_act)
 
         policy = self.dtype_policy
         self.self_attention = MultiHeadSelfAttention(num_heads, dropout_rate=attention_dropout_rate,
                                                      initializer_range=initializer_range, lora_rank=lora_rank,
                                                      lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                                                     lora_targets=lora_targets, name="self_attention", dtype=policy)
+                                                     lora_targets=lora_targets,
+                                                     ia3_targets=[t for t in self.ia3_targets if t != "ffn"],
+                                                     name="self_attention", dtype=policy)
         self.attention_dropout = keras.layers.Dropout(hidden_dropout_rate, name="attention_dropout", dtype=policy)
         self.self_attention_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, name="self_attention_layer_norm", dtype=policy)
         init = keras.initializers.TruncatedNormal(stddev=initializer_range)
         self.intermediate = TokenDense(intermediate_size, kernel_initializer=init, name="intermediate",
                                                dtype=policy)
+        self.intermediate_ia3 = IA3Scale(intermediate_size, name="intermediate_ia3", dtype=policy) \
+            if "ffn" in self.ia3_targets else None
         self.output_dropout = keras.layers.Dropout(hidden_dropout_rate, name="output_dropout", dtype=policy)
         self.output_layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon,
                                                                  name="output_layer_norm", dtype=policy)
@@ -96,6 +108,8 @@ class TransformerBlock(keras.layers.Layer):
         self.self_attention.build(input_shape)
         self.self_attention_layer_norm.build(input_shape)
         self.intermediate.build(input_shape)
+        if self.intermediate_ia3 is not None:
+            self.intermediate_ia3.build(tuple(input_shape[:-1]) + (self.intermediate_size,))
         self.output_dense.build(tuple(input_shape[:-1]) + (self.intermediate_size,))
         self.output_layer_norm.build(input_shape)
         for adapter in (self.attention_adapter, self.output_adapter):
@@ -116,7 +130,10 @@ class TransformerBlock(keras.layers.Layer):
                                                training=training)
         x = self.self_attention_layer_norm(x + attention)
 
-        ffn = self.output_dense(self._activation(self.intermediate(x)))
+        inner = self._activation(self.intermediate(x))  # [B, T|1, I]
+        if self.intermediate_ia3 is not None:
+            inner = self.intermediate_ia3(inner)
+        ffn = self.output_dense(inner)
         ffn = self.output_dropout(ffn, training=training)
         if self.output_adapter is not None:
             ffn = self.output_adapter(ffn, sublayer_input=x, attention_mask=attention_mask, training=training)
@@ -145,7 +162,7 @@ class TransformerBlock(keras.layers.Layer):
             attention_adapter=keras.saving.serialize_keras_object(self.attention_adapter),
             output_adapter=keras.saving.serialize_keras_object(self.output_adapter),
             lora_rank=self.lora_rank, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
-            lora_targets=list(self.lora_targets),
+            lora_targets=list(self.lora_targets), ia3_targets=list(self.ia3_targets),
         )
         return config
 
