@@ -163,6 +163,18 @@ def test_mergeable_models_are_merged_for_serving(kind, trained, tokenizer, tmp_p
                                atol=1e-5)
 
 
+def test_prefix_tuned_model_serves_with_its_prefixes(tokenizer, tmp_path):
+    """Prefix tuning cannot be merged: the export keeps the prefixes (the reparameterisation's output) as weights."""
+    config = AdapterConfig(kind="prefix", prefix_length=4, prefix_projection=8)
+    model = BertClassifier(BertEncoder(vocab_size=tokenizer.vocab_size, adapters=config, **TINY), 2)
+    path = export_for_serving(model, tmp_path / "prefix", tokenizer, labels=["a", "b"], max_seq_length=32,
+                              warmup=False)
+    loaded = tf.saved_model.load(path)
+    out = loaded.signatures["serving_default"](text=tf.constant(TEXTS[:3]))
+    np.testing.assert_allclose(out["probabilities"].numpy(), _keras_probabilities(model, tokenizer, TEXTS[:3], seq=32),
+                               atol=1e-5)
+
+
 def test_squad_export_answers_from_raw_text_in_a_fresh_process(tokenizer, tmp_path):
     model = BertSpanLabeler(BertEncoder(vocab_size=tokenizer.vocab_size, **TINY))
     path = export_for_serving(model, tmp_path / "qa", tokenizer, max_seq_length=48, task="squad", doc_stride=16,

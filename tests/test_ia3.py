@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tfx_transfer import AdapterConfig, BertClassifier, BertEncoder, apply_strategy, load_adaptation, save_adaptation
-from tfx_transfer.adaptation import ablate_adapters, merge_adaptation, merge_lora
+from tfx_transfer.adaptation import AdaptationSwitcher, ablate_adapters, merge_adaptation, merge_lora
 from tfx_transfer.checkpoints.loader import model_variables
 from tfx_transfer.jobs.model_setup import adapter_config
 from tfx_transfer.jobs.options import ModelOptions
@@ -114,6 +114,25 @@ def test_ia3_file_holds_the_vectors_and_reloads_exactly(trained_ia3_classifier, 
     loaded = load_adaptation(base, path)
     np.testing.assert_array_equal(np.asarray(loaded(data)), np.asarray(model(data)))
     assert os.path.getsize(path) < 16_384
+
+
+def test_ia3_tasks_switch_on_one_base(tmp_path):
+    keras.utils.set_random_seed(7)
+    base = BertEncoder(**TINY)
+    data = random_bert_inputs(4, 7, 60)
+    files, references = {}, {}
+    for task, seed in (("a", 1), ("b", 2)):
+        model = BertClassifier(BertEncoder(**TINY, adapters=PAPER), 3)
+        _copy_base(base, model.encoder)
+        _perturb_scales(model, seed)
+        files[task] = tmp_path / f"{task}.safetensors"
+        save_adaptation(model, files[task])
+        references[task] = np.asarray(model(data))
+    switcher = AdaptationSwitcher(base)
+    for task, path in files.items():
+        switcher.add(task, path)
+    for task in ("a", "b", "a"):
+        np.testing.assert_allclose(np.asarray(switcher.activate(task)(data)), references[task], atol=1e-6)
 
 
 @pytest.mark.parametrize("config", [PAPER, WITH_CONTEXT], ids=["paper", "with_context"])

@@ -52,8 +52,9 @@ def _head_config(model) -> Optional[dict]:
 def save_adaptation(model, path, labels: Optional[list] = None, extra: Optional[dict] = None) -> Dict[str, object]:
     """Writes the task-specific weights of `model` (a `BertClassifier` or an encoder) to `path` (safetensors).
 
-    Saved: every trainable variable and every adaptation variable. Fingerprinted: every frozen base variable, so
-    loading onto another base is refused. Returns the metadata written. Atomic (temp file + rename).
+    Saved: every trainable variable and every adaptation variable (prefix tuning's reparameterisation MLP is
+    replaced by the prefixes it computes). Fingerprinted: every frozen base variable, so loading onto another base
+    is refused. Returns the metadata written. Atomic (temp file + rename).
     """
     from safetensors.numpy import save_file
 
@@ -62,9 +63,16 @@ def save_adaptation(model, path, labels: Optional[list] = None, extra: Optional[
     encoder_paths = set(model_variables(encoder))
     saved = {p: v for p, v in variables.items() if v.trainable or is_adaptation_variable(p)}
     frozen_base = sorted(p for p in encoder_paths if p not in saved)
+    arrays = {p: np.ascontiguousarray(np.asarray(v)) for p, v in saved.items()}
+    adapters = encoder.adapters.to_dict() if encoder.adapters else None
+    if adapters and adapters["kind"] == "prefix" and adapters["prefix_projection"]:
+        # Li & Liang keep the prefixes, not the MLP that trained them: the file is a directly parameterised prefix.
+        arrays = {p: a for p, a in arrays.items() if not p.startswith("prefix_encoder/")}
+        arrays["prefix_encoder/prefixes"] = np.ascontiguousarray(encoder.get_layer("prefix_encoder").folded())
+        adapters["prefix_projection"] = 0
     metadata = {
         "format": FORMAT,
-        "adapters": encoder.adapters.to_dict() if encoder.adapters else None,
+        "adapters": adapters,
         "base_config": encoder.bert_config.to_dict(),
         "base_fingerprint": base_fingerprint(encoder, frozen_base),
         "fingerprinted_paths": frozen_base,
@@ -72,7 +80,6 @@ def save_adaptation(model, path, labels: Optional[list] = None, extra: Optional[
         "labels": list(labels) if labels is not None else None,
         "extra": extra or {},
     }
-    arrays = {p: np.ascontiguousarray(np.asarray(v)) for p, v in saved.items()}
     path = os.fspath(path)
     tmp = path + ".tmp"
     save_file(arrays, tmp, metadata={"tfx_transfer": json.dumps(metadata)})

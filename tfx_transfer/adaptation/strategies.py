@@ -93,8 +93,10 @@ def _predicate(name: str, model, options) -> Callable[[str, str], bool]:
     encoder = _encoder_of(model)
     num_layers = encoder.bert_config.num_hidden_layers
     adapters = getattr(encoder, "adapters", None)
-    # (IA)^3 trains its vectors alone (Liu et al. 2022; peft); the other kinds train the LayerNorms too by default.
-    train_layer_norms = options.pop("train_layer_norms", not (adapters is not None and adapters.kind == "ia3"))
+    # (IA)^3 and prefix tuning train their own weights alone (Liu et al. 2022; Li & Liang 2021; peft); the other
+    # kinds train the LayerNorms too by default.
+    train_layer_norms = options.pop("train_layer_norms",
+                                    not (adapters is not None and adapters.kind in ("ia3", "prefix")))
     train_pooler = options.pop("train_pooler", name == "full")
     if name == "full":
         return lambda path, group: True
@@ -124,10 +126,10 @@ def apply_strategy(model, name: str, **options) -> ParameterReport:
     Strategies:
         full                 everything trains.
         feature_extraction   the encoder is frozen (pooler too unless train_pooler=True); the head trains.
-        adapters / lora      adapters (or LoRA matrices, (IA)^3 vectors), LayerNorms (train_layer_norms: True by
-                             default, as Houlsby et al. and adapter-bert; False as AdapterHub, and the default for
-                             (IA)^3, whose paper trains its vectors alone) and the head train; the rest is frozen.
-                             train_pooler=False by default.
+        adapters / lora      the adaptation (adapters, LoRA matrices, (IA)^3 vectors, prefixes), LayerNorms
+                             (train_layer_norms: True by default, as Houlsby et al. and adapter-bert; False as
+                             AdapterHub, and the default for (IA)^3 and prefix tuning, whose papers train nothing
+                             else) and the head train; the rest is frozen. train_pooler=False by default.
         top_k                the top `k` transformer layers (everything in them), the pooler and the head.
         bitfit               bias terms only (Ben Zaken et al. 2022), LayerNorm betas included, plus the head.
 

@@ -96,6 +96,9 @@ def _identity_assignments(encoder, layers: Optional[Iterable[int]]):
         "pal": r"transformer_layer_(\d+)/attention_adapter/pal_attention/attention_output/(kernel|bias)",
         "ia3": r"transformer_layer_(\d+)/(self_attention/)?\w+_ia3/scale",
     }.get(config.kind, r"transformer_layer_(\d+)/(attention|output)_adapter/up/(kernel|bias)")
+    if config.kind == "prefix":
+        raise ValueError("Prefix tuning has no identity setting of its weights (its positions take part in every "
+                         "softmax): build the encoder without it, or with AdapterConfig(layers=...) for a subset.")
     if config.kind == "pal" and config.pal_share == "all":
         raise ValueError("PALs shared across all layers (pal_share='all') cannot be ablated layer by layer.")
     identity = np.ones if config.kind == "ia3" else np.zeros

@@ -106,7 +106,7 @@ def resolve_model_source(options: ModelOptions) -> ModelSource:
 
 
 def adapter_config(options: ModelOptions) -> Optional[AdapterConfig]:
-    """The `AdapterConfig` of --adaptation / --adapter_kind / --adapter_size / --lora_rank, or None."""
+    """The `AdapterConfig` of --adaptation / --adapter_kind / --adapter_size / --lora_rank / --prefix_*, or None."""
     kind = options.adapter_kind
     if options.adaptation == "adapters":
         kind = kind or "houlsby"
@@ -122,6 +122,13 @@ def adapter_config(options: ModelOptions) -> Optional[AdapterConfig]:
         raise FlagError(f"--adapter_size={options.adapter_size} must be >= 1.")
     if kind == "lora":
         return AdapterConfig(kind="lora", lora_rank=options.lora_rank, lora_alpha=2.0 * options.lora_rank)
+    if kind == "prefix":
+        try:
+            return AdapterConfig(kind="prefix", prefix_length=options.prefix_length,
+                                 prefix_projection=options.prefix_projection)
+        except ValueError as e:
+            raise FlagError(f"--prefix_length={options.prefix_length} / --prefix_projection="
+                            f"{options.prefix_projection}: {e}") from e
     return AdapterConfig(kind=kind, size=options.adapter_size)
 
 

@@ -32,6 +32,8 @@ class ModelOptions:
     adapter_kind: Optional[str] = None
     adapter_size: int = 64
     lora_rank: int = 8
+    prefix_length: int = 20
+    prefix_projection: int = 512
     top_k: int = 2
 
 

@@ -11,6 +11,8 @@ Kinds (all inserted through the slots of `TransformerBlock`):
             to self-attention, with projections shared across layers (Stickland & Murray 2019)
   ia3       (IA)^3: learned vectors rescaling the keys, values and FFN intermediate activations (Liu et al. 2022);
             identity at init, L (d_k + d_v + d_ff) parameters, mergeable
+  prefix    prefix tuning: P trainable key and value vectors prepended in every layer's self-attention (Li & Liang
+            2021), trained through an MLP reparameterisation that adapter files drop; not the identity at init
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from typing import Optional, Tuple
 from tfx_transfer.config import canonical_activation
 from tfx_transfer.layers.ia3 import IA3_TARGETS
 
-KINDS = ("houlsby", "pfeiffer", "parallel", "lora", "pal", "ia3")
+KINDS = ("houlsby", "pfeiffer", "parallel", "lora", "pal", "ia3", "prefix")
 MERGEABLE_KINDS = ("lora", "ia3")  # folded into the frozen kernels for serving (adaptation.surgery)
 _SIZED_KINDS = ("houlsby", "pfeiffer", "parallel", "pal")  # the kinds `size` describes
 _DEFAULT_SUBLAYERS = {"houlsby": ("attention", "ffn"), "pfeiffer": ("ffn",), "parallel": ("ffn",),
-                      "lora": (), "pal": ("attention",), "ia3": ()}
+                      "lora": (), "pal": ("attention",), "ia3": (), "prefix": ()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +50,8 @@ class AdapterConfig:
             shared across layers, attention per layer), "all" or "none".
         ia3_targets: what (IA)^3 rescales (`layers.ia3.IA3_TARGETS`): the paper's key, value and ffn by default;
             add attention_output for peft's BERT default.
+        prefix_length: P, the prefix positions per layer (prefix). prefix_projection: the width h of Li & Liang's
+            reparameterisation MLP (H -> h -> 2 L H, tanh); 0 trains the prefixes directly.
     """
 
     kind: str = "houlsby"
@@ -65,6 +69,8 @@ class AdapterConfig:
     pal_heads: int = 12
     pal_share: str = "projections"
     ia3_targets: Tuple[str, ...] = ("key", "value", "ffn")
+    prefix_length: int = 20
+    prefix_projection: int = 512
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -94,6 +100,12 @@ class AdapterConfig:
                                  "attention_output.")
             if not 0.0 <= self.lora_dropout < 1.0:
                 raise ValueError(f"AdapterConfig lora_dropout={self.lora_dropout!r} must be in [0, 1).")
+        if self.kind == "prefix":
+            if not isinstance(self.prefix_length, int) or self.prefix_length < 1:
+                raise ValueError(f"AdapterConfig prefix_length={self.prefix_length!r} must be a positive integer.")
+            if not isinstance(self.prefix_projection, int) or self.prefix_projection < 0:
+                raise ValueError(f"AdapterConfig prefix_projection={self.prefix_projection!r} must be an integer >= 0 "
+                                 "(0: no reparameterisation).")
         if self.pal_share not in ("projections", "all", "none"):
             raise ValueError(f"AdapterConfig pal_share={self.pal_share!r}: choose projections, all or none.")
 
@@ -130,8 +142,8 @@ class AdapterConfig:
 
 
 # Variable paths that belong to an adaptation, not to the pretrained base: layers named *adapter*, *lora*, *ia3*,
-# pal*.
-ADAPTATION_PATH_PATTERN = r"(.*/)?(\w*adapter\w*|\w*lora\w*|\w*ia3\w*|pal\w*)/.*"
+# pal*, prefix*.
+ADAPTATION_PATH_PATTERN = r"(.*/)?(\w*adapter\w*|\w*lora\w*|\w*ia3\w*|pal\w*|prefix\w*)/.*"
 
 
 def is_adaptation_variable(path: str) -> bool:

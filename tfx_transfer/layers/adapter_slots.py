@@ -7,6 +7,7 @@ from typing import Dict
 from tfx_transfer.layers.adapter_config import AdapterConfig
 from tfx_transfer.layers.adapters import BottleneckAdapter, PalProjections, ProjectedAttentionAdapter
 from tfx_transfer.layers.attention import MultiHeadSelfAttention
+from tfx_transfer.layers.prefix import PrefixEncoder
 
 
 def shared_adaptation_layers(config: AdapterConfig, hidden_size: int, dtype=None) -> Dict[str, object]:
@@ -48,3 +49,14 @@ def block_adaptation_kwargs(config: AdapterConfig, index: int, num_layers: int, 
                                              parallel=parallel, scale=config.scale if parallel else 1.0, name=slot,
                                              dtype=dtype)
     return kwargs
+
+
+def prefix_layers(config: AdapterConfig, num_layers: int, hidden_size: int, initializer_range: float, dtype=None):
+    """For prefix tuning: (the `PrefixEncoder` named `prefix_encoder`, {layer index: its row in the prefixes});
+    (None, {}) for other kinds."""
+    if config is None or config.kind != "prefix":
+        return None, {}
+    adapted = [i for i in range(num_layers) if config.applies_to(i, num_layers)]
+    encoder = PrefixEncoder(config.prefix_length, len(adapted), hidden_size, config.prefix_projection,
+                            init_stddev=initializer_range, name="prefix_encoder", dtype=dtype)
+    return encoder, {index: row for row, index in enumerate(adapted)}

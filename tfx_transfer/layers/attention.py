@@ -7,6 +7,7 @@ from keras import ops
 
 from tfx_transfer.layers.ia3 import IA3Scale, scales_input
 from tfx_transfer.layers.lora import LoRADelta
+from tfx_transfer.layers.prefix import with_prefix
 from tfx_transfer.layers.token_dense import TokenDense
 
 # Added to the scores of masked keys. Large enough that exp() underflows to exactly 0 in float32
@@ -69,6 +70,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         training: enables dropout.
         first_token_only: only the first position ([CLS]) queries: keys and values still come from every
             token, so the result is row 0 of the full call's, at 1/T of the query, score and output work.
+        prefix: this layer's prefix-tuning keys and values [2, P, H] (`layers.prefix`), prepended to the tokens'
+            keys and values and never masked; None = no prefix.
 
     Returns:
         float [B, T, H] (after the output projection `attention_output`); [B, 1, H] with `first_token_only`.
@@ -136,7 +139,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         x = ops.reshape(x, (batch, length, self.num_heads, self.head_size))  # [B, T, N, D]
         return ops.transpose(x, (0, 2, 1, 3))  # [B, N, T, D]
 
-    def call(self, x, attention_mask=None, training=None, first_token_only=False):
+    def call(self, x, attention_mask=None, training=None, first_token_only=False, prefix=None):
         queries = x[:, :1] if first_token_only else x  # [B, T|1, H]
         if first_token_only:
             attention_mask = first_query_mask(attention_mask)
@@ -145,6 +148,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         k = self._project("key", x, training)  # [B, S, H]
         v = self._project("value", x, training)  # [B, S, H]
         bias = None if attention_mask is None else attention_bias(attention_mask, q.dtype)  # [B, 1, 1|T, S]
+        if prefix is not None:  # S -> P + S keys and values
+            k, v, bias = with_prefix(k, v, bias, prefix)
         if training:
             q_split, k, v = (self._split_heads(t) for t in (q, k, v))  # [B, N, T|S, D]
             context = self._attend(q_split, k, v, bias, training)  # [B, N, T, D]

@@ -47,6 +47,7 @@ class TransformerBlock(keras.layers.Layer):
             classifier needs nothing else from the last layer: `BertEncoder`'s pooled output is computed this
             way. Blocks with an adapter that mixes tokens (`mixes_tokens`, PALs) compute every row and return
             row 0.
+        prefix: prefix-tuning keys and values [2, P, H] for the self-attention (`layers.prefix`), or None.
 
     Returns:
         float [B, T, H]; [B, 1, H] with `first_token_only`.
@@ -117,11 +118,11 @@ class TransformerBlock(keras.layers.Layer):
                 adapter.build(input_shape)
         self.built = True
 
-    def call(self, x, attention_mask=None, training=None, first_token_only=False):
+    def call(self, x, attention_mask=None, training=None, first_token_only=False, prefix=None):
         if first_token_only and self.mixes_tokens:
-            return self.call(x, attention_mask=attention_mask, training=training)[:, :1]
+            return self.call(x, attention_mask=attention_mask, training=training, prefix=prefix)[:, :1]
         attention = self.self_attention(x, attention_mask=attention_mask, training=training,
-                                        first_token_only=first_token_only)
+                                        first_token_only=first_token_only, prefix=prefix)
         if first_token_only:  # from here on every operation is per token: the first one's row only
             x, attention_mask = x[:, :1], first_query_mask(attention_mask)
         attention = self.attention_dropout(attention, training=training)
@@ -149,7 +150,7 @@ class TransformerBlock(keras.layers.Layer):
         input_shape = x_shape
         return tuple(input_shape)
 
-    def compute_output_spec(self, x, attention_mask=None, training=None, first_token_only=False):
+    def compute_output_spec(self, x, attention_mask=None, training=None, first_token_only=False, prefix=None):
         shape = (x.shape[0], 1, x.shape[-1]) if first_token_only else self.compute_output_shape(x.shape)
         return keras.KerasTensor(shape, dtype=self.compute_dtype)
 

@@ -1,0 +1,129 @@
+"""Parameter-efficient methods against full fine-tuning, as users run them: `run_classifier.py` on SST-2-8k.
+
+The packaged all-MiniLM-L6-v2; the first 8,000 SST-2 train rows, batch 32, max length 64 (batches padded to their
+own longest row, the default), 10% warmup + linear decay, weight decay 0.01, accuracy on the 872 dev rows. Each run
+is a fresh process; its numbers are run_classifier's own (final/model_card.json) plus the adapter file's size.
+Rows run interleaved seed by seed (full, houlsby, ..., then the next seed), so machine phases hit every method.
+
+    python bench/peft_methods.py                         # every method, seeds 0 1 2
+    python bench/peft_methods.py --seeds=0 --methods=full,ia3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import REPO, SHARED_DATA, shown_command, timed_process, write_results  # noqa: E402
+
+TRAIN_ROWS, BATCH, SEQ, WARMUP = 8000, 32, 64, 0.1
+# method -> (run_classifier flags, what the row says). Learning rates: full fine-tuning's is BERT's; the others
+# were chosen on seed 0 (bench/results/peft_methods.md lists the scans).
+METHODS = {
+    "full": (["--adaptation=full", "--learning_rate=5e-5"], "full fine-tuning"),
+    "houlsby": (["--adaptation=adapters", "--adapter_kind=houlsby", "--adapter_size=64", "--learning_rate=1e-3"],
+                "Houlsby adapters, size 64 (+ LayerNorms)"),
+    "lora": (["--adaptation=lora", "--lora_rank=8", "--learning_rate=1e-3"], "LoRA r=8, alpha 16, query + value"),
+    "ia3": (["--adaptation=adapters", "--adapter_kind=ia3", "--learning_rate=3e-2"],
+            "(IA)^3: keys, values, FFN activations"),
+    # (IA)^3's steps are ~1.4x faster than full fine-tuning's; its second epoch is the cheapest accuracy here.
+    "ia3_2ep": (["--adaptation=adapters", "--adapter_kind=ia3", "--learning_rate=3e-2", "--num_train_epochs=2"],
+                "(IA)^3, 2 epochs"),
+}
+
+
+def command(flags, output_dir, seed, epochs):
+    return [sys.executable, str(REPO / "run_classifier.py"), "--task_name=sst2",
+            f"--data_dir={SHARED_DATA / 'glue_data' / 'SST-2'}", f"--max_train_examples={TRAIN_ROWS}", "--do_train",
+            "--do_eval", f"--output_dir={output_dir}", f"--train_batch_size={BATCH}", f"--eval_batch_size={BATCH}",
+            f"--max_seq_length={SEQ}", f"--num_train_epochs={epochs}", f"--seed={seed}",
+            f"--warmup_proportion={WARMUP}", "--save_checkpoints_steps=100000", *flags]
+
+
+def run(method, seed, epochs=1.0, extra=()):
+    flags = [*METHODS[method][0], *extra]  # a later --num_train_epochs wins over `epochs`
+    with tempfile.TemporaryDirectory() as out:
+        _, wall, rss = timed_process(command(flags, out, seed, epochs), env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        with open(os.path.join(out, "final", "model_card.json"), encoding="utf-8") as f:
+            card = json.load(f)
+        adapter = os.path.join(out, "final", "adapter.safetensors")
+        adapter_bytes = os.path.getsize(adapter) if os.path.isfile(adapter) else None
+    training = card["training"]
+    return {"method": method, "seed": seed, "epochs": card["options"]["training"]["num_train_epochs"], "flags": flags,
+            "dev_accuracy": card["metrics"]["eval_accuracy"], "trainable": card["parameters"]["trainable"],
+            "trainable_fraction": card["parameters"]["trainable_fraction"],
+            "train_examples_per_s": training.get("steady_examples_per_s") or training["examples_per_s"],
+            "epoch_wall_s": training["seconds"], "dev_inference_examples_per_s": card["evaluation"]["examples_per_s"],
+            "adapter_file_bytes": adapter_bytes, "process_wall_s": wall, "peak_rss_gib": rss}
+
+
+def summarise(rows):
+    by_method = {}
+    for row in rows:
+        by_method.setdefault(row["method"], []).append(row)
+    summary = {}
+    for method, runs in by_method.items():
+        accuracies = [r["dev_accuracy"] for r in runs]
+        summary[method] = {
+            "seeds": [r["seed"] for r in runs], "dev_accuracy_mean": statistics.mean(accuracies),
+            "dev_accuracy_std": statistics.stdev(accuracies) if len(runs) > 1 else None,
+            **{k: statistics.median(r[k] for r in runs) for k in ("train_examples_per_s", "epoch_wall_s",
+                                                                  "dev_inference_examples_per_s", "process_wall_s")},
+            "trainable": runs[0]["trainable"], "trainable_fraction": runs[0]["trainable_fraction"],
+            "adapter_file_bytes": runs[0]["adapter_file_bytes"]}
+    return summary
+
+
+def table(summary, argv):
+    full = summary.get("full")
+    lines = ["# Parameter-efficient methods vs full fine-tuning: SST-2-8k, run_classifier.py, all-MiniLM-L6-v2", "",
+             "First 8,000 SST-2 train rows, 1 epoch unless the row says otherwise, batch 32, max length 64 padded per batch, 10% warmup, wd 0.01; "
+             "872 dev rows. Each run a fresh process, numbers from its model card; runs interleaved by seed. "
+             f"Command: `{shown_command(argv)}`.", "",
+             "| method | trainable | seeds | dev acc (mean ± std) | vs full | train ex/s (steady) | epoch s | "
+             "dev predict ex/s (raw text) | adapter file |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for method, s in summary.items():
+        std = "" if s["dev_accuracy_std"] is None else f" ± {100 * s['dev_accuracy_std']:.2f}"
+        delta = "" if full is None or method == "full" else \
+            f"{100 * (s['dev_accuracy_mean'] - full['dev_accuracy_mean']):+.2f}"
+        size = "" if s["adapter_file_bytes"] is None else f"{s['adapter_file_bytes'] / 1e3:,.0f} kB"
+        lines.append(f"| {METHODS[method][1]} | {100 * s['trainable_fraction']:.3f}% ({s['trainable']:,}) | "
+                     f"{len(s['seeds'])} | {100 * s['dev_accuracy_mean']:.2f}%{std} | {delta} | "
+                     f"{s['train_examples_per_s']:.1f} | {s['epoch_wall_s']:.0f} | "
+                     f"{s['dev_inference_examples_per_s']:.0f} | {size} |")
+    lines += ["", "Trainable counts include the classifier head (770 for 2 classes). Full fine-tuning writes no "
+              "adapter file (final/model.keras: 91 MB)."]
+    return lines
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--seeds", default="0,1,2")
+    args = parser.parse_args()
+    methods = args.methods.split(",")
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise SystemExit(f"unknown methods {unknown}; known: {list(METHODS)}")
+    rows = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for method in methods:
+            rows.append(run(method, seed))
+            r = rows[-1]
+            print(f"{method:8s} seed {seed}: acc {100 * r['dev_accuracy']:.2f}%  train {r['train_examples_per_s']:.1f} "
+                  f"ex/s  predict {r['dev_inference_examples_per_s']:.0f} ex/s  wall {r['process_wall_s']:.0f} s",
+                  flush=True)
+    summary = summarise(rows)
+    write_results("peft_methods", {"rows": rows, "summary": summary}, table(summary, sys.argv))
+
+
+if __name__ == "__main__":
+    main()
