@@ -36,6 +36,8 @@ METHODS = {
     # (IA)^3's steps are ~1.4x faster than full fine-tuning's; its second epoch is the cheapest accuracy here.
     "ia3_2ep": (["--adaptation=adapters", "--adapter_kind=ia3", "--learning_rate=3e-2", "--num_train_epochs=2"],
                 "(IA)^3, 2 epochs"),
+    "prefix": (["--adaptation=adapters", "--adapter_kind=prefix", "--prefix_length=20", "--learning_rate=5e-2"],
+               "prefix tuning, P=20, trained directly"),
 }
 
 

@@ -133,6 +133,6 @@ def test_prefix_cannot_be_ablated_and_flags_build_it():
         with ablate_adapters(BertEncoder(**TINY, adapters=DIRECT)):
             pass
     assert adapter_config(ModelOptions(adaptation="adapters", adapter_kind="prefix", prefix_length=10)) == \
-        AdapterConfig(kind="prefix", prefix_length=10, prefix_projection=512)
+        AdapterConfig(kind="prefix", prefix_length=10, prefix_projection=0)
     with pytest.raises(FlagError, match="prefix_length=0"):
         adapter_config(ModelOptions(adaptation="adapters", adapter_kind="prefix", prefix_length=0))

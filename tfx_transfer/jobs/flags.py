@@ -87,8 +87,8 @@ def define_common_flags(max_seq_length: int, train_batch_size: int = 32, learnin
                       "lora for --adaptation=lora).")
     define.DEFINE_integer("lora_rank", 8, "LoRA rank r.")
     define.DEFINE_integer("prefix_length", 20, "Prefix tuning (--adapter_kind=prefix): prefix positions per layer.")
-    define.DEFINE_integer("prefix_projection", 512, "Prefix tuning: width of the reparameterisation MLP that trains the "
-                          "prefixes (Li & Liang 2021; dropped from the adapter file); 0 trains them directly.")
+    define.DEFINE_integer("prefix_projection", 0, "Prefix tuning: width of the reparameterisation MLP that trains the "
+                          "prefixes (Li & Liang 2021 use 512; dropped from the adapter file); 0 trains them directly.")
     define.DEFINE_integer("top_k", 2, "Layers trained by --adaptation=top_k.")
     define.DEFINE_string("assignment_map", None, "JSON assignment map applied before the checkpoint's built-in rules.")
     define.DEFINE_integer("max_train_examples", None, "Use only the first N training examples.")

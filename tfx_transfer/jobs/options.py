@@ -33,7 +33,7 @@ class ModelOptions:
     adapter_size: int = 64
     lora_rank: int = 8
     prefix_length: int = 20
-    prefix_projection: int = 512
+    prefix_projection: int = 0
     top_k: int = 2
 
 

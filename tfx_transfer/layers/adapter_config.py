@@ -51,7 +51,8 @@ class AdapterConfig:
         ia3_targets: what (IA)^3 rescales (`layers.ia3.IA3_TARGETS`): the paper's key, value and ffn by default;
             add attention_output for peft's BERT default.
         prefix_length: P, the prefix positions per layer (prefix). prefix_projection: the width h of Li & Liang's
-            reparameterisation MLP (H -> h -> 2 L H, tanh); 0 trains the prefixes directly.
+            reparameterisation MLP (H -> h -> 2 L H, tanh; they use 512); 0 (peft's default, and better on
+            SST-2-8k: bench/results/peft_methods.md) trains the prefixes directly.
     """
 
     kind: str = "houlsby"
@@ -70,7 +71,7 @@ class AdapterConfig:
     pal_share: str = "projections"
     ia3_targets: Tuple[str, ...] = ("key", "value", "ffn")
     prefix_length: int = 20
-    prefix_projection: int = 512
+    prefix_projection: int = 0
 
     def __post_init__(self):
         if self.kind not in KINDS:
