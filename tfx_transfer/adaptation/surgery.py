@@ -17,12 +17,7 @@ import numpy as np
 from tfx_transfer.checkpoints.loader import model_variables
 from tfx_transfer.encoders.bert_encoder import BertEncoder, find_encoder
 from tfx_transfer.layers.adapter_config import MERGEABLE_KINDS
-from tfx_transfer.layers.ia3 import scales_input
-
-# (IA)^3 target -> the projection its vector is folded into ("ffn": the FFN's output projection reads the scaled
-# intermediate activation).
-_IA3_PROJECTIONS = {"key": "self_attention/key", "value": "self_attention/value",
-                    "attention_output": "self_attention/attention_output", "ffn": "output"}
+from tfx_transfer.layers.ia3 import FOLDED_INTO, scales_input
 
 
 def _merged_values(encoder) -> dict:
@@ -32,8 +27,8 @@ def _merged_values(encoder) -> dict:
     W' = diag(l) W (Liu et al. 2022, sec. 3.3)."""
     values = {p: np.asarray(v) for p, v in model_variables(encoder).items()}
     for index in range(encoder.bert_config.num_hidden_layers):
-        block = encoder.get_layer(f"transformer_layer_{index}")
         prefix = f"transformer_layer_{index}"
+        block = encoder.get_layer(prefix)
         for target, delta in block.self_attention.lora.items():
             values[f"{prefix}/self_attention/{target}/kernel"] = (
                 values[f"{prefix}/self_attention/{target}/kernel"] + np.asarray(delta.merged_kernel_delta()))
@@ -42,7 +37,7 @@ def _merged_values(encoder) -> dict:
             scales["ffn"] = block.intermediate_ia3
         for target, layer in scales.items():
             scale = np.asarray(layer.scale)
-            projection = f"{prefix}/{_IA3_PROJECTIONS[target]}"
+            projection = f"{prefix}/{FOLDED_INTO[target]}"
             if scales_input(target):
                 values[f"{projection}/kernel"] = values[f"{projection}/kernel"] * scale[:, None]
             else:

@@ -33,6 +33,7 @@ from typing import Dict, Tuple
 import numpy as np
 
 from tfx_transfer.layers.adapter_config import AdapterConfig
+from tfx_transfer.layers.ia3 import SCALE_PATHS
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -41,8 +42,6 @@ _LORA_TARGETS = {"attention.self.query": "query", "attention.self.key": "key", "
                  "attention.output.dense": "attention_output"}
 _IA3_TARGETS = {("attention.self.key", "output"): "key", ("attention.self.value", "output"): "value",
                 ("attention.output.dense", "input"): "attention_output", ("output.dense", "input"): "ffn"}
-_IA3_PATHS = {"key": "self_attention/key_ia3/scale", "value": "self_attention/value_ia3/scale",
-              "attention_output": "self_attention/attention_output_ia3/scale", "ffn": "intermediate_ia3/scale"}
 
 
 def read_peft_adapter(directory, num_layers: int) -> Tuple[AdapterConfig, Dict[str, np.ndarray]]:
@@ -109,7 +108,7 @@ def _ia3(directory, by_layer):
                 raise ValueError(f"{directory}: an IA3 vector scaling the {mode} of layer {layer}'s {module} has no "
                                  "tfx_transfer equivalent (read: the key and value outputs, the inputs of "
                                  "attention.output.dense and of the FFN's output.dense).")
-            arrays[f"transformer_layer_{layer}/{_IA3_PATHS[target]}"] = scale.reshape(-1)
+            arrays[f"transformer_layer_{layer}/{SCALE_PATHS[target]}"] = scale.reshape(-1)
             targets[layer].append(target)
     order = ("key", "value", "attention_output", "ffn")
     chosen = _same_targets(directory, targets)

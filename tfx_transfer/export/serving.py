@@ -17,11 +17,11 @@ from absl import logging
 
 from tfx_transfer.adaptation.surgery import merge_adaptation
 from tfx_transfer.encoders.bert_encoder import find_encoder
-from tfx_transfer.layers.adapter_config import MERGEABLE_KINDS
 from tfx_transfer.export.classifier_module import ClassifierServingModule
 from tfx_transfer.export.squad_module import SquadServingModule
 from tfx_transfer.export.tagger_module import TaggerServingModule
 from tfx_transfer.export.versioning import new_version_directory
+from tfx_transfer.layers.adapter_config import MERGEABLE_KINDS
 
 WARMUP_TEXTS = ["A short warmup sentence.", "Warmup request number two, somewhat longer than the first one, so that a "
                 "second length is traced as well before real traffic arrives."]

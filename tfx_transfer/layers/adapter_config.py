@@ -1,6 +1,6 @@
 """`AdapterConfig`: one object describing a parameter-efficient adaptation of a BERT encoder.
 
-Kinds (all inserted through the slots of `TransformerBlock`):
+Kinds (wired into `TransformerBlock`: its two slots, its projections, or its attention's keys and values):
   houlsby   bottleneck adapters after the attention output and after the FFN output, before the residual add
             and LayerNorm (Houlsby et al. 2019, adapter-bert's placement)
   pfeiffer  one bottleneck adapter after the FFN output only (Pfeiffer et al. 2021)
@@ -12,7 +12,8 @@ Kinds (all inserted through the slots of `TransformerBlock`):
   ia3       (IA)^3: learned vectors rescaling the keys, values and FFN intermediate activations (Liu et al. 2022);
             identity at init, L (d_k + d_v + d_ff) parameters, mergeable
   prefix    prefix tuning: P trainable key and value vectors prepended in every layer's self-attention (Li & Liang
-            2021), trained through an MLP reparameterisation that adapter files drop; not the identity at init
+            2021), trained directly or through the paper's MLP reparameterisation, which adapter files drop; not the
+            identity at init
 """
 
 from __future__ import annotations

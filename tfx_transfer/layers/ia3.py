@@ -24,6 +24,15 @@ paper's choice is the first three; peft's default for BERT also scales the atten
 `output.dense` matches both output projections)."""
 
 
+# Where each target's vector lives in a `TransformerBlock` (attention.py names `<target>_ia3`, transformer_block.py
+# `intermediate_ia3`), and the projection it is folded into when merged ("ffn": the FFN's output projection reads
+# the scaled intermediate activation). Paths relative to the block.
+SCALE_PATHS = {"key": "self_attention/key_ia3/scale", "value": "self_attention/value_ia3/scale",
+               "attention_output": "self_attention/attention_output_ia3/scale", "ffn": "intermediate_ia3/scale"}
+FOLDED_INTO = {"key": "self_attention/key", "value": "self_attention/value",
+               "attention_output": "self_attention/attention_output", "ffn": "output"}
+
+
 def scales_input(target: str) -> bool:
     """Whether the (IA)^3 vector of `target` scales the input of a projection (merged into the kernel's rows)
     rather than its output (merged into the kernel's columns and the bias)."""
