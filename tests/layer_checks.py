@@ -15,6 +15,8 @@ from typing import Callable, Dict, Optional, Tuple
 import keras
 import numpy as np
 
+from tfx_transfer.checkpoints.loader import model_variables
+
 
 def random_bert_inputs(batch=3, seq=7, vocab=100, lengths=None, rng=None):
     """int32 encoder inputs with ragged real lengths (row i has lengths[i] real tokens, the rest padding)."""
@@ -28,6 +30,23 @@ def random_bert_inputs(batch=3, seq=7, vocab=100, lengths=None, rng=None):
         types[row, length // 2:length] = 1
         ids[row, length:] = 0
     return {"input_word_ids": ids, "input_mask": mask, "input_type_ids": types}
+
+
+def copy_base_weights(source, target):
+    """Assigns `source`'s values to every variable of `target` with the same path (the base under an adaptation)."""
+    base = model_variables(source)
+    for path, variable in model_variables(target).items():
+        if path in base:
+            variable.assign(base[path])
+
+
+def assert_only_trainable_changed(model, before: Dict[str, np.ndarray]):
+    """Every variable of `model` whose value differs from `before` ({path: array}, taken before training) is
+    trainable, and every trainable one changed: frozen weights stayed bit-identical."""
+    trainable = {v.path for v in model.trainable_weights}
+    for path, variable in model_variables(model).items():
+        changed = not np.array_equal(before[path], np.asarray(variable))
+        assert changed == (path in trainable), path
 
 
 def pad_inputs(inputs: Dict[str, np.ndarray], extra: int) -> Dict[str, np.ndarray]:

@@ -14,7 +14,7 @@ from tfx_transfer.checkpoints.writers import save_google_checkpoint
 from tfx_transfer.layers.adapters import BottleneckAdapter
 
 from conftest import TINY
-from layer_checks import check_layer, random_bert_inputs
+from layer_checks import assert_only_trainable_changed, check_layer, copy_base_weights, random_bert_inputs
 
 KINDS = {
     "houlsby": AdapterConfig(kind="houlsby", size=8),
@@ -26,13 +26,6 @@ KINDS = {
     "top_layer": AdapterConfig.top_layers(1, 2, size=8),
 }
 SPECS = {"input_word_ids": ((None,), "int32"), "input_mask": ((None,), "int32"), "input_type_ids": ((None,), "int32")}
-
-
-def _copy_base(source, target):
-    base = model_variables(source)
-    for path, variable in model_variables(target).items():
-        if path in base:
-            variable.assign(base[path])
 
 
 def _outputs(model, data):
@@ -55,7 +48,7 @@ def test_identity_at_zero_init(kind):
     base = BertEncoder(**TINY)
     config = AdapterConfig(kind=kind, size=8, pal_heads=2, zero_init_up=True, sublayers=None)
     adapted = BertEncoder(**TINY, adapters=config)
-    _copy_base(base, adapted)
+    copy_base_weights(base, adapted)
     data = random_bert_inputs(3, 7, 60)
     np.testing.assert_array_equal(_outputs(adapted, data), _outputs(base, data))
 
@@ -136,10 +129,7 @@ def test_adapters_strategy_trains_a_few_percent_and_freezes_the_rest(minilm_adap
     model.compile(optimizer=keras.optimizers.AdamW(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(True))
     data, labels = _tiny_task()
     model.fit(data, labels, batch_size=8, epochs=1, verbose=0)
-    trainable = {v.path for v in model.trainable_weights}
-    for path, variable in model_variables(model).items():
-        changed = not np.array_equal(before[path], np.asarray(variable))
-        assert changed == (path in trainable), path
+    assert_only_trainable_changed(model, before)
     # No optimizer slots for frozen weights.
     slot_count = len([v for v in model.optimizer.variables if "momentum" in v.path])
     assert slot_count == len(model.trainable_weights)
@@ -211,7 +201,7 @@ def test_several_tasks_share_one_base(tmp_path):
     data = random_bert_inputs(4, 7, 60)
     for task, classes in (("a", 2), ("b", 3)):
         encoder = BertEncoder(**TINY, adapters=AdapterConfig(size=8))
-        _copy_base(base, encoder)
+        copy_base_weights(base, encoder)
         model = BertClassifier(encoder, classes)
         apply_strategy(model, "adapters")
         model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(True),
@@ -251,7 +241,7 @@ def test_ablating_all_adapters_recovers_the_base_model():
     keras.utils.set_random_seed(3)
     base = BertEncoder(**TINY)
     adapted = BertEncoder(**TINY, adapters=AdapterConfig(size=8, init_stddev=0.3))
-    _copy_base(base, adapted)
+    copy_base_weights(base, adapted)
     data = random_bert_inputs(3, 7, 60)
     trained = _outputs(adapted, data)
     assert not np.allclose(trained, _outputs(base, data))

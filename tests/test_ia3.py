@@ -13,18 +13,11 @@ from tfx_transfer.jobs.model_setup import adapter_config
 from tfx_transfer.jobs.options import ModelOptions
 
 from conftest import TINY
-from layer_checks import check_layer, random_bert_inputs
+from layer_checks import assert_only_trainable_changed, check_layer, copy_base_weights, random_bert_inputs
 
 SPECS = {"input_word_ids": ((None,), "int32"), "input_mask": ((None,), "int32"), "input_type_ids": ((None,), "int32")}
 PAPER = AdapterConfig(kind="ia3")  # keys, values, FFN intermediate
 WITH_CONTEXT = AdapterConfig(kind="ia3", ia3_targets=("key", "value", "attention_output", "ffn"))  # peft's BERT set
-
-
-def _copy_base(source, target):
-    base = model_variables(source)
-    for path, variable in model_variables(target).items():
-        if path in base:
-            variable.assign(base[path])
 
 
 def _perturb_scales(model, seed=0):
@@ -47,7 +40,7 @@ def test_ia3_passes_the_shared_checks(config, tmp_path):
 def test_ia3_is_the_identity_at_init_and_scales_what_the_paper_says():
     base = BertEncoder(**TINY)
     adapted = BertEncoder(**TINY, adapters=WITH_CONTEXT)
-    _copy_base(base, adapted)
+    copy_base_weights(base, adapted)
     data = random_bert_inputs(3, 7, 60)
     for key in ("sequence_output", "pooled_output"):
         np.testing.assert_array_equal(np.asarray(adapted(data)[key]), np.asarray(base(data)[key]))
@@ -93,9 +86,7 @@ def test_ia3_training_moves_the_vectors_and_leaves_the_base_bit_identical(traine
     model, before, _ = trained_ia3_classifier
     trainable = {v.path for v in model.trainable_weights}
     assert {p for p in trainable if "_ia3/" in p} == {p for p in before if "_ia3/" in p}
-    for path, variable in model_variables(model).items():
-        changed = not np.array_equal(before[path], np.asarray(variable))
-        assert changed == (path in trainable), path
+    assert_only_trainable_changed(model, before)
 
 
 def test_ia3_file_holds_the_vectors_and_reloads_exactly(trained_ia3_classifier, tmp_path):
@@ -110,7 +101,7 @@ def test_ia3_file_holds_the_vectors_and_reloads_exactly(trained_ia3_classifier, 
     assert sorted(p for p in saved if "ia3" in p) == sorted(p for p in model_variables(model) if "ia3" in p)
     assert all("ia3" in p or p.startswith("classifier") for p in saved), sorted(saved)
     base = BertEncoder(**TINY)
-    _copy_base(model.encoder, base)
+    copy_base_weights(model.encoder, base)
     loaded = load_adaptation(base, path)
     np.testing.assert_array_equal(np.asarray(loaded(data)), np.asarray(model(data)))
     assert os.path.getsize(path) < 16_384
@@ -123,7 +114,7 @@ def test_ia3_tasks_switch_on_one_base(tmp_path):
     files, references = {}, {}
     for task, seed in (("a", 1), ("b", 2)):
         model = BertClassifier(BertEncoder(**TINY, adapters=PAPER), 3)
-        _copy_base(base, model.encoder)
+        copy_base_weights(base, model.encoder)
         _perturb_scales(model, seed)
         files[task] = tmp_path / f"{task}.safetensors"
         save_adaptation(model, files[task])
@@ -152,7 +143,7 @@ def test_ia3_merges_into_the_kernels(config):
 def test_ablating_ia3_restores_the_base():
     base = BertEncoder(**TINY)
     adapted = BertEncoder(**TINY, adapters=PAPER)
-    _copy_base(base, adapted)
+    copy_base_weights(base, adapted)
     _perturb_scales(adapted)
     data = random_bert_inputs(3, 7, 60)
     trained = np.asarray(adapted(data)["sequence_output"])

@@ -16,7 +16,7 @@ from tfx_transfer.layers.attention import MultiHeadSelfAttention
 from tfx_transfer.layers.transformer_block import TransformerBlock
 
 from conftest import TINY
-from layer_checks import check_layer, random_bert_inputs
+from layer_checks import assert_only_trainable_changed, check_layer, copy_base_weights, random_bert_inputs
 
 SPECS = {"input_word_ids": ((None,), "int32"), "input_mask": ((None,), "int32"), "input_type_ids": ((None,), "int32")}
 DIRECT = AdapterConfig(kind="prefix", prefix_length=3, prefix_projection=0)
@@ -104,8 +104,7 @@ def test_prefix_training_leaves_the_base_bit_identical(trained_prefix_classifier
     model, before, _ = trained_prefix_classifier
     trainable = {v.path for v in model.trainable_weights}
     assert {p for p in trainable if not p.startswith("classifier")} == {p for p in before if p.startswith("prefix_")}
-    for path, variable in model_variables(model).items():
-        assert (not np.array_equal(before[path], np.asarray(variable))) == (path in trainable), path
+    assert_only_trainable_changed(model, before)
 
 
 def test_adapter_file_keeps_the_prefixes_and_drops_the_mlp(trained_prefix_classifier, tmp_path):
@@ -120,9 +119,7 @@ def test_adapter_file_keeps_the_prefixes_and_drops_the_mlp(trained_prefix_classi
         assert json.loads(f.metadata()["tfx_transfer"])["adapters"]["prefix_length"] == 3
     assert {n for n in names if n.startswith("prefix_")} == {"prefix_encoder/prefixes"}
     base = BertEncoder(**TINY)
-    trained = model_variables(model.encoder)
-    for p, v in model_variables(base).items():
-        v.assign(trained[p])
+    copy_base_weights(model.encoder, base)
     loaded = load_adaptation(base, path)
     assert loaded.encoder.adapters.prefix_projection == 0
     np.testing.assert_allclose(np.asarray(loaded(data)), np.asarray(model(data)), atol=1e-6)
