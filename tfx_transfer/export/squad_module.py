@@ -131,5 +131,4 @@ class SquadServingModule(tf.Module):
         serve = tf.function(lambda question, context: self._answer(question, context),
                             input_signature=[tf.TensorSpec([None], tf.string, name="question"),
                                              tf.TensorSpec([None], tf.string, name="context")])
-        self.serve = serve
         return {"serving_default": serve.get_concrete_function()}

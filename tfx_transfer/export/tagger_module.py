@@ -32,7 +32,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from tfx_transfer.export.classifier_module import label_outputs
+from tfx_transfer.export.classifier_module import UntrackedFunctions, label_outputs, model_forward
 from tfx_transfer.export.inputs import checked_texts
 from tfx_transfer.text.packer import BertPacker
 
@@ -82,9 +82,13 @@ class TaggerServingModule(tf.Module):
         self.vocab_file = tf.saved_model.Asset(vocab_file)
         self.do_lower_case = tf.Variable(tokenizer.do_lower_case, trainable=False, name="do_lower_case")
         self.max_seq_length = tf.Variable(max_seq_length, trainable=False, name="max_seq_length")
+        self._forward = UntrackedFunctions([model_forward(lambda inputs: model(inputs, training=False))])
+
+    def _logits(self, inputs):
+        return self._forward.functions[0](inputs)  # [B, T, C] float32
 
     def _token_outputs(self, inputs):
-        return label_outputs(tf.cast(self.model(inputs, training=False), tf.float32), self.label_names)  # [B, T, C]
+        return label_outputs(self._logits(inputs), self.label_names)  # [B, T, C]
 
     def _from_text(self, text):
         text = checked_texts(text=text)["text"]
@@ -103,7 +107,7 @@ class TaggerServingModule(tf.Module):
         window_pieces = tf.RaggedTensor.from_value_rowids(
             pieces.flat_values, tf.gather(word_window, pieces.value_rowids()),
             nrows=tf.reduce_sum(windows_per_text))  # [windows, (pieces)]
-        logits = tf.cast(self.model(self.packer([window_pieces]), training=False), tf.float32)  # [windows, T, C]
+        logits = self._logits(self.packer([window_pieces]))  # [windows, T, C]
         word_logits = tf.gather_nd(logits, tf.stack([word_window, start + 1], axis=1))  # [N', C]; +1: [CLS]
         probabilities = tf.nn.softmax(word_logits, axis=-1)
         label_id = tf.argmax(word_logits, axis=-1, output_type=tf.int32)
@@ -127,8 +131,7 @@ class TaggerServingModule(tf.Module):
                     for name in ("input_word_ids", "input_mask", "input_type_ids")]
         from_ids = tf.function(lambda input_word_ids, input_mask, input_type_ids: self._token_outputs(
             {"input_word_ids": input_word_ids, "input_mask": input_mask, "input_type_ids": input_type_ids}),
-            input_signature=ids_spec)
+            input_signature=ids_spec, autograph=False)
         serve = tf.function(self._from_text, autograph=False,
                             input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-        self.serve, self.serve_ids = serve, from_ids
         return {"serving_default": serve.get_concrete_function(), "from_ids": from_ids.get_concrete_function()}
