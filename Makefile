@@ -48,6 +48,7 @@ bench-all: bench
 	$(RUN) bench/distribution.py
 	$(RUN) bench/streaming_memory.py
 	$(RUN) bench/tapt.py --tapt_steps=1000
+	$(RUN) bench/multitask_serving.py
 
 # Regenerate the interop fixtures with their genuine producers (Model Garden, google-research/bert, transformers,
 # keras-hub), each in its own throw-away virtualenv; needs PyPI. Not part of `make test` (tests/fixtures/README.md).

@@ -1,4 +1,5 @@
-"""Which weights train, when and how: adapter configs, strategies, adapter-only files, multi-task switching, LoRA
+"""Which weights train, when and how: adapter configs, strategies, adapter-only files, multi-task switching and
+composition (several tasks' adaptations on one base in one model: BatchSplit, Parallel), LoRA
 and (IA)^3 merging; optimizers (BERT's AdamW, per-variable rates), schedules, unfreezing, regularizers (L2-SP,
 EWC), multitask (sampler, trainer, auxiliary masked-LM), distillation and ensembling (import those modules
 directly)."""
@@ -6,6 +7,7 @@ directly)."""
 # Imported for their Keras registrations too: a saved model compiled with these optimizers, schedules or losses
 # loads after `import tfx_transfer`.
 from tfx_transfer.adaptation import distillation, optimizers, schedules  # noqa: F401
+from tfx_transfer.adaptation.composition import BatchSplit, Parallel, average_adaptations
 from tfx_transfer.adaptation.files import load_adaptation, load_peft_adapter, read_adaptation, save_adaptation
 from tfx_transfer.adaptation.strategies import STRATEGIES, ParameterReport, apply_strategy, parameter_report
 from tfx_transfer.adaptation.surgery import ablate_adapters, merge_adaptation, merge_lora
@@ -15,5 +17,6 @@ from tfx_transfer.layers.adapter_config import AdapterConfig, is_adaptation_vari
 __all__ = [
     "AdapterConfig", "is_adaptation_variable", "apply_strategy", "parameter_report", "ParameterReport",
     "STRATEGIES", "save_adaptation", "load_adaptation", "read_adaptation", "AdaptationSwitcher", "merge_adaptation",
-    "merge_lora", "ablate_adapters", "load_peft_adapter",
+    "merge_lora", "ablate_adapters", "load_peft_adapter", "BatchSplit", "Parallel",
+    "average_adaptations",
 ]

@@ -49,15 +49,13 @@ def _head_config(model) -> Optional[dict]:
     return {"type": type(model).__name__, **config}
 
 
-def save_adaptation(model, path, labels: Optional[list] = None, extra: Optional[dict] = None) -> Dict[str, object]:
-    """Writes the task-specific weights of `model` (a `BertClassifier` or an encoder) to `path` (safetensors).
+def adaptation_state(model, labels: Optional[list] = None, extra: Optional[dict] = None):
+    """(metadata, {path: array}): what `save_adaptation` writes for `model` (a task model or an encoder), in memory.
 
-    Saved: every trainable variable and every adaptation variable (prefix tuning's reparameterisation MLP is
-    replaced by the prefixes it computes). Fingerprinted: every frozen base variable, so loading onto another base
-    is refused. Returns the metadata written. Atomic (temp file + rename).
-    """
-    from safetensors.numpy import save_file
-
+    The arrays: every trainable variable and every adaptation variable (prefix tuning's reparameterisation MLP is
+    replaced by the prefixes it computes). The metadata: the adapter config, the head's config, the base
+    architecture, the labels, `extra`, and a fingerprint of every frozen base variable (the paths it covers too),
+    so the arrays are refused on another base."""
     encoder = find_encoder(model)
     variables = model_variables(model)
     encoder_paths = set(model_variables(encoder))
@@ -80,11 +78,27 @@ def save_adaptation(model, path, labels: Optional[list] = None, extra: Optional[
         "labels": list(labels) if labels is not None else None,
         "extra": extra or {},
     }
+    return metadata, arrays
+
+
+def save_adaptation(model, path, labels: Optional[list] = None, extra: Optional[dict] = None) -> Dict[str, object]:
+    """Writes the task-specific weights of `model` (a `BertClassifier` or an encoder) to `path` (safetensors): the
+    arrays and metadata of `adaptation_state`. Returns the metadata written. Atomic (temp file + rename)."""
+    metadata, arrays = adaptation_state(model, labels, extra)
+    write_adaptation(path, metadata, arrays)
+    return metadata
+
+
+def write_adaptation(path, metadata: dict, arrays: Dict[str, np.ndarray]) -> None:
+    """Writes an adaptation file (safetensors: the arrays, and the metadata as JSON under "tfx_transfer"),
+    atomically (temp file + rename)."""
+    from safetensors.numpy import save_file
+
     path = os.fspath(path)
     tmp = path + ".tmp"
-    save_file(arrays, tmp, metadata={"tfx_transfer": json.dumps(metadata)})
+    save_file({p: np.ascontiguousarray(a) for p, a in arrays.items()}, tmp,
+              metadata={"tfx_transfer": json.dumps(metadata)})
     os.replace(tmp, path)
-    return metadata
 
 
 def read_adaptation(path):

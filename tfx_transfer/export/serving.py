@@ -18,6 +18,7 @@ from absl import logging
 from tfx_transfer.adaptation.surgery import merge_adaptation
 from tfx_transfer.encoders.bert_encoder import find_encoder
 from tfx_transfer.export.classifier_module import ClassifierServingModule
+from tfx_transfer.export.multitask_module import MultiTaskServingModule, served_tasks
 from tfx_transfer.export.squad_module import SquadServingModule
 from tfx_transfer.export.tagger_module import TaggerServingModule
 from tfx_transfer.export.versioning import new_version_directory
@@ -95,13 +96,45 @@ def export_for_serving(model, export_base: str, tokenizer, labels: Optional[Sequ
         inputs = {"text": WARMUP_TEXTS}
     else:
         raise ValueError(f"task={task!r}: choose 'classifier', 'squad' or 'tagger'.")
+    return _save(module, export_base, version, inputs if warmup else None, card)
+
+
+def _save(module, export_base: str, version: Optional[int], warmup_inputs: Optional[dict], card) -> str:
+    """Writes `module` with its signatures as the next (or the given) version under `export_base`, atomically, with
+    a `serving_default` warmup request of `warmup_inputs` and the model card. Returns the version directory."""
     signatures = module.signatures()
     with new_version_directory(export_base, version) as (tmp, number):
         tf.saved_model.save(module, tmp, signatures=signatures)
-        if warmup:
-            write_warmup_requests(tmp, [("serving_default", inputs)])
+        if warmup_inputs is not None:
+            write_warmup_requests(tmp, [("serving_default", warmup_inputs)])
         if card is not None:
             card.write(tmp)
     path = os.path.join(os.path.abspath(export_base), str(number))
     logging.info("Exported version %d to %s", number, path)
     return path
+
+
+def export_multitask_for_serving(model, export_base: str, tokenizer, pairs=None, max_seq_length=None,
+                                 version: Optional[int] = None, warmup: bool = True, card=None) -> str:
+    """Exports a `BatchSplit` (adaptation/composition.py: one base encoder, several tasks' adapters and heads) as one
+    TF Serving model under `export_base/<version>` that routes each example to its task in the graph
+    (export/multitask_module.py: `serving_default(task, text[, text_b])`, `from_ids`, and a signature per task).
+
+    Args:
+        model: the `BatchSplit`. tokenizer: the base's `BertTokenizer`.
+        pairs, max_seq_length: per task ({name: value}) or for all; default: what each task's adaptation records
+            (run_classifier.py writes both), else single texts and 128 (`multitask_module.served_tasks`).
+        version, warmup, card: as `export_for_serving`; the warmup requests send every task a text.
+
+    Returns:
+        The version directory.
+    """
+    tasks = served_tasks(model, pairs, max_seq_length)
+    module = MultiTaskServingModule(model, tokenizer, tasks, tokenizer.vocab_file)
+    names = [task.name for task in tasks]
+    texts = [WARMUP_TEXTS[i % len(WARMUP_TEXTS)] for i in range(len(names))]
+    inputs = {"task": names, "text": texts}
+    if module.pairs:
+        inputs["text_b"] = list(reversed(texts))
+    logging.info("Exporting %d tasks on one base: %s", len(names), ", ".join(names))
+    return _save(module, export_base, version, inputs if warmup else None, card)

@@ -25,7 +25,7 @@ from absl import logging
 
 from tfx_transfer.adaptation.ensembling import write_probabilities
 from tfx_transfer.data.pipeline import encode_examples
-from tfx_transfer.jobs import distribution, flags, trainer
+from tfx_transfer.jobs import distribution, flags, multitask_export, trainer
 from tfx_transfer.jobs.best_model import evaluation_schedule
 from tfx_transfer.jobs.classifier_data import read_classifier_data
 from tfx_transfer.jobs.classifier_schemes import distillation_targets, train_multitask
@@ -96,6 +96,8 @@ def run(o: ClassifierOptions):
     """Runs the job `o` describes; raises FlagError/ValueError/FileNotFoundError with one-line messages. Every input
     is read and checked before the model is built, and a live run into the same --output_dir is refused."""
     flags.warn_ignored_tpu_flags(o)
+    if o.export_tasks:
+        return multitask_export.run(o)
     strategy = distribution.strategy(o.distribution)  # before TensorFlow touches a device
     source = resolve_model_source(o.model)
     processor, data_dir = task_processor(o, source.labels)
@@ -137,7 +139,8 @@ def _run(o: ClassifierOptions, strategy, source, processor, data, keep_best):
         card.data_file(role, path, rows)
     card.load_report = str(report) if report is not None else None
     task = {"task": processor.name, "labels": labels, "metrics": list(processor.metrics),
-            "max_seq_length": o.max_seq_length, "initialised_from": source.description}  # final/task.json
+            "max_seq_length": o.max_seq_length, "pairs": processor.pairs,
+            "initialised_from": source.description}  # final/task.json
     card.task = task
 
     def encode(examples):

@@ -213,6 +213,10 @@ def define_classifier_flags():
     define_streaming_flags()
     define.DEFINE_bool("write_train_probabilities", False, "After training, write train_probabilities.tsv (class "
                        "probabilities on the training examples: a teacher for --teacher_probabilities).")
+    define.DEFINE_list("export_tasks", None, "Export one TF Serving model (under --export_dir) that serves several "
+                       "tasks adapted from the base model (--pretrained / --init_checkpoint / --hub_module_handle): "
+                       "NAME:PATH pairs, PATH a run's --output_dir, its final/ or an adapter.safetensors (runs with "
+                       "--adaptation=adapters or lora); requests name a task per example. No other mode with it.")
 
 
 def define_probe_flags():
@@ -369,6 +373,7 @@ def parse_classifier_options() -> ClassifierOptions:
     """run_classifier.py's parsed command line (call after absl parsed the flags)."""
     return _job(ClassifierOptions, label_list=_tuple("label_list"),
                 teacher_probabilities=_tuple("teacher_probabilities"), auxiliary_tasks=_tuple("auxiliary_tasks"),
+                export_tasks=_tuple("export_tasks"),
                 delimiter=_single_character("delimiter", _value("delimiter"), {"\\t": "\t", "tab": "\t"}),
                 quotechar=_single_character("quotechar", _value("quotechar"), {"none": None, "": None}))
 

@@ -157,6 +157,15 @@ def render_markdown(facts: dict) -> str:
     lines += [f"{facts['script']} trained this model from {base.get('name', '?')}"
               f"{' with --adaptation=' + facts['options']['model']['adaptation'] if facts['options'] else ''}"
               f"{'; labels: ' + ', '.join(map(str, labels)) if labels else ''}.", ""]
+    if task.get("tasks"):  # a multi-task export (jobs/multitask_export.py)
+        lines += ["## Tasks", "", "Requests name one of these per example (`task`); each also has its own signature.",
+                  ""] + _table([(t["name"], t.get("task"), ", ".join(map(str, t["labels"] or [])) or "(regression)",
+                                 t["pairs"], t["max_seq_length"], t["adapter_kind"],
+                                 ", ".join(f"{k} {v:.4g}" for k, v in (t.get("metrics") or {}).items()
+                                           if isinstance(v, float)), t["sha256"][:16])
+                                for t in task["tasks"]],
+                               ("name", "task", "labels", "pairs", "max length", "adaptation", "its run's metrics",
+                                "adapter file sha256")) + [""]
     lines += ["## Base model", ""] + _table([("name", base.get("name")), ("path", base.get("path")),
                                               ("sha256", base.get("sha256")),
                                               ("tokenizer", json.dumps(base.get("tokenizer")))]) + [""]

@@ -149,6 +149,7 @@ class ClassifierOptions(_JobOptions):
     task_sampling: str = "proportional"
     sampling_temperature: float = 2.0
     write_train_probabilities: bool = False
+    export_tasks: Optional[Tuple[str, ...]] = None
     probe_layers: Optional[str] = None
     streaming: str = "auto"
     shuffle_buffer: int = 10000

@@ -68,8 +68,9 @@ def save_final(model, output_dir: str, tokenizer, task: dict, adaptation: str, l
         write_json(os.path.join(tmp, "task.json"), {**task, "do_lower_case": tokenizer.do_lower_case,
                                                     "adaptation": adaptation})
         if adaptation != "full" and hasattr(model.encoder, "bert_config"):
+            # The file describes its task on its own (a multi-task export reads these): name, pairs, length.
             save_adaptation(model, os.path.join(tmp, "adapter.safetensors"), labels=labels,
-                            extra={"task": task.get("task")})
+                            extra={key: task[key] for key in ("task", "pairs", "max_seq_length") if key in task})
         if card is not None:
             card.write(tmp)
     logging.info("Saved the final model to %s", directory)
