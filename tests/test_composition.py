@@ -211,6 +211,12 @@ try:
     m.signatures["serving_default"](task=tf.constant(["cola"]), text=tf.constant(["x"]), text_b=tf.constant([""]))
 except tf.errors.InvalidArgumentError as e:
     out["unknown"] = str(e)
+from tensorflow_serving.apis import prediction_log_pb2  # replay the warmup requests as TF Serving does
+out["warmup"] = []
+for record in tf.data.TFRecordDataset(DATA["path"] + "/assets.extra/tf_serving_warmup_requests"):
+    request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+    inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+    out["warmup"].append(plain(m.signatures[request.model_spec.signature_name](**inputs))["task"])
 print(json.dumps(out))
 """, {"path": path, "tasks": tasks, "texts": texts, "texts_b": texts_b}, tmp_path)
     assert served["signatures"] == ["from_ids", "houlsby", "ia3", "lora", "serving_default"]
@@ -233,6 +239,7 @@ print(json.dumps(out))
     np.testing.assert_allclose(served["lora"]["probabilities"][0], routed["probabilities"][0], atol=1e-6)
     np.testing.assert_allclose(served["houlsby"]["probabilities"][1], routed["probabilities"][1][:2], atol=1e-6)
     assert "unknown task name; the tasks of this model are houlsby, lora, ia3" in served["unknown"]
+    assert served["warmup"] == [["houlsby", "lora", "ia3"]]  # one warmup request reaches every task
 
 
 def test_multitask_export_refuses_task_names_no_signature_can_have(tokenizer, tmp_path):
