@@ -9,7 +9,7 @@ import pytest
 from tfx_transfer import AdapterConfig, BertClassifier, BertEncoder, apply_strategy, load_adaptation, save_adaptation
 from tfx_transfer.adaptation import AdaptationSwitcher, ablate_adapters, merge_adaptation, merge_lora
 from tfx_transfer.checkpoints.loader import model_variables
-from tfx_transfer.jobs.model_setup import adapter_config
+from tfx_transfer.jobs.adapter_setup import adapter_config
 from tfx_transfer.jobs.options import ModelOptions
 
 from conftest import TINY

@@ -10,7 +10,7 @@ from tfx_transfer import AdapterConfig, BertClassifier, BertEncoder, apply_strat
 from tfx_transfer.adaptation import ablate_adapters
 from tfx_transfer.checkpoints.loader import model_variables
 from tfx_transfer.jobs.errors import FlagError
-from tfx_transfer.jobs.model_setup import adapter_config
+from tfx_transfer.jobs.adapter_setup import adapter_config
 from tfx_transfer.jobs.options import ModelOptions
 from tfx_transfer.layers.attention import MultiHeadSelfAttention
 from tfx_transfer.layers.transformer_block import TransformerBlock

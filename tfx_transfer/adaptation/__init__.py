@@ -12,11 +12,12 @@ from tfx_transfer.adaptation.files import load_adaptation, load_peft_adapter, re
 from tfx_transfer.adaptation.strategies import STRATEGIES, ParameterReport, apply_strategy, parameter_report
 from tfx_transfer.adaptation.surgery import ablate_adapters, merge_adaptation, merge_lora
 from tfx_transfer.adaptation.switcher import AdaptationSwitcher
-from tfx_transfer.layers.adapter_config import AdapterConfig, is_adaptation_variable
+from tfx_transfer.adaptation.members import member_arrays
+from tfx_transfer.layers.adapter_config import AdapterComposition, AdapterConfig, is_adaptation_variable
 
 __all__ = [
     "AdapterConfig", "is_adaptation_variable", "apply_strategy", "parameter_report", "ParameterReport",
     "STRATEGIES", "save_adaptation", "load_adaptation", "read_adaptation", "AdaptationSwitcher", "merge_adaptation",
     "merge_lora", "ablate_adapters", "load_peft_adapter", "BatchSplit", "Parallel",
-    "average_adaptations",
+    "average_adaptations", "AdapterComposition", "member_arrays",
 ]

@@ -108,6 +108,10 @@ def read_tasks(base_encoder, tasks: Union[Mapping[str, TaskSource], Sequence[Tup
             metadata, arrays = read_adaptation(source)
             task, where = TaskAdaptation(name, metadata, arrays), f"task {name!r} ({os.fspath(source)})"
         check_base(base_encoder, task.metadata, where)
+        if task.metadata.get("members"):
+            raise ValueError(f"{where} is a stack or fusion that refers to other adapters' files "
+                             f"({', '.join(task.metadata['members'])}); a composition of tasks takes adaptations that "
+                             "hold their arrays (serve it alone: export_for_serving / --do_export).")
         if not task.metadata.get("head"):
             raise ValueError(f"{where} has no task head (an encoder-only adaptation, e.g. run_pretraining.py's domain "
                              "adapters): a composition routes rows to task outputs.")

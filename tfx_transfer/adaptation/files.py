@@ -17,6 +17,7 @@ from typing import Dict, Iterable, Optional
 import numpy as np
 
 from tfx_transfer import models
+from tfx_transfer.adaptation.members import frozen_members, member_arrays, member_fingerprint
 from tfx_transfer.checkpoints.loader import model_variables
 from tfx_transfer.checkpoints.peft import read_peft_adapter
 from tfx_transfer.config import BertConfig
@@ -53,7 +54,8 @@ def adaptation_state(model, labels: Optional[list] = None, extra: Optional[dict]
     """(metadata, {path: array}): what `save_adaptation` writes for `model` (a task model or an encoder), in memory.
 
     The arrays: every trainable variable and every adaptation variable (prefix tuning's reparameterisation MLP is
-    replaced by the prefixes it computes). The metadata: the adapter config, the head's config, the base
+    replaced by the prefixes it computes), except a composition's adapters that did not train (a fusion's, a stack's
+    lower ones): the metadata's "members" refers to those by name and fingerprint (`with_members` reads them back). The metadata: the adapter config, the head's config, the base
     architecture, the labels, `extra`, and a fingerprint of every frozen base variable (the paths it covers too),
     so the arrays are refused on another base."""
     encoder = find_encoder(model)
@@ -62,6 +64,7 @@ def adaptation_state(model, labels: Optional[list] = None, extra: Optional[dict]
     saved = {p: v for p, v in variables.items() if v.trainable or is_adaptation_variable(p)}
     frozen_base = sorted(p for p in encoder_paths if p not in saved)
     arrays = {p: np.ascontiguousarray(np.asarray(v)) for p, v in saved.items()}
+    members, arrays = frozen_members(encoder.adapters, variables, arrays)  # a composition's untrained adapters
     adapters = encoder.adapters.to_dict() if encoder.adapters else None
     if adapters and adapters["kind"] == "prefix" and adapters["prefix_projection"]:
         # Li & Liang keep the prefixes, not the MLP that trained them: the file is a directly parameterised prefix.
@@ -78,6 +81,8 @@ def adaptation_state(model, labels: Optional[list] = None, extra: Optional[dict]
         "labels": list(labels) if labels is not None else None,
         "extra": extra or {},
     }
+    if members:
+        metadata["members"] = members  # {name: fingerprint}: files loaded with `members=` (with_members)
     return metadata, arrays
 
 
@@ -174,18 +179,46 @@ def assign_arrays(model, arrays, path="adaptation file"):
         variables[name].assign(array)
 
 
-def load_adaptation(base_encoder, path):
+def with_members(base_encoder, metadata, arrays, members=None, where="adaptation file"):
+    """The arrays of a composition's adaptation with the members it refers to (metadata "members": {name:
+    fingerprint}) read from their files: `members` {name: adapter file} (each checked against the base and the
+    fingerprint). Adaptations without references come back as they are.
+
+    Raises:
+        ValueError: a referenced member without a file, or a file that is not the adapter the reference names.
+    """
+    referenced = metadata.get("members") or {}
+    missing = sorted(set(referenced) - set(members or {}))
+    if missing:
+        raise ValueError(f"{where} composes adapters it does not hold: {', '.join(missing)}; pass their files "
+                         f"(members={{name: path}}, e.g. the runs' final/adapter.safetensors).")
+    arrays = dict(arrays)
+    for name, fingerprint in referenced.items():
+        member_metadata, member = read_adaptation(members[name])
+        check_base(base_encoder, member_metadata, f"member {name!r} ({os.fspath(members[name])})")
+        member = member_arrays(name, member_metadata, member, f"member {name!r} ({os.fspath(members[name])})")
+        if member_fingerprint(member) != fingerprint:
+            raise ValueError(f"{where}: {os.fspath(members[name])} is not the adapter {name!r} it was trained with "
+                             f"(fingerprint {member_fingerprint(member)[:12]}... vs {fingerprint[:12]}...).")
+        arrays.update(member)
+    return arrays
+
+
+def load_adaptation(base_encoder, path, members=None):
     """Rebuilds the task model saved by `save_adaptation` on `base_encoder` (a pretrained `BertEncoder`).
 
     Reuses `base_encoder` when it was built with the same `adapters` config (its adapter and LayerNorm values
     are overwritten); otherwise builds an adapted copy. Returns the task model (e.g. a `BertClassifier`); its
-    `adaptation_metadata` attribute holds the file's metadata (labels, ...).
+    `adaptation_metadata` attribute holds the file's metadata (labels, ...). A fusion's or a stack's file refers to
+    the adapters it did not train: pass their files as `members` {name: path} (`with_members`).
 
     Raises:
-        ValueError: the file was trained on another base (architecture or weight fingerprint).
+        ValueError: the file was trained on another base (architecture or weight fingerprint), or a member is
+            missing or not the one it was trained with.
     """
     metadata, arrays = read_adaptation(path)
     check_base(base_encoder, metadata, os.fspath(path))
+    arrays = with_members(base_encoder, metadata, arrays, members, os.fspath(path))
     encoder = adapted_encoder(base_encoder, metadata["adapters"])
     model = build_task_model(encoder, metadata)
     assign_arrays(model, arrays, os.fspath(path))

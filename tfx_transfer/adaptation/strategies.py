@@ -19,9 +19,10 @@ import numpy as np
 from tfx_transfer.checkpoints.loader import model_variables
 from tfx_transfer.encoders.bert_encoder import find_encoder
 from tfx_transfer.keras_compat import sublayers
-from tfx_transfer.layers.adapter_config import is_adaptation_variable
+from tfx_transfer.adaptation.members import member_variable
+from tfx_transfer.layers.adapter_config import AdapterComposition, is_adaptation_variable
 
-STRATEGIES = ("full", "feature_extraction", "adapters", "top_k", "bitfit", "lora")
+STRATEGIES = ("full", "feature_extraction", "adapters", "top_k", "bitfit", "lora", "fusion")
 
 
 def _encoder_of(model):
@@ -93,22 +94,33 @@ def _predicate(name: str, model, options) -> Callable[[str, str], bool]:
     encoder = _encoder_of(model)
     num_layers = encoder.bert_config.num_hidden_layers
     adapters = getattr(encoder, "adapters", None)
-    # (IA)^3 and prefix tuning train their own weights alone (Liu et al. 2022; Li & Liang 2021; peft); the other
-    # kinds train the LayerNorms too by default.
+    # (IA)^3 and prefix tuning train their own weights alone (Liu et al. 2022; Li & Liang 2021; peft), and so do the
+    # adapters of a stack or fusion (AdapterHub: they share the base as it is); the other kinds train the LayerNorms
+    # too by default.
     train_layer_norms = options.pop("train_layer_norms",
-                                    not (adapters is not None and adapters.kind in ("ia3", "prefix")))
+                                    not (adapters is not None and adapters.kind in ("ia3", "prefix", "stack", "fuse")))
     train_pooler = options.pop("train_pooler", name == "full")
     if name == "full":
         return lambda path, group: True
     if name == "feature_extraction":
         return lambda path, group: group == "head" or (group == "pooler" and train_pooler)
+    frozen = tuple(options.pop("frozen_adapters", ()))
     if name in ("adapters", "lora"):
         has_adaptation = any(is_adaptation_variable(v.path) for v in encoder.weights)
         if not has_adaptation:
             raise ValueError(f"Strategy {name!r} needs an encoder built with adapters=AdapterConfig(...); this "
                              "encoder has no adapter variables.")
-        return lambda path, group: (group in ("adapters", "head") or (group == "layer_norm" and train_layer_norms)
+        unknown = sorted(set(frozen) - set(getattr(adapters, "names", ())))
+        if unknown:
+            raise ValueError(f"frozen_adapters {unknown}: the encoder's composition has no such adapters.")
+        return lambda path, group: ((group == "adapters" and not any(member_variable(path, n) for n in frozen))
+                                    or group == "head" or (group == "layer_norm" and train_layer_norms)
                                     or (group == "pooler" and train_pooler))
+    if name == "fusion":
+        if not (isinstance(adapters, AdapterComposition) and adapters.kind == "fuse"):
+            raise ValueError("Strategy 'fusion' trains an AdapterFusion: the encoder needs adapters="
+                             "AdapterComposition('fuse', ...).")
+        return lambda path, group: group == "head" or re.fullmatch(r".*_adapter/fusion_\w+/.*", path) is not None
     if name == "top_k":
         k = options.pop("k", None)
         if not isinstance(k, int) or not 1 <= k <= num_layers:
@@ -129,7 +141,11 @@ def apply_strategy(model, name: str, **options) -> ParameterReport:
         adapters / lora      the adaptation (adapters, LoRA matrices, (IA)^3 vectors, prefixes), LayerNorms
                              (train_layer_norms: True by default, as Houlsby et al. and adapter-bert; False as
                              AdapterHub, and the default for (IA)^3 and prefix tuning, whose papers train nothing
-                             else) and the head train; the rest is frozen. train_pooler=False by default.
+                             else) and the head train; the rest is frozen. train_pooler=False by default. In a
+                             composition, `frozen_adapters=(names)` keeps those members fixed (a stack's lower
+                             adapters, MAD-X).
+        fusion               an AdapterFusion's query, key and value matrices and the head; the fused adapters, the
+                             LayerNorms and the rest stay fixed (Pfeiffer et al. 2021).
         top_k                the top `k` transformer layers (everything in them), the pooler and the head.
         bitfit               bias terms only (Ben Zaken et al. 2022), LayerNorm betas included, plus the head.
 

@@ -90,6 +90,9 @@ def _identity_assignments(encoder, layers: Optional[Iterable[int]]):
         "lora": r"transformer_layer_(\d+)/self_attention/\w+_lora/lora_b",
         "pal": r"transformer_layer_(\d+)/attention_adapter/pal_attention/attention_output/(kernel|bias)",
         "ia3": r"transformer_layer_(\d+)/(self_attention/)?\w+_ia3/scale",
+        # a stack's or fusion's members (their deltas zero: the slot passes its input through)
+        "stack": r"transformer_layer_(\d+)/(attention|output)_adapter/\w+/up/(kernel|bias)",
+        "fuse": r"transformer_layer_(\d+)/(attention|output)_adapter/\w+/up/(kernel|bias)",
     }.get(config.kind, r"transformer_layer_(\d+)/(attention|output)_adapter/up/(kernel|bias)")
     if config.kind == "prefix":
         raise ValueError("Prefix tuning has no identity setting of its weights (its positions take part in every "

@@ -17,6 +17,7 @@ from typing import Dict
 import numpy as np
 
 from tfx_transfer.adaptation.files import adapted_encoder, assign_arrays, build_task_model, check_base, read_adaptation
+from tfx_transfer.adaptation.files import with_members
 from tfx_transfer.checkpoints.loader import model_variables
 
 
@@ -31,12 +32,14 @@ class AdaptationSwitcher:
         self._pristine: Dict[str, np.ndarray] = {}
         self.active = None
 
-    def add(self, name: str, path) -> None:
-        """Reads an adaptation file; checks it belongs to this base; builds its head (sharing the encoder)."""
+    def add(self, name: str, path, members=None) -> None:
+        """Reads an adaptation file; checks it belongs to this base; builds its head (sharing the encoder). A fusion's
+        or a stack's file needs the files of the adapters it composes: `members` {name: path}."""
         if name in self.tasks:
             raise ValueError(f"Task {name!r} is already added.")
         metadata, arrays = read_adaptation(path)
         check_base(self.base_encoder, metadata, str(path))
+        arrays = with_members(self.base_encoder, metadata, arrays, members, str(path))
         if self.encoder is None:
             self.encoder = adapted_encoder(self.base_encoder, metadata["adapters"])
             self.adapters = metadata["adapters"]

@@ -141,6 +141,8 @@ def _run(o: ClassifierOptions, strategy, source, processor, data, keep_best):
     task = {"task": processor.name, "labels": labels, "metrics": list(processor.metrics),
             "max_seq_length": o.max_seq_length, "pairs": processor.pairs,
             "initialised_from": source.description}  # final/task.json
+    if o.model.stack_adapters or o.model.fuse_adapters:  # what final/adapter.safetensors refers to
+        task["composed_adapters"] = list(o.model.stack_adapters or o.model.fuse_adapters)
     card.task = task
 
     def encode(examples):

@@ -13,7 +13,8 @@ from tfx_transfer.adaptation.distillation import truncated_encoder
 from tfx_transfer.adaptation.strategies import apply_strategy
 from tfx_transfer.data.glue import DEMO_DIR, GENERIC_TASKS, csv_processor, get_processor, task_names
 from tfx_transfer.jobs.errors import FlagError
-from tfx_transfer.jobs.model_setup import build_encoder, head_dropout, head_loaded, prepare_model, strategy_arguments
+from tfx_transfer.jobs.adapter_setup import strategy_arguments
+from tfx_transfer.jobs.model_setup import build_encoder, head_dropout, head_loaded, prepare_model
 from tfx_transfer.jobs.options import ClassifierOptions
 from tfx_transfer.models.classifier import BertClassifier, reorder_classes
 from tfx_transfer.models.feature_classifier import FeatureClassifier

@@ -83,6 +83,8 @@ def define_common_flags(max_seq_length: int, train_batch_size: int = 32, learnin
                         "one); default all-MiniLM-L6-v2 when no --init_checkpoint is given.")
     define.DEFINE_enum("adaptation", "full", list(STRATEGIES), "Which weights train.")
     define.DEFINE_integer("adapter_size", 64, "Adapter bottleneck size (or PAL width).")
+    define.DEFINE_float("adapter_init_stddev", 1e-2, "Truncated-normal stddev of the bottleneck adapters' and PALs' "
+                        "kernels: 1e-2 as Houlsby et al. write, 1e-3 as adapter-bert's code initialises them.")
     define.DEFINE_enum("adapter_kind", None, list(KINDS), "Adapter kind (default: houlsby for --adaptation=adapters, "
                       "lora for --adaptation=lora).")
     define.DEFINE_integer("lora_rank", 8, "LoRA rank r.")
@@ -90,6 +92,14 @@ def define_common_flags(max_seq_length: int, train_batch_size: int = 32, learnin
     define.DEFINE_integer("prefix_projection", 0, "Prefix tuning: width of the reparameterisation MLP that trains the "
                           "prefixes (Li & Liang 2021 use 512; dropped from the adapter file); 0 trains them directly.")
     define.DEFINE_integer("top_k", 2, "Layers trained by --adaptation=top_k.")
+    define.DEFINE_bool("train_layer_norms", None, "With adapters: train the encoder's LayerNorms too (default: yes "
+                       "for houlsby/pfeiffer/parallel/lora/pal, as adapter-bert; no for ia3, prefix and compositions, "
+                       "as AdapterHub). Adapters to be stacked or fused later must be trained with false.")
+    define.DEFINE_list("stack_adapters", None, "Stack the new adapter (--adaptation=adapters, a bottleneck kind) over "
+                       "these trained ones, kept frozen: NAME:PATH pairs in order, PATH a run's --output_dir, its "
+                       "final/ or an adapter.safetensors (MAD-X: a language or domain adapter under a task adapter).")
+    define.DEFINE_list("fuse_adapters", None, "With --adaptation=fusion: the trained adapters AdapterFusion combines "
+                       "(kept frozen; it trains its attention and the head), NAME:PATH pairs as --stack_adapters.")
     define.DEFINE_string("assignment_map", None, "JSON assignment map applied before the checkpoint's built-in rules.")
     define.DEFINE_integer("max_train_examples", None, "Use only the first N training examples.")
     define.DEFINE_integer("seed", 0, "Random seed (initialisation, dropout, data order).")
@@ -347,7 +357,8 @@ def _command_line():
 
 def _shared():
     return dict(
-        model=_group(ModelOptions, do_lower_case=_given("do_lower_case")),
+        model=_group(ModelOptions, do_lower_case=_given("do_lower_case"), train_layer_norms=_given("train_layer_norms"),
+                     stack_adapters=_tuple("stack_adapters"), fuse_adapters=_tuple("fuse_adapters")),
         training=_group(TrainingOptions, weight_decay=_given("weight_decay"),
                         batch_padding=FLAGS.batch_padding or default_padding(FLAGS.jit_compile),
                         sequential_unfreezing_epochs=_sequential_unfreezing_epochs()),

@@ -20,9 +20,10 @@ from tfx_transfer.checkpoints.saved_models import adopt_module, read_saved_model
 from tfx_transfer.config import BertConfig
 from tfx_transfer.encoders.bert_encoder import BertEncoder
 from tfx_transfer.encoders.hub_encoder import HubEncoder, describe_interface, legacy_signature
+from tfx_transfer.jobs.adapter_setup import adapter_config, load_composed_members, strategy_arguments
 from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.options import DistributionOptions, ModelOptions
-from tfx_transfer.layers.adapter_config import ADAPTATION_PATH_PATTERN, AdapterConfig
+from tfx_transfer.layers.adapter_config import ADAPTATION_PATH_PATTERN
 from tfx_transfer.pretrained import DEFAULT_MODEL, hub_module_path, resolve_pretrained
 from tfx_transfer.text.casing import case_mismatch
 from tfx_transfer.text.tokenizer_files import TokenizerSettings
@@ -105,38 +106,6 @@ def resolve_model_source(options: ModelOptions) -> ModelSource:
     return ModelSource(files.config, files.weights_path, tokenizer, f"{flag}={name}", labels=files.labels)
 
 
-def adapter_config(options: ModelOptions) -> Optional[AdapterConfig]:
-    """The `AdapterConfig` of --adaptation / --adapter_kind / --adapter_size / --lora_rank / --prefix_*, or None."""
-    kind = options.adapter_kind
-    if options.adaptation == "adapters":
-        kind = kind or "houlsby"
-        if kind == "lora":
-            raise FlagError("--adapter_kind=lora goes with --adaptation=lora.")
-    elif options.adaptation == "lora":
-        if kind not in (None, "lora"):
-            raise FlagError(f"--adaptation=lora with --adapter_kind={kind}: use --adaptation=adapters for {kind}.")
-        kind = "lora"
-    if kind is None:
-        return None
-    if options.adapter_size < 1:
-        raise FlagError(f"--adapter_size={options.adapter_size} must be >= 1.")
-    if kind == "lora":
-        return AdapterConfig(kind="lora", lora_rank=options.lora_rank, lora_alpha=2.0 * options.lora_rank)
-    if kind == "prefix":
-        try:
-            return AdapterConfig(kind="prefix", prefix_length=options.prefix_length,
-                                 prefix_projection=options.prefix_projection)
-        except ValueError as e:
-            raise FlagError(f"--prefix_length={options.prefix_length} / --prefix_projection="
-                            f"{options.prefix_projection}: {e}") from e
-    return AdapterConfig(kind=kind, size=options.adapter_size)
-
-
-def strategy_arguments(options: ModelOptions) -> dict:
-    """Keyword arguments of `apply_strategy` for --adaptation."""
-    return {"k": options.top_k} if options.adaptation == "top_k" else {}
-
-
 def build_encoder(source: ModelSource, options: ModelOptions, distribution: DistributionOptions,
                   needs_layers: bool = False):
     """The encoder for `source`: a from-scratch `BertEncoder` (weights loaded later by `load_initial_weights`), a
@@ -167,6 +136,8 @@ def prepare_model(model, source: ModelSource, options: ModelOptions, will_train:
     `task_name`: the job's task; a previous run of another task (sequential adaptation) gives the encoder only.
     Returns the load report (None for a Hub module, whose weights came with it)."""
     report = load_initial_weights(model, source, options, will_train, task_name) if not source.hub_handle else None
+    if options.stack_adapters or options.fuse_adapters:
+        load_composed_members(model, options)
     if isinstance(model.encoder, HubEncoder):
         trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
         total = sum(int(np.prod(v.shape)) for v in model.weights)

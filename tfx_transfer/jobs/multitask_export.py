@@ -26,6 +26,7 @@ from tfx_transfer.adaptation.files import read_adaptation
 from tfx_transfer.data.glue import get_processor
 from tfx_transfer.encoders.bert_encoder import BertEncoder
 from tfx_transfer.export.serving import export_multitask_for_serving
+from tfx_transfer.jobs.adapter_setup import named_adapter_files
 from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.model_card import ModelCard, sha256
 from tfx_transfer.jobs.model_setup import resolve_model_source
@@ -33,7 +34,6 @@ from tfx_transfer.jobs.options import ClassifierOptions
 from tfx_transfer.pretrained import DEFAULT_MODEL
 from tfx_transfer.text.tokenizer import BertTokenizer
 
-ADAPTER_FILE = "adapter.safetensors"
 _OTHER_MODES = ("do_train", "do_eval", "do_predict", "do_export")
 
 
@@ -50,26 +50,18 @@ class ExportedTask:
 
 
 def resolve_tasks(specs) -> List[ExportedTask]:
-    """--export_tasks' NAME:PATH pairs, each resolved to its adaptation file (read and checked for being one).
+    """--export_tasks' NAME:PATH pairs, each resolved to its adaptation file (`adapter_setup.named_adapter_files`),
+    read and checked for being one, with how it reads text and what its run recorded.
 
     Raises:
-        FlagError: a pair that is not NAME:PATH, a repeated name, a PATH with no adaptation file (a fully
-            fine-tuned run says so), or a file that is not an adaptation.
+        FlagError: a bad pair or PATH (see `named_adapter_files`), or a file that is not an adaptation.
     """
-    tasks, names = [], set()
-    for spec in specs:
-        name, colon, path = spec.partition(":")
-        name, path = name.strip(), path.strip()
-        if not colon or not name or not path:
-            raise FlagError(f"--export_tasks: {spec!r} is not NAME:PATH (e.g. sst2:runs/sst2).")
-        if name in names:
-            raise FlagError(f"--export_tasks: the task name {name!r} is given twice.")
-        names.add(name)
-        adapter_file = _adapter_file(name, path)
+    tasks = []
+    for name, adapter_file in named_adapter_files(specs, "--export_tasks"):
         try:
             metadata, _ = read_adaptation(adapter_file)
         except ValueError as e:
-            raise FlagError(f"--export_tasks={name}:{path}: {e}") from e
+            raise FlagError(f"--export_tasks={name}:{adapter_file}: {e}") from e
         directory = os.path.dirname(adapter_file)
         run = _json(os.path.join(directory, "task.json"))
         extra = metadata.get("extra") or {}
@@ -77,20 +69,6 @@ def resolve_tasks(specs) -> List[ExportedTask]:
                                   extra.get("max_seq_length") or run.get("max_seq_length"), run,
                                   _json(os.path.join(directory, "model_card.json")).get("metrics") or {}))
     return tasks
-
-
-def _adapter_file(name: str, path: str) -> str:
-    for candidate in (path, os.path.join(path, ADAPTER_FILE), os.path.join(path, "final", ADAPTER_FILE)):
-        if os.path.isfile(candidate):
-            return candidate
-    for final in (path, os.path.join(path, "final")):
-        if os.path.isfile(os.path.join(final, "model.keras")):
-            task = _json(os.path.join(final, "task.json"))
-            raise FlagError(f"--export_tasks={name}:{path}: {final} holds a whole model (trained with --adaptation="
-                            f"{task.get('adaptation', 'full')}), not an adaptation of the base; tasks share one base "
-                            "when they were trained with --adaptation=adapters or lora (export this one alone with "
-                            "--do_export).")
-    raise FlagError(f"--export_tasks={name}:{path}: no {ADAPTER_FILE} there, in it, or in its final/.")
 
 
 def _json(path: str) -> dict:

@@ -31,10 +31,14 @@ class ModelOptions:
     adaptation: str = "full"
     adapter_kind: Optional[str] = None
     adapter_size: int = 64
+    adapter_init_stddev: float = 1e-2
     lora_rank: int = 8
     prefix_length: int = 20
     prefix_projection: int = 0
     top_k: int = 2
+    train_layer_norms: Optional[bool] = None  # None: the strategy's default for the adapter kind
+    stack_adapters: Optional[Tuple[str, ...]] = None  # NAME:PATH of frozen adapters under the new one
+    fuse_adapters: Optional[Tuple[str, ...]] = None  # NAME:PATH of the adapters an AdapterFusion combines
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,11 @@ Kinds (wired into `TransformerBlock`: its two slots, its projections, or its att
   prefix    prefix tuning: P trainable key and value vectors prepended in every layer's self-attention (Li & Liang
             2021), trained directly or through the paper's MLP reparameterisation, which adapter files drop; not the
             identity at init
+
+Compositions of named bottleneck adapters in the same slots (`AdapterComposition`, layers/composite.py):
+  stack     applied in order, each to the previous one's output (AdapterHub's Stack; MAD-X's language adapter under
+            a task adapter, Pfeiffer et al. 2020)
+  fuse      all read the slot's input, their outputs combined by AdapterFusion's attention (Pfeiffer et al. 2021)
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from tfx_transfer.config import canonical_activation
 from tfx_transfer.layers.ia3 import IA3_TARGETS
 
 KINDS = ("houlsby", "pfeiffer", "parallel", "lora", "pal", "ia3", "prefix")
+COMPOSITE_KINDS = ("stack", "fuse")  # AdapterComposition
+SLOT_KINDS = ("houlsby", "pfeiffer", "parallel")  # bottleneck adapters in the blocks' slots: what compositions hold
 MERGEABLE_KINDS = ("lora", "ia3")  # folded into the frozen kernels for serving (adaptation.surgery)
 _SIZED_KINDS = ("houlsby", "pfeiffer", "parallel", "pal")  # the kinds `size` describes
 _DEFAULT_SUBLAYERS = {"houlsby": ("attention", "ffn"), "pfeiffer": ("ffn",), "parallel": ("ffn",),
@@ -134,13 +141,95 @@ class AdapterConfig:
         return values
 
     @classmethod
-    def from_dict(cls, values) -> "AdapterConfig":
-        if isinstance(values, AdapterConfig):
+    def from_dict(cls, values):
+        """An `AdapterConfig`, or an `AdapterComposition` for a dict of kind "stack" or "fuse" (what an encoder's
+        `adapters` holds either way)."""
+        if isinstance(values, (AdapterConfig, AdapterComposition)):
             return values
+        if values.get("kind") in COMPOSITE_KINDS:
+            return AdapterComposition.from_dict(values)
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"AdapterConfig: unknown fields {sorted(unknown)}.")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class AdapterComposition:
+    """Several named bottleneck adapters in the same slots of every block (layers/composite.py).
+
+    Attributes:
+        kind: "stack" (each adapter reads the previous one's output, in `members` order; AdapterHub's Stack) or
+            "fuse" (every adapter reads the slot input; AdapterFusion combines their outputs, Pfeiffer et al. 2021).
+        members: (name, AdapterConfig) pairs; names are their variables' path segments
+            (`transformer_layer_0/output_adapter/<name>/down/kernel`); kinds from SLOT_KINDS. A fusion's members share
+            their slots and layers.
+        fusion_regularization: lambda of AdapterFusion's pull of its value matrix toward the identity,
+            lambda ||I - W_V||^2 per fusion layer (AdapterHub's "dynamic" fusion: 0.01).
+
+    Example:
+        AdapterComposition("stack", (("domain", AdapterConfig("pfeiffer")), ("task", AdapterConfig("pfeiffer"))))
+    """
+
+    kind: str
+    members: Tuple[Tuple[str, AdapterConfig], ...]
+    fusion_regularization: float = 0.01
+
+    def __post_init__(self):
+        if self.kind not in COMPOSITE_KINDS:
+            raise ValueError(f"AdapterComposition kind={self.kind!r}: choose one of {list(COMPOSITE_KINDS)}.")
+        members = tuple((str(name), AdapterConfig.from_dict(config)) for name, config in self.members)
+        object.__setattr__(self, "members", members)
+        if not members:
+            raise ValueError(f"An AdapterComposition ({self.kind}) needs at least one member.")
+        names = [name for name, _ in members]
+        for name in names:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) or name == "fusion":
+                raise ValueError(f"Adapter name {name!r}: use letters, digits and '_' (starting with a letter), "
+                                 "not 'fusion'.")
+        if len(set(names)) != len(names):
+            raise ValueError(f"Adapter names must be unique in a composition: {names}.")
+        for name, config in members:
+            if not isinstance(config, AdapterConfig) or config.kind not in SLOT_KINDS:
+                raise ValueError(f"Adapter {name!r}: a composition holds bottleneck adapters ({', '.join(SLOT_KINDS)}), "
+                                 f"not {getattr(config, 'kind', config)!r}.")
+        if self.kind == "fuse":
+            first = members[0][1]
+            for name, config in members[1:]:
+                if (config.sublayers, config.layers) != (first.sublayers, first.layers):
+                    raise ValueError(f"Adapter {name!r} sits in other slots or layers than {members[0][0]!r}; a "
+                                     "fusion combines adapters of the same places.")
+        if not self.fusion_regularization >= 0:
+            raise ValueError(f"fusion_regularization={self.fusion_regularization!r} must be >= 0.")
+
+    @property
+    def names(self) -> Tuple[str, ...]:
+        return tuple(name for name, _ in self.members)
+
+    def member(self, name: str) -> AdapterConfig:
+        for member, config in self.members:
+            if member == name:
+                return config
+        raise KeyError(f"No adapter {name!r} in this composition; it has {list(self.names)}.")
+
+    def slot_members(self, sublayer: str, layer_index: int, num_layers: int):
+        """The (name, config) pairs with an adapter in `sublayer` ("attention" or "ffn") of layer `layer_index`."""
+        return [(name, config) for name, config in self.members
+                if sublayer in config.sublayers and config.applies_to(layer_index, num_layers)]
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "members": [[name, config.to_dict()] for name, config in self.members],
+                "fusion_regularization": self.fusion_regularization}
+
+    @classmethod
+    def from_dict(cls, values) -> "AdapterComposition":
+        if isinstance(values, AdapterComposition):
+            return values
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"AdapterComposition: unknown fields {sorted(unknown)}.")
+        members = tuple((name, AdapterConfig.from_dict(config)) for name, config in values["members"])
+        return cls(values["kind"], members, values.get("fusion_regularization", 0.01))
 
 
 # Variable paths that belong to an adaptation, not to the pretrained base: layers named *adapter*, *lora*, *ia3*,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Dict
 
-from tfx_transfer.layers.adapter_config import AdapterConfig
+from tfx_transfer.layers.adapter_config import AdapterComposition, AdapterConfig
 from tfx_transfer.layers.adapters import BottleneckAdapter, PalProjections, ProjectedAttentionAdapter
+from tfx_transfer.layers.composite import AdapterFusion, AdapterStack
 from tfx_transfer.layers.attention import MultiHeadSelfAttention
 from tfx_transfer.layers.prefix import PrefixEncoder
 
@@ -30,6 +31,8 @@ def shared_adaptation_layers(config: AdapterConfig, hidden_size: int, dtype=None
 def block_adaptation_kwargs(config: AdapterConfig, index: int, num_layers: int, shared: Dict[str, object],
                             dtype=None) -> dict:
     """Keyword arguments for `TransformerBlock` number `index` (empty when the layer gets no adaptation)."""
+    if isinstance(config, AdapterComposition):
+        return _composite_slots(config, index, num_layers, dtype)
     if not config.applies_to(index, num_layers):
         return {}
     if config.kind == "lora":
@@ -41,13 +44,29 @@ def block_adaptation_kwargs(config: AdapterConfig, index: int, num_layers: int, 
         return {"attention_adapter": ProjectedAttentionAdapter(
             config.size, config.pal_heads, projections=shared.get("projections"), attention=shared.get("attention"),
             init_stddev=config.init_stddev, zero_init_up=config.zero_init_up, name="attention_adapter", dtype=dtype)}
+    return {slot: _bottleneck(config, slot, dtype) for sublayer, slot in SLOTS if sublayer in config.sublayers}
+
+
+SLOTS = (("attention", "attention_adapter"), ("ffn", "output_adapter"))  # (sublayer, TransformerBlock slot)
+
+
+def _bottleneck(config: AdapterConfig, name: str, dtype=None) -> BottleneckAdapter:
     parallel = config.kind == "parallel"
+    return BottleneckAdapter(config.size, config.activation, config.init_stddev, config.zero_init_up,
+                             parallel=parallel, scale=config.scale if parallel else 1.0, name=name, dtype=dtype)
+
+
+def _composite_slots(config: AdapterComposition, index: int, num_layers: int, dtype=None) -> dict:
+    """Each slot holding at least one member: an `AdapterStack` or `AdapterFusion` of its members, named after them."""
     kwargs = {}
-    for sublayer, slot in (("attention", "attention_adapter"), ("ffn", "output_adapter")):
-        if sublayer in config.sublayers:
-            kwargs[slot] = BottleneckAdapter(config.size, config.activation, config.init_stddev, config.zero_init_up,
-                                             parallel=parallel, scale=config.scale if parallel else 1.0, name=slot,
-                                             dtype=dtype)
+    for sublayer, slot in SLOTS:
+        members = [_bottleneck(member, name, dtype) for name, member in config.slot_members(sublayer, index, num_layers)]
+        if not members:
+            continue
+        if config.kind == "stack":
+            kwargs[slot] = AdapterStack(members, name=slot, dtype=dtype)
+        else:
+            kwargs[slot] = AdapterFusion(members, regularization=config.fusion_regularization, name=slot, dtype=dtype)
     return kwargs
 
 

@@ -58,13 +58,17 @@ class BottleneckAdapter(keras.layers.Layer):
         self.built = True
 
     def call(self, h, sublayer_input=None, attention_mask=None, training=None):
+        return h + self.delta(h, sublayer_input)
+
+    def delta(self, h, sublayer_input=None):
+        """What the adapter adds to h: scale * up(act(down(z))) [B, T, H] (AdapterFusion combines these)."""
         z = sublayer_input if self.parallel else h
         if z is None:
             raise ValueError("A parallel adapter needs the sub-layer input (sublayer_input=...).")
         delta = self.up(self._activation_fn(self.down(z)))
         if self.scale != 1.0:
             delta = delta * self.scale
-        return h + delta
+        return delta
 
     def compute_output_shape(self, h_shape, sublayer_input_shape=None, attention_mask_shape=None):
         return tuple(h_shape)
