@@ -129,6 +129,12 @@ def _single_adapter_config(options: ModelOptions) -> Optional[AdapterConfig]:
         except ValueError as e:
             raise FlagError(f"--prefix_length={options.prefix_length} / --prefix_projection="
                             f"{options.prefix_projection}: {e}") from e
+    if kind == "compacter":
+        try:
+            return AdapterConfig(kind="compacter", size=options.adapter_size, phm_dim=options.phm_dim,
+                                 phm_rank=options.phm_rank)
+        except ValueError as e:
+            raise FlagError(f"--adapter_kind=compacter: {e}") from e
     return AdapterConfig(kind=kind, size=options.adapter_size, init_stddev=options.adapter_init_stddev)
 
 

@@ -7,6 +7,9 @@ Kinds (wired into `TransformerBlock`: its two slots, its projections, or its att
   parallel  bottleneck adapters in parallel to the FFN (and optionally the attention) sub-layer, reading its
             input and adding `scale` x their output to its output (He et al. 2022)
   lora      low-rank updates of the attention query and value projections (Hu et al. 2022); mergeable
+  compacter bottleneck adapters whose projections are low-rank PHM layers with rules shared by every layer
+            (Mahabadi et al. 2021; Houlsby placement, the paper's Compacter; sublayers=("ffn",) is Compacter++);
+            the identity at init (its up projection's right factors start at zero)
   pal       projected attention layers: a small multi-head attention in a low-dimensional space in parallel
             to self-attention, with projections shared across layers (Stickland & Murray 2019)
   ia3       (IA)^3: learned vectors rescaling the keys, values and FFN intermediate activations (Liu et al. 2022);
@@ -30,12 +33,13 @@ from typing import Optional, Tuple
 from tfx_transfer.config import canonical_activation
 from tfx_transfer.layers.ia3 import IA3_TARGETS
 
-KINDS = ("houlsby", "pfeiffer", "parallel", "lora", "pal", "ia3", "prefix")
+KINDS = ("houlsby", "pfeiffer", "parallel", "compacter", "lora", "pal", "ia3", "prefix")
 COMPOSITE_KINDS = ("stack", "fuse")  # AdapterComposition
 SLOT_KINDS = ("houlsby", "pfeiffer", "parallel")  # bottleneck adapters in the blocks' slots: what compositions hold
 MERGEABLE_KINDS = ("lora", "ia3")  # folded into the frozen kernels for serving (adaptation.surgery)
-_SIZED_KINDS = ("houlsby", "pfeiffer", "parallel", "pal")  # the kinds `size` describes
+_SIZED_KINDS = ("houlsby", "pfeiffer", "parallel", "compacter", "pal")  # the kinds `size` describes
 _DEFAULT_SUBLAYERS = {"houlsby": ("attention", "ffn"), "pfeiffer": ("ffn",), "parallel": ("ffn",),
+                      "compacter": ("attention", "ffn"),
                       "lora": (), "pal": ("attention",), "ia3": (), "prefix": ()}
 
 
@@ -58,6 +62,8 @@ class AdapterConfig:
             shared across layers, attention per layer), "all" or "none".
         ia3_targets: what (IA)^3 rescales (`layers.ia3.IA3_TARGETS`): the paper's key, value and ffn by default;
             add attention_output for peft's BERT default.
+        phm_dim, phm_rank: Compacter's n (the rules A_i are n x n; the widths must be divisible by it; AdapterHub: 4)
+            and the rank r of its factors B_i (the paper: 1).
         prefix_length: P, the prefix positions per layer (prefix). prefix_projection: the width h of Li & Liang's
             reparameterisation MLP (H -> h -> 2 L H, tanh; they use 512); 0 (peft's default, and better on
             SST-2-8k: bench/results/peft_methods.md) trains the prefixes directly.
@@ -80,6 +86,8 @@ class AdapterConfig:
     ia3_targets: Tuple[str, ...] = ("key", "value", "ffn")
     prefix_length: int = 20
     prefix_projection: int = 0
+    phm_dim: int = 4
+    phm_rank: int = 1
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -93,7 +101,7 @@ class AdapterConfig:
             object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
         sublayers = _DEFAULT_SUBLAYERS[self.kind] if self.sublayers is None else tuple(self.sublayers)
         bad = set(sublayers) - {"attention", "ffn"}
-        if bad or (self.kind in ("houlsby", "pfeiffer", "parallel") and not sublayers):
+        if bad or (self.kind in ("houlsby", "pfeiffer", "parallel", "compacter") and not sublayers):
             raise ValueError(f"AdapterConfig sublayers={self.sublayers!r}: use 'attention' and/or 'ffn'.")
         object.__setattr__(self, "sublayers", sublayers)
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
@@ -109,6 +117,13 @@ class AdapterConfig:
                                  "attention_output.")
             if not 0.0 <= self.lora_dropout < 1.0:
                 raise ValueError(f"AdapterConfig lora_dropout={self.lora_dropout!r} must be in [0, 1).")
+        if self.kind == "compacter":
+            for name in ("phm_dim", "phm_rank"):
+                if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                    raise ValueError(f"AdapterConfig {name}={getattr(self, name)!r} must be a positive integer.")
+            if self.size % self.phm_dim:
+                raise ValueError(f"AdapterConfig size={self.size} must be divisible by phm_dim={self.phm_dim} "
+                                 "(Compacter's PHM projections).")
         if self.kind == "prefix":
             if not isinstance(self.prefix_length, int) or self.prefix_length < 1:
                 raise ValueError(f"AdapterConfig prefix_length={self.prefix_length!r} must be a positive integer.")
@@ -233,8 +248,8 @@ class AdapterComposition:
 
 
 # Variable paths that belong to an adaptation, not to the pretrained base: layers named *adapter*, *lora*, *ia3*,
-# pal*, prefix*.
-ADAPTATION_PATH_PATTERN = r"(.*/)?(\w*adapter\w*|\w*lora\w*|\w*ia3\w*|pal\w*|prefix\w*)/.*"
+# pal*, prefix*, phm* (Compacter's shared rule).
+ADAPTATION_PATH_PATTERN = r"(.*/)?(\w*adapter\w*|\w*lora\w*|\w*ia3\w*|pal\w*|prefix\w*|phm\w*)/.*"
 
 
 def is_adaptation_variable(path: str) -> bool:

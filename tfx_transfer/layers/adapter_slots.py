@@ -7,14 +7,19 @@ from typing import Dict
 from tfx_transfer.layers.adapter_config import AdapterComposition, AdapterConfig
 from tfx_transfer.layers.adapters import BottleneckAdapter, PalProjections, ProjectedAttentionAdapter
 from tfx_transfer.layers.composite import AdapterFusion, AdapterStack
+from tfx_transfer.layers.phm import PhmRule
 from tfx_transfer.layers.attention import MultiHeadSelfAttention
 from tfx_transfer.layers.prefix import PrefixEncoder
 
 
 def shared_adaptation_layers(config: AdapterConfig, hidden_size: int, dtype=None) -> Dict[str, object]:
-    """Layers shared by all blocks (PAL projections, and PAL attention with pal_share='all'), built here so their
-    variable paths are top-level (`pal_projections/...`, `pal_attention/...`)."""
+    """Layers shared by all blocks (PAL projections, and PAL attention with pal_share='all'; Compacter's PHM rules),
+    built here so their variable paths are top-level (`pal_projections/...`, `pal_attention/...`, `phm_rule/rule`)."""
     shared = {}
+    if config.kind == "compacter":  # the rules A_i of every PHM projection
+        rule = PhmRule(config.phm_dim, name="phm_rule", dtype=dtype)
+        rule.build()
+        shared["phm_rule"] = rule
     if config.kind == "pal" and config.pal_share in ("projections", "all"):
         projections = PalProjections(config.size, config.init_stddev, config.zero_init_up, name="pal_projections",
                                      dtype=dtype)
@@ -44,16 +49,19 @@ def block_adaptation_kwargs(config: AdapterConfig, index: int, num_layers: int, 
         return {"attention_adapter": ProjectedAttentionAdapter(
             config.size, config.pal_heads, projections=shared.get("projections"), attention=shared.get("attention"),
             init_stddev=config.init_stddev, zero_init_up=config.zero_init_up, name="attention_adapter", dtype=dtype)}
-    return {slot: _bottleneck(config, slot, dtype) for sublayer, slot in SLOTS if sublayer in config.sublayers}
+    return {slot: _bottleneck(config, slot, dtype, shared.get("phm_rule")) for sublayer, slot in SLOTS
+            if sublayer in config.sublayers}
 
 
 SLOTS = (("attention", "attention_adapter"), ("ffn", "output_adapter"))  # (sublayer, TransformerBlock slot)
 
 
-def _bottleneck(config: AdapterConfig, name: str, dtype=None) -> BottleneckAdapter:
+def _bottleneck(config: AdapterConfig, name: str, dtype=None, phm_rule=None) -> BottleneckAdapter:
     parallel = config.kind == "parallel"
-    return BottleneckAdapter(config.size, config.activation, config.init_stddev, config.zero_init_up,
-                             parallel=parallel, scale=config.scale if parallel else 1.0, name=name, dtype=dtype)
+    zero_init_up = config.zero_init_up or config.kind == "compacter"  # layers/phm.py: why Compacter starts so
+    return BottleneckAdapter(config.size, config.activation, config.init_stddev, zero_init_up,
+                             parallel=parallel, scale=config.scale if parallel else 1.0, phm_rule=phm_rule,
+                             phm_rank=config.phm_rank, name=name, dtype=dtype)
 
 
 def _composite_slots(config: AdapterComposition, index: int, num_layers: int, dtype=None) -> dict:

@@ -1,4 +1,5 @@
-"""Adapter layers: bottleneck adapters (sequential or parallel) and projected attention layers (LoRA: lora.py).
+"""Adapter layers: bottleneck adapters (sequential or parallel; dense or Compacter's PHM projections) and projected
+attention layers (LoRA: lora.py).
 
 All adapters plug into `TransformerBlock`'s slots, which call them as
 `adapter(sublayer_output, sublayer_input=..., attention_mask=..., training=...)` and use what they return
@@ -11,6 +12,7 @@ import keras
 
 from tfx_transfer.layers.activations import get_activation
 from tfx_transfer.layers.attention import MultiHeadSelfAttention
+from tfx_transfer.layers.phm import PhmDense
 from tfx_transfer.layers.token_dense import TokenDense
 
 
@@ -29,6 +31,8 @@ class BottleneckAdapter(keras.layers.Layer):
         zero_init_up: zero the up-projection kernel, making the adapter exactly the identity at init.
         parallel: read the sub-layer input instead of its output.
         scale: output multiplier (parallel adapters).
+        phm_rule: a shared `PhmRule` makes the projections PHM layers (Compacter, layers/phm.py) of rank `phm_rank`
+            instead of dense ones; their variables are then `{down,up}/{w_left,w_right,bias}`.
 
     Call args:
         h: sub-layer output [B, T, H]; sublayer_input: [B, T, H] (parallel adapters); attention_mask ignored.
@@ -37,7 +41,7 @@ class BottleneckAdapter(keras.layers.Layer):
     """
 
     def __init__(self, size, activation="gelu", init_stddev=1e-2, zero_init_up=False, parallel=False, scale=1.0,
-                 **kwargs):
+                 phm_rule=None, phm_rank=1, **kwargs):
         super().__init__(**kwargs)
         self._activation_fn = get_activation(activation, "Adapter activation")
         self.size = size
@@ -46,13 +50,22 @@ class BottleneckAdapter(keras.layers.Layer):
         self.zero_init_up = zero_init_up
         self.parallel = parallel
         self.scale = scale
+        self.phm_rule = phm_rule
+        self.phm_rank = phm_rank
         init = keras.initializers.TruncatedNormal(stddev=init_stddev)
-        self.down = TokenDense(size, kernel_initializer=init, name="down", dtype=self.dtype_policy)
+        if phm_rule is not None:
+            self.down = PhmDense(size, phm_rule, phm_rank, name="down", dtype=self.dtype_policy)
+        else:
+            self.down = TokenDense(size, kernel_initializer=init, name="down", dtype=self.dtype_policy)
         self._up_init = "zeros" if zero_init_up else init
 
     def build(self, input_shape):
         hidden = input_shape[-1]
-        self.up = TokenDense(hidden, kernel_initializer=self._up_init, name="up", dtype=self.dtype_policy)
+        if self.phm_rule is not None:
+            self.up = PhmDense(hidden, self.phm_rule, self.phm_rank, zero_init=self.zero_init_up, name="up",
+                               dtype=self.dtype_policy)
+        else:
+            self.up = TokenDense(hidden, kernel_initializer=self._up_init, name="up", dtype=self.dtype_policy)
         self.down.build(input_shape)
         self.up.build(tuple(input_shape[:-1]) + (self.size,))
         self.built = True
@@ -76,7 +89,7 @@ class BottleneckAdapter(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(size=self.size, activation=self.activation, init_stddev=self.init_stddev,
-                      zero_init_up=self.zero_init_up, parallel=self.parallel, scale=self.scale)
+                      zero_init_up=self.zero_init_up, parallel=self.parallel, scale=self.scale, phm_rank=self.phm_rank)
         return config
 
 
