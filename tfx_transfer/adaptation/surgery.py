@@ -94,9 +94,9 @@ def _identity_assignments(encoder, layers: Optional[Iterable[int]]):
         "stack": r"transformer_layer_(\d+)/(attention|output)_adapter/\w+/up/(kernel|bias)",
         "fuse": r"transformer_layer_(\d+)/(attention|output)_adapter/\w+/up/(kernel|bias)",
     }.get(config.kind, r"transformer_layer_(\d+)/(attention|output)_adapter/up/(kernel|bias)")
-    if config.kind == "prefix":
-        raise ValueError("Prefix tuning has no identity setting of its weights (its positions take part in every "
-                         "softmax): build the encoder without it, or with AdapterConfig(layers=...) for a subset.")
+    if config.kind in ("prefix", "prompt"):
+        raise ValueError(f"{config.kind.capitalize()} tuning has no identity setting of its weights (its positions take "
+                         "part in every softmax): build the encoder without it.")
     if config.kind == "pal" and config.pal_share == "all":
         raise ValueError("PALs shared across all layers (pal_share='all') cannot be ablated layer by layer.")
     identity = np.ones if config.kind == "ia3" else np.zeros

@@ -9,7 +9,8 @@ import keras
 from tfx_transfer.config import BertConfig
 from tfx_transfer.keras_compat import sublayers
 from tfx_transfer.layers.adapter_config import AdapterConfig
-from tfx_transfer.layers.adapter_slots import block_adaptation_kwargs, prefix_layers, shared_adaptation_layers
+from tfx_transfer.layers.adapter_slots import (block_adaptation_kwargs, prefix_layers, prompt_layer,
+                                               shared_adaptation_layers)
 from tfx_transfer.layers.embeddings import BertEmbeddings
 from tfx_transfer.layers.pooler import BertPooler
 from tfx_transfer.layers.transformer_block import TransformerBlock
@@ -38,7 +39,8 @@ class BertEncoder(keras.Model):
     Constructor arguments are the `BertConfig` field names, so `BertEncoder(**config.to_dict())` works.
     Every transformer block has two adapter slots (see `TransformerBlock`); `adapters=AdapterConfig(...)` fills
     them (bottleneck adapters, PALs) or adds LoRA or (IA)^3 to the attention projections and FFN, in all layers or
-    the chosen ones; prefix tuning's keys and values come from one `prefix_encoder` layer for every adapted block.
+    the chosen ones; prefix tuning's keys and values come from one `prefix_encoder` layer for every adapted block;
+    prompt tuning's vectors (`soft_prompt`) join the first layer's input after [CLS] and leave the outputs again.
 
     Variable paths (used by checkpoint assignment maps): `embeddings/...`, `transformer_layer_{i}/...`,
     `pooler/dense/{kernel,bias}`.
@@ -68,6 +70,10 @@ class BertEncoder(keras.Model):
                                     dropout_rate=hidden_dropout_prob, layer_norm_epsilon=layer_norm_eps,
                                     initializer_range=initializer_range, name="embeddings", dtype=dtype)
         x = embeddings(inputs["input_word_ids"], inputs["input_type_ids"])
+        mask = inputs["input_mask"]
+        soft_prompt = prompt_layer(adapters, dtype)  # prompt tuning: P vectors after [CLS], removed from the outputs
+        if soft_prompt is not None:
+            x, mask = soft_prompt(x, mask)  # [B, T + P, H], [B, T + P]
         prefix_encoder, prefix_rows = prefix_layers(adapters, num_hidden_layers, hidden_size, initializer_range, dtype)
         prefixes = prefix_encoder(x) if prefix_encoder is not None else None  # [L', 2, P, H]
         encoder_outputs, first_token = [], None
@@ -80,9 +86,10 @@ class BertEncoder(keras.Model):
                                      layer_norm_epsilon=layer_norm_eps, initializer_range=initializer_range,
                                      name=f"transformer_layer_{index}", dtype=dtype, **extra)
             if index == num_hidden_layers - 1:  # the pooled output's own path: see the class docstring
-                first_token = block(x, attention_mask=inputs["input_mask"], first_token_only=True, **prefix)
-            x = block(x, attention_mask=inputs["input_mask"], **prefix)
-            encoder_outputs.append(x)
+                first_token = block(x, attention_mask=mask, first_token_only=True, **prefix)
+            x = block(x, attention_mask=mask, **prefix)
+            encoder_outputs.append(soft_prompt.remove(x) if soft_prompt is not None else x)
+        x = encoder_outputs[-1]
         pooled = BertPooler(initializer_range=initializer_range, name="pooler", dtype=dtype)(first_token)
         outputs = {"sequence_output": x, "pooled_output": pooled, "encoder_outputs": encoder_outputs,
                    "default": pooled}

@@ -129,6 +129,10 @@ def _single_adapter_config(options: ModelOptions) -> Optional[AdapterConfig]:
         except ValueError as e:
             raise FlagError(f"--prefix_length={options.prefix_length} / --prefix_projection="
                             f"{options.prefix_projection}: {e}") from e
+    if kind == "prompt":
+        if options.prompt_length < 1:
+            raise FlagError(f"--prompt_length={options.prompt_length} must be >= 1.")
+        return AdapterConfig(kind="prompt", prompt_length=options.prompt_length)
     if kind == "compacter":
         try:
             return AdapterConfig(kind="compacter", size=options.adapter_size, phm_dim=options.phm_dim,

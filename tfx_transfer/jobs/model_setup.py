@@ -24,6 +24,7 @@ from tfx_transfer.jobs.adapter_setup import adapter_config, load_composed_member
 from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.options import DistributionOptions, ModelOptions
 from tfx_transfer.layers.adapter_config import ADAPTATION_PATH_PATTERN
+from tfx_transfer.layers.prompt import prompts_from_vocabulary
 from tfx_transfer.pretrained import DEFAULT_MODEL, hub_module_path, resolve_pretrained
 from tfx_transfer.text.casing import case_mismatch
 from tfx_transfer.text.tokenizer_files import TokenizerSettings
@@ -138,6 +139,7 @@ def prepare_model(model, source: ModelSource, options: ModelOptions, will_train:
     report = load_initial_weights(model, source, options, will_train, task_name) if not source.hub_handle else None
     if options.stack_adapters or options.fuse_adapters:
         load_composed_members(model, options)
+    initialise_new_prompts(model, report)
     if isinstance(model.encoder, HubEncoder):
         trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
         total = sum(int(np.prod(v.shape)) for v in model.weights)
@@ -146,6 +148,18 @@ def prepare_model(model, source: ModelSource, options: ModelOptions, will_train:
         return report
     logging.info("%s", apply_strategy(model, options.adaptation, **strategy_arguments(options)))
     return report
+
+
+def initialise_new_prompts(model, report, seed: int = 0):
+    """Prompt tuning: prompts the checkpoint did not provide start from sampled vocabulary embeddings (Lester et al.'s
+    better initialisation), now that the pretrained embeddings are loaded."""
+    encoder = model.encoder
+    if getattr(getattr(encoder, "adapters", None), "kind", None) != "prompt":
+        return
+    if report is not None and not any(item.name.startswith("soft_prompt/") for item in report.newly_initialized):
+        return  # a finished run's prompts
+    ids = prompts_from_vocabulary(encoder, seed)
+    logging.info("Prompt tuning: %d prompts from the embeddings of vocabulary ids %s.", len(ids), list(ids))
 
 
 def previous_task(weights_path: str) -> Optional[str]:

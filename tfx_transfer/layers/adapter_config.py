@@ -17,6 +17,8 @@ Kinds (wired into `TransformerBlock`: its two slots, its projections, or its att
   prefix    prefix tuning: P trainable key and value vectors prepended in every layer's self-attention (Li & Liang
             2021), trained directly or through the paper's MLP reparameterisation, which adapter files drop; not the
             identity at init
+  prompt    prompt tuning: P trainable vectors in the first layer's input, after [CLS] (Lester et al. 2021); the
+            outputs drop them again; not the identity at init
 
 Compositions of named bottleneck adapters in the same slots (`AdapterComposition`, layers/composite.py):
   stack     applied in order, each to the previous one's output (AdapterHub's Stack; MAD-X's language adapter under
@@ -33,13 +35,13 @@ from typing import Optional, Tuple
 from tfx_transfer.config import canonical_activation
 from tfx_transfer.layers.ia3 import IA3_TARGETS
 
-KINDS = ("houlsby", "pfeiffer", "parallel", "compacter", "lora", "pal", "ia3", "prefix")
+KINDS = ("houlsby", "pfeiffer", "parallel", "compacter", "lora", "pal", "ia3", "prefix", "prompt")
 COMPOSITE_KINDS = ("stack", "fuse")  # AdapterComposition
 SLOT_KINDS = ("houlsby", "pfeiffer", "parallel")  # bottleneck adapters in the blocks' slots: what compositions hold
 MERGEABLE_KINDS = ("lora", "ia3")  # folded into the frozen kernels for serving (adaptation.surgery)
 _SIZED_KINDS = ("houlsby", "pfeiffer", "parallel", "compacter", "pal")  # the kinds `size` describes
 _DEFAULT_SUBLAYERS = {"houlsby": ("attention", "ffn"), "pfeiffer": ("ffn",), "parallel": ("ffn",),
-                      "compacter": ("attention", "ffn"),
+                      "compacter": ("attention", "ffn"), "prompt": (),
                       "lora": (), "pal": ("attention",), "ia3": (), "prefix": ()}
 
 
@@ -62,6 +64,7 @@ class AdapterConfig:
             shared across layers, attention per layer), "all" or "none".
         ia3_targets: what (IA)^3 rescales (`layers.ia3.IA3_TARGETS`): the paper's key, value and ffn by default;
             add attention_output for peft's BERT default.
+        prompt_length: P, the soft prompt's vectors (prompt).
         phm_dim, phm_rank: Compacter's n (the rules A_i are n x n; the widths must be divisible by it; AdapterHub: 4)
             and the rank r of its factors B_i (the paper: 1).
         prefix_length: P, the prefix positions per layer (prefix). prefix_projection: the width h of Li & Liang's
@@ -88,6 +91,7 @@ class AdapterConfig:
     prefix_projection: int = 0
     phm_dim: int = 4
     phm_rank: int = 1
+    prompt_length: int = 20
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -124,6 +128,8 @@ class AdapterConfig:
             if self.size % self.phm_dim:
                 raise ValueError(f"AdapterConfig size={self.size} must be divisible by phm_dim={self.phm_dim} "
                                  "(Compacter's PHM projections).")
+        if self.kind == "prompt" and (not isinstance(self.prompt_length, int) or self.prompt_length < 1):
+            raise ValueError(f"AdapterConfig prompt_length={self.prompt_length!r} must be a positive integer.")
         if self.kind == "prefix":
             if not isinstance(self.prefix_length, int) or self.prefix_length < 1:
                 raise ValueError(f"AdapterConfig prefix_length={self.prefix_length!r} must be a positive integer.")
@@ -248,8 +254,8 @@ class AdapterComposition:
 
 
 # Variable paths that belong to an adaptation, not to the pretrained base: layers named *adapter*, *lora*, *ia3*,
-# pal*, prefix*, phm* (Compacter's shared rule).
-ADAPTATION_PATH_PATTERN = r"(.*/)?(\w*adapter\w*|\w*lora\w*|\w*ia3\w*|pal\w*|prefix\w*|phm\w*)/.*"
+# pal*, prefix*, phm* (Compacter's shared rule), soft_prompt.
+ADAPTATION_PATH_PATTERN = r"(.*/)?(\w*adapter\w*|\w*lora\w*|\w*ia3\w*|pal\w*|prefix\w*|phm\w*|soft_prompt)/.*"
 
 
 def is_adaptation_variable(path: str) -> bool:

@@ -10,6 +10,7 @@ from tfx_transfer.layers.composite import AdapterFusion, AdapterStack
 from tfx_transfer.layers.phm import PhmRule
 from tfx_transfer.layers.attention import MultiHeadSelfAttention
 from tfx_transfer.layers.prefix import PrefixEncoder
+from tfx_transfer.layers.prompt import SoftPrompt
 
 
 def shared_adaptation_layers(config: AdapterConfig, hidden_size: int, dtype=None) -> Dict[str, object]:
@@ -87,3 +88,10 @@ def prefix_layers(config: AdapterConfig, num_layers: int, hidden_size: int, init
     encoder = PrefixEncoder(config.prefix_length, len(adapted), hidden_size, config.prefix_projection,
                             init_stddev=initializer_range, name="prefix_encoder", dtype=dtype)
     return encoder, {index: row for row, index in enumerate(adapted)}
+
+
+def prompt_layer(config, dtype=None):
+    """For prompt tuning: the `SoftPrompt` named `soft_prompt` (P vectors after [CLS]); None for other kinds."""
+    if config is None or config.kind != "prompt":
+        return None
+    return SoftPrompt(config.prompt_length, name="soft_prompt", dtype=dtype)
