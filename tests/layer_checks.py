@@ -49,6 +49,23 @@ def assert_only_trainable_changed(model, before: Dict[str, np.ndarray]):
         assert changed == (path in trainable), path
 
 
+def train_save_and_reload(model, base, data, labels, tmp_path, name="adaptation"):
+    """Trains `model` (its strategy applied) two epochs with Adam 1e-2, checks that only its trainable weights
+    changed, writes its adaptation file and loads it onto `base`: the reloaded model's outputs equal the trained
+    model's. Returns the reloaded model."""
+    from tfx_transfer import load_adaptation, save_adaptation
+
+    before = {p: np.asarray(v).copy() for p, v in model_variables(model).items()}
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(True))
+    model.fit(data, labels, epochs=2, verbose=0)
+    assert_only_trainable_changed(model, before)
+    path = tmp_path / f"{name}.safetensors"
+    save_adaptation(model, path)
+    loaded = load_adaptation(base, path)
+    np.testing.assert_array_equal(np.asarray(loaded(data)), np.asarray(model(data)))
+    return loaded
+
+
 def pad_inputs(inputs: Dict[str, np.ndarray], extra: int) -> Dict[str, np.ndarray]:
     """Appends `extra` padding positions (id 0, mask 0, type 0) to every row."""
     return {k: np.pad(v, ((0, 0), (0, extra)) + ((0, 0),) * (v.ndim - 2)) for k, v in inputs.items()}

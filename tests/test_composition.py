@@ -12,7 +12,6 @@ import tensorflow as tf
 from tfx_transfer import AdapterConfig, BertClassifier, BertEncoder, BertPreprocessor, BertTokenizer, apply_strategy
 from tfx_transfer import load_adaptation, save_adaptation
 from tfx_transfer.adaptation.composition import ABSENT_CLASS_LOGIT, BatchSplit, Parallel, TaskAdaptation, read_tasks
-from tfx_transfer.checkpoints.loader import model_variables
 from tfx_transfer.export import export_multitask_for_serving
 
 from conftest import TINY, TINY_ENCODER

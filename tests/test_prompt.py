@@ -4,14 +4,13 @@ import keras
 import numpy as np
 import pytest
 
-from tfx_transfer import AdapterConfig, BertClassifier, BertEncoder, apply_strategy, load_adaptation, save_adaptation
+from tfx_transfer import AdapterConfig, BertClassifier, BertEncoder, apply_strategy
 from tfx_transfer.adaptation import ablate_adapters
 from tfx_transfer.checkpoints.loader import model_variables
 from tfx_transfer.layers.prompt import prompts_from_vocabulary
 
 from conftest import TINY
-from layer_checks import (assert_only_trainable_changed, check_layer, copy_base_weights, pad_inputs,
-                          random_bert_inputs)
+from layer_checks import check_layer, copy_base_weights, pad_inputs, random_bert_inputs, train_save_and_reload
 
 SPECS = {"input_word_ids": ((None,), "int32"), "input_mask": ((None,), "int32"), "input_type_ids": ((None,), "int32")}
 PROMPT = AdapterConfig(kind="prompt", prompt_length=3)
@@ -62,14 +61,7 @@ def test_prompt_tuning_trains_the_prompts_alone_and_round_trips(tmp_path):
     model = BertClassifier(encoder, 2)
     report = apply_strategy(model, "adapters")
     assert report.trainable == 3 * 16 + 16 * 2 + 2  # the prompts and the head: no LayerNorms (Lester et al.)
-    before = {p: np.asarray(v).copy() for p, v in model_variables(model).items()}
-    data = random_bert_inputs(4, 7, 60)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(True))
-    model.fit(data, np.array([0, 1, 0, 1]), epochs=2, verbose=0)
-    assert_only_trainable_changed(model, before)
-    save_adaptation(model, tmp_path / "prompt.safetensors")
-    loaded = load_adaptation(base, tmp_path / "prompt.safetensors")
-    np.testing.assert_array_equal(np.asarray(loaded(data)), np.asarray(model(data)))
+    train_save_and_reload(model, base, random_bert_inputs(4, 7, 60), np.array([0, 1, 0, 1]), tmp_path)
     with pytest.raises(ValueError, match="Prompt tuning has no identity setting"):
         with ablate_adapters(model):
             pass

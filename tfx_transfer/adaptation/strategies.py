@@ -95,9 +95,9 @@ def _predicate(name: str, model, options) -> Callable[[str, str], bool]:
     num_layers = encoder.bert_config.num_hidden_layers
     adapters = getattr(encoder, "adapters", None)
     # (IA)^3, prefix and prompt tuning train their own weights alone (Liu et al. 2022; Li & Liang 2021; Lester et al.
-    # 2021; peft), and so do the adapters of a stack or fusion (AdapterHub: they share the base as it is); the other
-    # kinds train the LayerNorms too by default.
-    alone = ("ia3", "prefix", "prompt", "stack", "fuse")
+    # 2021; peft), and so do the adapters of a stack or fusion and unions such as MAM and UniPELT (AdapterHub: they
+    # share the base as it is); the other kinds train the LayerNorms too by default.
+    alone = ("ia3", "prefix", "prompt", "stack", "fuse", "union")
     train_layer_norms = options.pop("train_layer_norms", not (adapters is not None and adapters.kind in alone))
     train_pooler = options.pop("train_pooler", name == "full")
     if name == "full":

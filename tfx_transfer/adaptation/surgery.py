@@ -16,7 +16,7 @@ import numpy as np
 
 from tfx_transfer.checkpoints.loader import model_variables
 from tfx_transfer.encoders.bert_encoder import BertEncoder, find_encoder
-from tfx_transfer.layers.adapter_config import MERGEABLE_KINDS
+from tfx_transfer.layers.adapter_config import MERGEABLE_KINDS, mergeable
 from tfx_transfer.layers.ia3 import FOLDED_INTO, scales_input
 
 
@@ -51,9 +51,10 @@ def merge_adaptation(model):
     vectors folded into the frozen kernels and no adaptation variables: a plain BERT of the base's architecture.
     Outputs equal the unmerged model's up to float rounding."""
     encoder = find_encoder(model)
-    if encoder.adapters is None or encoder.adapters.kind not in MERGEABLE_KINDS:
+    if not mergeable(encoder.adapters):
         raise ValueError("merge_adaptation needs a model whose encoder was built with AdapterConfig(kind=...) of "
-                         f"one of the mergeable kinds {list(MERGEABLE_KINDS)}.")
+                         f"one of the mergeable kinds {list(MERGEABLE_KINDS)}, ungated (a gated update depends on "
+                         "each input).")
     merged_encoder = BertEncoder.from_bert_config(encoder.bert_config)
     merged_encoder.pretrained = encoder.pretrained
     values = _merged_values(encoder)
@@ -94,6 +95,9 @@ def _identity_assignments(encoder, layers: Optional[Iterable[int]]):
         "stack": r"transformer_layer_(\d+)/(attention|output)_adapter/\w+/up/(kernel|bias)",
         "fuse": r"transformer_layer_(\d+)/(attention|output)_adapter/\w+/up/(kernel|bias)",
     }.get(config.kind, r"transformer_layer_(\d+)/(attention|output)_adapter/up/(kernel|bias)")
+    if config.kind == "union":
+        raise ValueError("A union of adaptations (MAM, UniPELT) is not ablated as a whole here: ablate its kinds one "
+                         "at a time in encoders built with each.")
     if config.kind in ("prefix", "prompt"):
         raise ValueError(f"{config.kind.capitalize()} tuning has no identity setting of its weights (its positions take "
                          "part in every softmax): build the encoder without it.")

@@ -22,7 +22,7 @@ from tfx_transfer.export.multitask_module import MultiTaskServingModule, served_
 from tfx_transfer.export.squad_module import SquadServingModule
 from tfx_transfer.export.tagger_module import TaggerServingModule
 from tfx_transfer.export.versioning import new_version_directory
-from tfx_transfer.layers.adapter_config import MERGEABLE_KINDS
+from tfx_transfer.layers.adapter_config import mergeable
 
 WARMUP_TEXTS = ["A short warmup sentence.", "Warmup request number two, somewhat longer than the first one, so that a "
                 "second length is traced as well before real traffic arrives."]
@@ -33,7 +33,7 @@ def _merged(model):
     if encoder is None or not hasattr(encoder, "adapters"):  # a black-box Hub encoder: nothing to merge
         return model
     encoder = find_encoder(model)
-    if encoder.adapters is not None and encoder.adapters.kind in MERGEABLE_KINDS:
+    if mergeable(encoder.adapters):
         logging.info("Merging the %s adaptation into the frozen kernels for serving.", encoder.adapters.kind)
         return merge_adaptation(model)
     return model

@@ -16,7 +16,7 @@ from tfx_transfer.adaptation.files import assign_arrays, check_base, read_adapta
 from tfx_transfer.adaptation.members import member_arrays
 from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.options import ModelOptions
-from tfx_transfer.layers.adapter_config import SLOT_KINDS, AdapterComposition, AdapterConfig
+from tfx_transfer.layers.adapter_config import PRESETS, SLOT_KINDS, AdapterComposition, AdapterConfig, AdapterUnion
 
 ADAPTER_FILE = "adapter.safetensors"
 
@@ -73,8 +73,9 @@ def composed_members(options: ModelOptions):
     return (flag if specs else None), members
 
 
-def adapter_config(options: ModelOptions):
+def adapter_config(options: ModelOptions, hidden_size: Optional[int] = None):
     """The `AdapterConfig` of --adaptation / --adapter_kind / --adapter_size / --lora_rank / --prefix_*, the
+    `AdapterUnion` of a preset (--adapter_kind=mam / unipelt; `hidden_size` sizes its adapter), the
     `AdapterComposition` of --fuse_adapters / --stack_adapters (with the new adapter on top), or None."""
     if options.stack_adapters and options.fuse_adapters:
         raise FlagError("--stack_adapters and --fuse_adapters: choose one composition.")
@@ -84,6 +85,10 @@ def adapter_config(options: ModelOptions):
     flag, members = composed_members(options)
     if options.fuse_adapters:
         return _composition("fuse", [(n, AdapterConfig.from_dict(m["adapters"])) for n, _, m, _ in members], flag)
+    if options.adapter_kind in PRESETS:
+        if options.adaptation != "adapters":
+            raise FlagError(f"--adapter_kind={options.adapter_kind} goes with --adaptation=adapters.")
+        return getattr(AdapterUnion, options.adapter_kind)(hidden_size or 768)
     config = _single_adapter_config(options)
     if options.stack_adapters:
         if config is None or config.kind not in SLOT_KINDS:

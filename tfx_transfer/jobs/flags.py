@@ -23,7 +23,7 @@ from tfx_transfer.jobs import distribution
 from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.options import (ClassifierOptions, DistributionOptions, ModelOptions, NerOptions,
                                        OutputOptions, PretrainingOptions, SquadOptions, TrainingOptions)
-from tfx_transfer.layers.adapter_config import KINDS
+from tfx_transfer.layers.adapter_config import KINDS, PRESETS
 from tfx_transfer.models.feature_classifier import FEATURE_HEADS
 
 FLAGS = flags.FLAGS
@@ -85,8 +85,9 @@ def define_common_flags(max_seq_length: int, train_batch_size: int = 32, learnin
     define.DEFINE_integer("adapter_size", 64, "Adapter bottleneck size (or PAL width).")
     define.DEFINE_float("adapter_init_stddev", 1e-2, "Truncated-normal stddev of the bottleneck adapters' and PALs' "
                         "kernels: 1e-2 as Houlsby et al. write, 1e-3 as adapter-bert's code initialises them.")
-    define.DEFINE_enum("adapter_kind", None, list(KINDS), "Adapter kind (default: houlsby for --adaptation=adapters, "
-                      "lora for --adaptation=lora).")
+    define.DEFINE_enum("adapter_kind", None, list(KINDS) + list(PRESETS), "Adapter kind (default: houlsby for "
+                       "--adaptation=adapters, lora for --adaptation=lora); mam and unipelt are unions of kinds "
+                       "(AdapterUnion.mam / .unipelt: He et al. 2022, Mao et al. 2022).")
     define.DEFINE_integer("lora_rank", 8, "LoRA rank r.")
     define.DEFINE_integer("prefix_length", 20, "Prefix tuning (--adapter_kind=prefix): prefix positions per layer.")
     define.DEFINE_integer("prefix_projection", 0, "Prefix tuning: width of the reparameterisation MLP that trains the "

@@ -113,7 +113,7 @@ def build_encoder(source: ModelSource, options: ModelOptions, distribution: Dist
     black-box `HubEncoder` (--adaptation full or feature_extraction), or a Hub module unwrapped by `from_hub`.
     `needs_layers`: the task model reads the encoder's own layers (the probes' embeddings, the masked-LM head's tied
     word embeddings), so a Hub module is always unwrapped."""
-    adapters = adapter_config(options)
+    adapters = adapter_config(options, source.config.hidden_size if source.config else None)
     if not source.hub_handle:
         return BertEncoder.from_bert_config(source.config, adapters=adapters)
     # A black-box module's variables are created by hub.load, outside any strategy scope: under a multi-replica

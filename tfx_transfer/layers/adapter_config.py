@@ -20,6 +20,9 @@ Kinds (wired into `TransformerBlock`: its two slots, its projections, or its att
   prompt    prompt tuning: P trainable vectors in the first layer's input, after [CLS] (Lester et al. 2021); the
             outputs drop them again; not the identity at init
 
+Unions of kinds, each wired where it belongs (`AdapterUnion`, AdapterHub's ConfigUnion): MAM (He et al. 2022: prefix
+tuning + a scaled parallel adapter beside the FFN), UniPELT (Mao et al. 2022: gated LoRA + prefix + adapter).
+
 Compositions of named bottleneck adapters in the same slots (`AdapterComposition`, layers/composite.py):
   stack     applied in order, each to the previous one's output (AdapterHub's Stack; MAD-X's language adapter under
             a task adapter, Pfeiffer et al. 2020)
@@ -37,6 +40,8 @@ from tfx_transfer.layers.ia3 import IA3_TARGETS
 
 KINDS = ("houlsby", "pfeiffer", "parallel", "compacter", "lora", "pal", "ia3", "prefix", "prompt")
 COMPOSITE_KINDS = ("stack", "fuse")  # AdapterComposition
+PRESETS = ("mam", "unipelt")  # AdapterUnion.mam / .unipelt, by name (--adapter_kind)
+_SLOT_USERS = ("houlsby", "pfeiffer", "parallel", "compacter", "pal")  # kinds that fill TransformerBlock slots
 SLOT_KINDS = ("houlsby", "pfeiffer", "parallel")  # bottleneck adapters in the blocks' slots: what compositions hold
 MERGEABLE_KINDS = ("lora", "ia3")  # folded into the frozen kernels for serving (adaptation.surgery)
 _SIZED_KINDS = ("houlsby", "pfeiffer", "parallel", "compacter", "pal")  # the kinds `size` describes
@@ -65,6 +70,8 @@ class AdapterConfig:
         ia3_targets: what (IA)^3 rescales (`layers.ia3.IA3_TARGETS`): the paper's key, value and ffn by default;
             add attention_output for peft's BERT default.
         prompt_length: P, the soft prompt's vectors (prompt).
+        gated: UniPELT's gate (Mao et al. 2022; `layers.gates.TokenGate`) on the module's contribution, for bottleneck
+            adapters (their bottleneck output), LoRA (its update) and prefix tuning (its keys and values).
         phm_dim, phm_rank: Compacter's n (the rules A_i are n x n; the widths must be divisible by it; AdapterHub: 4)
             and the rank r of its factors B_i (the paper: 1).
         prefix_length: P, the prefix positions per layer (prefix). prefix_projection: the width h of Li & Liang's
@@ -92,6 +99,7 @@ class AdapterConfig:
     phm_dim: int = 4
     phm_rank: int = 1
     prompt_length: int = 20
+    gated: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -128,6 +136,9 @@ class AdapterConfig:
             if self.size % self.phm_dim:
                 raise ValueError(f"AdapterConfig size={self.size} must be divisible by phm_dim={self.phm_dim} "
                                  "(Compacter's PHM projections).")
+        if self.gated and self.kind not in ("houlsby", "pfeiffer", "parallel", "compacter", "lora", "prefix"):
+            raise ValueError(f"AdapterConfig gated=True: UniPELT's gates are for bottleneck adapters, LoRA and prefix "
+                             f"tuning, not {self.kind}.")
         if self.kind == "prompt" and (not isinstance(self.prompt_length, int) or self.prompt_length < 1):
             raise ValueError(f"AdapterConfig prompt_length={self.prompt_length!r} must be a positive integer.")
         if self.kind == "prefix":
@@ -165,14 +176,108 @@ class AdapterConfig:
     def from_dict(cls, values):
         """An `AdapterConfig`, or an `AdapterComposition` for a dict of kind "stack" or "fuse" (what an encoder's
         `adapters` holds either way)."""
-        if isinstance(values, (AdapterConfig, AdapterComposition)):
+        if isinstance(values, (AdapterConfig, AdapterComposition, AdapterUnion)):
             return values
         if values.get("kind") in COMPOSITE_KINDS:
             return AdapterComposition.from_dict(values)
+        if values.get("kind") == "union":
+            return AdapterUnion.from_dict(values)
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"AdapterConfig: unknown fields {sorted(unknown)}.")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class AdapterUnion:
+    """Several kinds of adaptation in one encoder, each wired where it belongs (AdapterHub's ConfigUnion): slot
+    adapters in their slots, LoRA and (IA)^3 in the projections, prefixes in the attention, prompts in the input.
+
+    Attributes:
+        parts: `AdapterConfig`s of different kinds; at most one fills each slot (attention, ffn).
+        name: what the union is called ("mam", "unipelt", or None), for reports.
+        kind: "union".
+
+    Presets: `AdapterUnion.mam(hidden_size)`, `AdapterUnion.unipelt(hidden_size)`.
+    """
+
+    parts: Tuple[AdapterConfig, ...]
+    name: Optional[str] = None
+    kind: str = "union"
+
+    def __post_init__(self):
+        parts = tuple(AdapterConfig.from_dict(part) for part in self.parts)
+        object.__setattr__(self, "parts", parts)
+        if self.kind != "union":
+            raise ValueError(f"AdapterUnion kind={self.kind!r} must be 'union'.")
+        if len(parts) < 2 or not all(isinstance(part, AdapterConfig) for part in parts):
+            raise ValueError("An AdapterUnion joins at least two AdapterConfigs (compositions do not nest in it).")
+        kinds = [part.kind for part in parts]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"An AdapterUnion holds each kind once: {kinds}.")
+        for sublayer in ("attention", "ffn"):
+            users = [part.kind for part in parts if part.kind in _SLOT_USERS and sublayer in part.sublayers]
+            if len(users) > 1:
+                raise ValueError(f"{' and '.join(users)} would both fill the {sublayer} slot; a union gives each slot "
+                                 "one adapter (AdapterComposition stacks or fuses several).")
+        if any(part.kind == "prefix" and part.prefix_projection for part in parts):
+            raise ValueError("A union's prefix is trained directly (prefix_projection=0).")
+
+    def part(self, kind: str) -> Optional[AdapterConfig]:
+        """The part of that kind, or None."""
+        return next((part for part in self.parts if part.kind == kind), None)
+
+    @classmethod
+    def mam(cls, hidden_size: int, prefix_length: int = 30, adapter_size: Optional[int] = None, scale: float = 4.0):
+        """He et al. (2022)'s "mix-and-match" adapter: prefix tuning (P = 30) in the attention and a parallel adapter
+        beside the FFN scaled by 4, of width hidden/2 (AdapterHub's MAMConfig: reduction factor 2). The prefixes
+        train directly here (AdapterHub trains them through an MLP; the MLP did worse on SST-2-8k)."""
+        return cls((AdapterConfig(kind="prefix", prefix_length=prefix_length),
+                    AdapterConfig(kind="parallel", size=adapter_size or hidden_size // 2, scale=scale,
+                                  sublayers=("ffn",))), name="mam")
+
+    @classmethod
+    def unipelt(cls, hidden_size: int, lora_rank: int = 8, prefix_length: int = 10, adapter_size: Optional[int] = None):
+        """Mao et al. (2022)'s UniPELT, as AdapterHub's UniPELTConfig: gated LoRA (r = 8, on query and value), gated
+        prefix tuning (P = 10, trained directly here) and a gated Pfeiffer adapter of width hidden/16; each gate
+        learns per example how much of its module to use. LoRA's alpha is ours (16; AdapterHub's preset: 2)."""
+        return cls((AdapterConfig(kind="lora", lora_rank=lora_rank, gated=True),
+                    AdapterConfig(kind="prefix", prefix_length=prefix_length, gated=True),
+                    AdapterConfig(kind="pfeiffer", size=adapter_size or hidden_size // 16, gated=True)),
+                   name="unipelt")
+
+    def to_dict(self) -> dict:
+        return {"kind": "union", "name": self.name, "parts": [part.to_dict() for part in self.parts]}
+
+    @classmethod
+    def from_dict(cls, values) -> "AdapterUnion":
+        if isinstance(values, AdapterUnion):
+            return values
+        unknown = set(values) - {"kind", "name", "parts"}
+        if unknown:
+            raise ValueError(f"AdapterUnion: unknown fields {sorted(unknown)}.")
+        return cls(tuple(AdapterConfig.from_dict(part) for part in values["parts"]), values.get("name"))
+
+
+def mergeable(config) -> bool:
+    """Whether an encoder's `adapters` folds into the frozen kernels (`merge_adaptation`): LoRA or (IA)^3, ungated
+    (a gated update depends on each input)."""
+    return isinstance(config, AdapterConfig) and config.kind in MERGEABLE_KINDS and not config.gated
+
+
+def parts_of(config):
+    """The `AdapterConfig`s an encoder's `adapters` is made of: itself, a union's parts, none for a composition or
+    None."""
+    if isinstance(config, AdapterConfig):
+        return (config,)
+    if isinstance(config, AdapterUnion):
+        return config.parts
+    return ()
+
+
+def part_of_kind(config, kind: str) -> Optional[AdapterConfig]:
+    """The `AdapterConfig` of `kind` in an encoder's `adapters` (itself or a union's part), or None."""
+    return next((part for part in parts_of(config) if part.kind == kind), None)
 
 
 @dataclasses.dataclass(frozen=True)

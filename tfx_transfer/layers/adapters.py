@@ -12,6 +12,7 @@ import keras
 
 from tfx_transfer.layers.activations import get_activation
 from tfx_transfer.layers.attention import MultiHeadSelfAttention
+from tfx_transfer.layers.gates import TokenGate
 from tfx_transfer.layers.phm import PhmDense
 from tfx_transfer.layers.token_dense import TokenDense
 
@@ -33,6 +34,8 @@ class BottleneckAdapter(keras.layers.Layer):
         scale: output multiplier (parallel adapters).
         phm_rule: a shared `PhmRule` makes the projections PHM layers (Compacter, layers/phm.py) of rank `phm_rank`
             instead of dense ones; their variables are then `{down,up}/{w_left,w_right,bias}`.
+        gated: scale the bottleneck output by a `TokenGate` of the adapter's input (UniPELT), variables
+            `gate/dense/{kernel,bias}`; the adapter then reads every token (`mixes_tokens`).
 
     Call args:
         h: sub-layer output [B, T, H]; sublayer_input: [B, T, H] (parallel adapters); attention_mask ignored.
@@ -41,7 +44,7 @@ class BottleneckAdapter(keras.layers.Layer):
     """
 
     def __init__(self, size, activation="gelu", init_stddev=1e-2, zero_init_up=False, parallel=False, scale=1.0,
-                 phm_rule=None, phm_rank=1, **kwargs):
+                 phm_rule=None, phm_rank=1, gated=False, **kwargs):
         super().__init__(**kwargs)
         self._activation_fn = get_activation(activation, "Adapter activation")
         self.size = size
@@ -52,6 +55,8 @@ class BottleneckAdapter(keras.layers.Layer):
         self.scale = scale
         self.phm_rule = phm_rule
         self.phm_rank = phm_rank
+        self.gated = gated
+        self.gate = TokenGate(1, name="gate", dtype=self.dtype_policy) if gated else None
         init = keras.initializers.TruncatedNormal(stddev=init_stddev)
         if phm_rule is not None:
             self.down = PhmDense(size, phm_rule, phm_rank, name="down", dtype=self.dtype_policy)
@@ -68,19 +73,29 @@ class BottleneckAdapter(keras.layers.Layer):
             self.up = TokenDense(hidden, kernel_initializer=self._up_init, name="up", dtype=self.dtype_policy)
         self.down.build(input_shape)
         self.up.build(tuple(input_shape[:-1]) + (self.size,))
+        if self.gate is not None:
+            self.gate.build(input_shape)
         self.built = True
 
-    def call(self, h, sublayer_input=None, attention_mask=None, training=None):
-        return h + self.delta(h, sublayer_input)
+    @property
+    def mixes_tokens(self) -> bool:
+        """A gated adapter's output at one position depends on every token (its gate is their mean)."""
+        return self.gated
 
-    def delta(self, h, sublayer_input=None):
-        """What the adapter adds to h: scale * up(act(down(z))) [B, T, H] (AdapterFusion combines these)."""
+    def call(self, h, sublayer_input=None, attention_mask=None, training=None):
+        return h + self.delta(h, sublayer_input, attention_mask)
+
+    def delta(self, h, sublayer_input=None, attention_mask=None):
+        """What the adapter adds to h: g * scale * up(act(down(z))) [B, T, H] (AdapterFusion combines these; g the
+        gate, 1 when not gated)."""
         z = sublayer_input if self.parallel else h
         if z is None:
             raise ValueError("A parallel adapter needs the sub-layer input (sublayer_input=...).")
         delta = self.up(self._activation_fn(self.down(z)))
         if self.scale != 1.0:
             delta = delta * self.scale
+        if self.gate is not None:
+            delta = delta * self.gate(z, attention_mask)[:, :, None]  # [B, 1, 1]
         return delta
 
     def compute_output_shape(self, h_shape, sublayer_input_shape=None, attention_mask_shape=None):
@@ -89,7 +104,8 @@ class BottleneckAdapter(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(size=self.size, activation=self.activation, init_stddev=self.init_stddev,
-                      zero_init_up=self.zero_init_up, parallel=self.parallel, scale=self.scale, phm_rank=self.phm_rank)
+                      zero_init_up=self.zero_init_up, parallel=self.parallel, scale=self.scale, phm_rank=self.phm_rank,
+                      gated=self.gated)
         return config
 
 

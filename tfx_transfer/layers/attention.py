@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from tfx_transfer.layers.gates import TokenGate
 from tfx_transfer.layers.ia3 import IA3Scale, scales_input
 from tfx_transfer.layers.lora import LoRADelta
 from tfx_transfer.layers.prefix import with_prefix
@@ -63,6 +64,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             with `lora_alpha` and `lora_dropout`; sub-layers are named `<target>_lora`.
         ia3_targets: (IA)^3 vectors (`IA3Scale`, Liu et al. 2022) on the outputs of the "key" and/or "value"
             projections and/or on the input of "attention_output" (the context); sub-layers `<target>_ia3`.
+        lora_gated, prefix_gated: UniPELT's gates (`TokenGate`, Mao et al. 2022) on the LoRA updates (one per
+            target, `<target>_lora/gate`) and on the prefix keys and values (`prefix_gate`, two values), each computed
+            from the layer input x over its real tokens.
 
     Call args:
         x: float [B, T, H].
@@ -78,7 +82,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     """
 
     def __init__(self, num_heads, dropout_rate=0.1, initializer_range=0.02, lora_rank=0, lora_alpha=16.0,
-                 lora_dropout=0.0, lora_targets=("query", "value"), ia3_targets=(), **kwargs):
+                 lora_dropout=0.0, lora_targets=("query", "value"), ia3_targets=(), lora_gated=False,
+                 prefix_gated=False, **kwargs):
         super().__init__(**kwargs)
         bad = set(ia3_targets) - {"key", "value", "attention_output"}
         if bad:
@@ -91,8 +96,11 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.lora_dropout = lora_dropout
         self.lora_targets = tuple(lora_targets)
         self.ia3_targets = tuple(ia3_targets)
+        self.lora_gated = lora_gated
+        self.prefix_gated = prefix_gated
         self.lora = {}
         self.ia3 = {}
+        self.prefix_gate = TokenGate(2, name="prefix_gate", dtype=self.dtype_policy) if prefix_gated else None
         self.dropout = keras.layers.Dropout(dropout_rate, name="dropout", dtype=self.dtype_policy)
 
     def build(self, input_shape):
@@ -112,7 +120,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         if self.lora_rank:
             for name in self.lora_targets:
                 delta = LoRADelta(self.lora_rank, hidden_size, alpha=self.lora_alpha, dropout_rate=self.lora_dropout,
-                                  name=f"{name}_lora", dtype=self.dtype_policy)
+                                  gated=self.lora_gated, name=f"{name}_lora", dtype=self.dtype_policy)
                 delta.build(input_shape)
                 setattr(self, f"{name}_lora", delta)
                 self.lora[name] = delta
@@ -121,15 +129,17 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             scale.build(input_shape)
             setattr(self, f"{name}_ia3", scale)
             self.ia3[name] = scale
+        if self.prefix_gate is not None:
+            self.prefix_gate.build(input_shape)
         self.built = True
 
-    def _project(self, name, x, training):
+    def _project(self, name, x, training, gates=None):
         ia3 = self.ia3.get(name)
         if ia3 is not None and scales_input(name):
             x = ia3(x)
         out = getattr(self, name)(x)
         if name in self.lora:
-            out = out + self.lora[name](x, training=training)
+            out = out + self.lora[name](x, training=training, gate=(gates or {}).get(name))
         if ia3 is not None and not scales_input(name):
             out = ia3(out)
         return out
@@ -141,22 +151,26 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
     def call(self, x, attention_mask=None, training=None, first_token_only=False, prefix=None):
         queries = x[:, :1] if first_token_only else x  # [B, T|1, H]
+        # UniPELT's gates read the whole layer input (every token's, whichever rows are computed)
+        gates = {name: delta.gate_value(x, attention_mask) for name, delta in self.lora.items() if delta.gated}
+        prefix_gate = self.prefix_gate(x, attention_mask) if self.prefix_gate is not None and prefix is not None \
+            else None  # [B, 2]
         if first_token_only:
             attention_mask = first_query_mask(attention_mask)
         # Scaling q before the product is cheaper than scaling the [B, N, T, T] scores.
-        q = self._project("query", queries, training) * (1.0 / math.sqrt(self.head_size))  # [B, T|1, H]
-        k = self._project("key", x, training)  # [B, S, H]
-        v = self._project("value", x, training)  # [B, S, H]
+        q = self._project("query", queries, training, gates) * (1.0 / math.sqrt(self.head_size))  # [B, T|1, H]
+        k = self._project("key", x, training, gates)  # [B, S, H]
+        v = self._project("value", x, training, gates)  # [B, S, H]
         bias = None if attention_mask is None else attention_bias(attention_mask, q.dtype)  # [B, 1, 1|T, S]
         if prefix is not None:  # S -> P + S keys and values
-            k, v, bias = with_prefix(k, v, bias, prefix)
+            k, v, bias = with_prefix(k, v, bias, prefix, prefix_gate)
         if training:
             q_split, k, v = (self._split_heads(t) for t in (q, k, v))  # [B, N, T|S, D]
             context = self._attend(q_split, k, v, bias, training)  # [B, N, T, D]
             context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), ops.shape(q))
         else:
             context = self._attend_head_by_head(q, k, v, bias)
-        return self._project("attention_output", context, training)  # [B, T, H]
+        return self._project("attention_output", context, training, gates)  # [B, T, H]
 
     def _attend(self, q, k, v, bias, training):
         """softmax(q k^T + bias) v over the heads, as one [B, N, T, S] batch. Returns [B, N, T, D]."""
@@ -203,5 +217,5 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         config.update(num_heads=self.num_heads, dropout_rate=self.dropout_rate,
                       initializer_range=self.initializer_range, lora_rank=self.lora_rank, lora_alpha=self.lora_alpha,
                       lora_dropout=self.lora_dropout, lora_targets=list(self.lora_targets),
-                      ia3_targets=list(self.ia3_targets))
+                      ia3_targets=list(self.ia3_targets), lora_gated=self.lora_gated, prefix_gated=self.prefix_gated)
         return config

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfx_transfer.layers.gates import TokenGate
 from tfx_transfer.layers.token_dense import token_matmul
 
 
@@ -19,17 +20,21 @@ class LoRADelta(keras.layers.Layer):
     Args:
         rank: r. alpha: scaling numerator. dropout_rate: dropout on the input (training only).
         units: output width (the projection's).
+        gated: a `TokenGate` (UniPELT) scales the update per example; the attention computes it from the whole
+            layer input (`gate_value`) and passes it to the call.
 
-    Variables: `lora_a` [in, r], `lora_b` [r, units].
+    Variables: `lora_a` [in, r], `lora_b` [r, units]; gated: `gate/dense/{kernel,bias}`.
     """
 
-    def __init__(self, rank, units, alpha=16.0, dropout_rate=0.0, **kwargs):
+    def __init__(self, rank, units, alpha=16.0, dropout_rate=0.0, gated=False, **kwargs):
         super().__init__(**kwargs)
         self.rank = rank
         self.units = units
         self.alpha = alpha
         self.dropout_rate = dropout_rate
+        self.gated = gated
         self.dropout = keras.layers.Dropout(dropout_rate, name="dropout", dtype=self.dtype_policy)
+        self.gate = TokenGate(1, name="gate", dtype=self.dtype_policy) if gated else None
 
     def build(self, input_shape):
         fan_in = input_shape[-1]
@@ -37,15 +42,23 @@ class LoRADelta(keras.layers.Layer):
         self.lora_a = self.add_weight(name="lora_a", shape=(fan_in, self.rank),
                                       initializer=keras.initializers.RandomUniform(-limit, limit))
         self.lora_b = self.add_weight(name="lora_b", shape=(self.rank, self.units), initializer="zeros")
+        if self.gate is not None:
+            self.gate.build(input_shape)
         self.built = True
 
     @property
     def scaling(self):
         return self.alpha / self.rank
 
-    def call(self, x, training=None):
+    def call(self, x, training=None, gate=None):
+        """x [B, T, in] -> [B, T, units]; `gate` [B, 1] (gated: from `gate_value`) scales each example's update."""
         x = self.dropout(x, training=training)
-        return token_matmul(token_matmul(x, self.lora_a), self.lora_b) * self.scaling
+        delta = token_matmul(token_matmul(x, self.lora_a), self.lora_b) * self.scaling
+        return delta if gate is None else delta * gate[:, :, None]
+
+    def gate_value(self, x, mask=None):
+        """The gate [B, 1] of the layer input x [B, T, in] (gated only)."""
+        return self.gate(x, mask)
 
     def merged_kernel_delta(self):
         return ops.matmul(self.lora_a, self.lora_b) * self.scaling
@@ -55,5 +68,6 @@ class LoRADelta(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(rank=self.rank, units=self.units, alpha=self.alpha, dropout_rate=self.dropout_rate)
+        config.update(rank=self.rank, units=self.units, alpha=self.alpha, dropout_rate=self.dropout_rate,
+                      gated=self.gated)
         return config

@@ -86,13 +86,17 @@ class PrefixEncoder(keras.layers.Layer):
         return config
 
 
-def with_prefix(keys, values, bias, prefix):
+def with_prefix(keys, values, bias, prefix, gate=None):
     """keys, values [B, S, H] -> [B, P + S, H] with the layer's prefix [2, P, H] in front; the additive mask bias
-    [B, 1, 1|T, S] (or None) gets P zeros in front (prefixes are never masked)."""
+    [B, 1, 1|T, S] (or None) gets P zeros in front (prefixes are never masked). `gate` [B, 2] (UniPELT) scales each
+    example's prefix keys and values."""
     batch = ops.shape(keys)[0]
     prefix = ops.cast(prefix, keys.dtype)
     prefix_keys = ops.broadcast_to(prefix[0][None], (batch,) + tuple(prefix.shape[1:]))  # [B, P, H]
     prefix_values = ops.broadcast_to(prefix[1][None], (batch,) + tuple(prefix.shape[1:]))
+    if gate is not None:
+        gate = ops.cast(gate, keys.dtype)
+        prefix_keys, prefix_values = prefix_keys * gate[:, :1, None], prefix_values * gate[:, 1:, None]
     keys = ops.concatenate([prefix_keys, keys], axis=1)
     values = ops.concatenate([prefix_values, values], axis=1)
     if bias is not None:

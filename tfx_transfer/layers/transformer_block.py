@@ -38,6 +38,7 @@ class TransformerBlock(keras.layers.Layer):
             `MultiHeadSelfAttention`).
         ia3_targets: (IA)^3 vectors (Liu et al. 2022; `layers.ia3`): "ffn" scales the FFN's intermediate
             activation (`intermediate_ia3/scale` [I]); "key", "value", "attention_output" go to the attention.
+        lora_gated, prefix_gated: UniPELT's gates on the LoRA updates and the prefix (see `MultiHeadSelfAttention`).
 
     Call args:
         x: float [B, T, H]; attention_mask: 0/1 [B, T] or [B, T, T]; training: enables dropout.
@@ -61,7 +62,7 @@ class TransformerBlock(keras.layers.Layer):
     def __init__(self, num_heads, intermediate_size, hidden_act="gelu", hidden_dropout_rate=0.1,
                  attention_dropout_rate=0.1, layer_norm_epsilon=1e-12, initializer_range=0.02,
                  attention_adapter=None, output_adapter=None, lora_rank=0, lora_alpha=16.0, lora_dropout=0.0,
-                 lora_targets=("query", "value"), ia3_targets=(), **kwargs):
+                 lora_targets=("query", "value"), ia3_targets=(), lora_gated=False, prefix_gated=False, **kwargs):
         super().__init__(**kwargs)
         bad = set(ia3_targets) - set(IA3_TARGETS)
         if bad:
@@ -80,6 +81,8 @@ class TransformerBlock(keras.layers.Layer):
         self.lora_dropout = lora_dropout
         self.lora_targets = tuple(lora_targets)
         self.ia3_targets = tuple(ia3_targets)
+        self.lora_gated = lora_gated
+        self.prefix_gated = prefix_gated
         self._activation = get_activation(hidden_act)
 
         policy = self.dtype_policy
@@ -88,6 +91,7 @@ class TransformerBlock(keras.layers.Layer):
                                                      lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                                                      lora_targets=lora_targets,
                                                      ia3_targets=[t for t in self.ia3_targets if t != "ffn"],
+                                                     lora_gated=lora_gated, prefix_gated=prefix_gated,
                                                      name="self_attention", dtype=policy)
         self.attention_dropout = keras.layers.Dropout(hidden_dropout_rate, name="attention_dropout", dtype=policy)
         self.self_attention_layer_norm = keras.layers.LayerNormalization(
@@ -163,7 +167,8 @@ class TransformerBlock(keras.layers.Layer):
             attention_adapter=keras.saving.serialize_keras_object(self.attention_adapter),
             output_adapter=keras.saving.serialize_keras_object(self.output_adapter),
             lora_rank=self.lora_rank, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
-            lora_targets=list(self.lora_targets), ia3_targets=list(self.ia3_targets),
+            lora_targets=list(self.lora_targets), ia3_targets=list(self.ia3_targets), lora_gated=self.lora_gated,
+            prefix_gated=self.prefix_gated,
         )
         return config
 
