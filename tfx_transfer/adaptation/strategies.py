@@ -20,7 +20,7 @@ from tfx_transfer.checkpoints.loader import model_variables
 from tfx_transfer.encoders.bert_encoder import find_encoder
 from tfx_transfer.keras_compat import sublayers
 from tfx_transfer.adaptation.members import member_variable
-from tfx_transfer.layers.adapter_config import AdapterComposition, is_adaptation_variable
+from tfx_transfer.layers.adapter_config import AdapterComposition, adapted_layers, is_adaptation_variable
 
 STRATEGIES = ("full", "feature_extraction", "adapters", "top_k", "bitfit", "lora", "fusion")
 
@@ -110,11 +110,18 @@ def _predicate(name: str, model, options) -> Callable[[str, str], bool]:
         if not has_adaptation:
             raise ValueError(f"Strategy {name!r} needs an encoder built with adapters=AdapterConfig(...); this "
                              "encoder has no adapter variables.")
+        adapted = adapted_layers(adapters, num_layers)
+
+        def adapted_norm(path):  # a LayerNorm of an adapted layer (the embeddings' when the first layer is one)
+            match = re.match(r"transformer_layer_(\d+)/", path)
+            return int(match.group(1)) in adapted if match else 0 in adapted
+
         unknown = sorted(set(frozen) - set(getattr(adapters, "names", ())))
         if unknown:
             raise ValueError(f"frozen_adapters {unknown}: the encoder's composition has no such adapters.")
         return lambda path, group: ((group == "adapters" and not any(member_variable(path, n) for n in frozen))
-                                    or group == "head" or (group == "layer_norm" and train_layer_norms)
+                                    or group == "head" or (group == "layer_norm" and train_layer_norms
+                                                           and adapted_norm(path))
                                     or (group == "pooler" and train_pooler))
     if name == "fusion":
         if not (isinstance(adapters, AdapterComposition) and adapters.kind == "fuse"):
@@ -141,7 +148,9 @@ def apply_strategy(model, name: str, **options) -> ParameterReport:
         adapters / lora      the adaptation (adapters, LoRA matrices, (IA)^3 vectors, prefixes), LayerNorms
                              (train_layer_norms: True by default, as Houlsby et al. and adapter-bert; False as
                              AdapterHub, and the default for (IA)^3 and prefix tuning, whose papers train nothing
-                             else) and the head train; the rest is frozen. train_pooler=False by default. In a
+                             else; only those of adapted layers, and the embeddings' when the first is one, so that
+                             with adapters in the top layers only (AdapterDrop) nothing below them trains) and the
+                             head train; the rest is frozen. train_pooler=False by default. In a
                              composition, `frozen_adapters=(names)` keeps those members fixed (a stack's lower
                              adapters, MAD-X).
         fusion               an AdapterFusion's query, key and value matrices and the head; the fused adapters, the

@@ -125,26 +125,24 @@ def _single_adapter_config(options: ModelOptions) -> Optional[AdapterConfig]:
         raise FlagError(f"--adapter_size={options.adapter_size} must be >= 1.")
     if not options.adapter_init_stddev > 0:
         raise FlagError(f"--adapter_init_stddev={options.adapter_init_stddev} must be > 0.")
-    if kind == "lora":
-        return AdapterConfig(kind="lora", lora_rank=options.lora_rank, lora_alpha=2.0 * options.lora_rank)
-    if kind == "prefix":
-        try:
-            return AdapterConfig(kind="prefix", prefix_length=options.prefix_length,
-                                 prefix_projection=options.prefix_projection)
-        except ValueError as e:
-            raise FlagError(f"--prefix_length={options.prefix_length} / --prefix_projection="
-                            f"{options.prefix_projection}: {e}") from e
-    if kind == "prompt":
-        if options.prompt_length < 1:
-            raise FlagError(f"--prompt_length={options.prompt_length} must be >= 1.")
-        return AdapterConfig(kind="prompt", prompt_length=options.prompt_length)
-    if kind == "compacter":
-        try:
-            return AdapterConfig(kind="compacter", size=options.adapter_size, phm_dim=options.phm_dim,
-                                 phm_rank=options.phm_rank)
-        except ValueError as e:
-            raise FlagError(f"--adapter_kind=compacter: {e}") from e
-    return AdapterConfig(kind=kind, size=options.adapter_size, init_stddev=options.adapter_init_stddev)
+    if kind == "prompt" and options.prompt_length < 1:
+        raise FlagError(f"--prompt_length={options.prompt_length} must be >= 1.")
+    fields = {"lora": dict(lora_rank=options.lora_rank, lora_alpha=2.0 * options.lora_rank),
+              "prefix": dict(prefix_length=options.prefix_length, prefix_projection=options.prefix_projection),
+              "prompt": dict(prompt_length=options.prompt_length),
+              "compacter": dict(size=options.adapter_size, phm_dim=options.phm_dim, phm_rank=options.phm_rank),
+              }.get(kind, dict(size=options.adapter_size, init_stddev=options.adapter_init_stddev))
+    if options.adapter_drop:
+        fields["drop_lowest"] = options.adapter_drop
+    try:
+        return AdapterConfig(kind=kind, **fields)
+    except ValueError as e:
+        given = ", ".join(f"--{flag}" for flag in ("adapter_kind", *_FLAGS.get(kind, ()), "adapter_drop"))
+        raise FlagError(f"{given}: {e}") from e
+
+
+_FLAGS = {"prefix": ("prefix_length", "prefix_projection"), "prompt": ("prompt_length",),
+          "compacter": ("adapter_size", "phm_dim", "phm_rank"), "lora": ("lora_rank",)}
 
 
 def strategy_arguments(options: ModelOptions) -> dict:

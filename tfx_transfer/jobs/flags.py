@@ -94,6 +94,8 @@ def define_common_flags(max_seq_length: int, train_batch_size: int = 32, learnin
                           "prefixes (Li & Liang 2021 use 512; dropped from the adapter file); 0 trains them directly.")
     define.DEFINE_integer("prompt_length", 20, "Prompt tuning (--adapter_kind=prompt): P, the vectors inserted after "
                           "[CLS] (initialised from the embeddings of P sampled vocabulary tokens, Lester et al.).")
+    define.DEFINE_integer("adapter_drop", 0, "AdapterDrop (Rücklé et al. 2021): no adaptation in the lowest N layers, "
+                          "so nothing trains below them and the backward pass stops there (faster training).")
     define.DEFINE_integer("phm_dim", 4, "Compacter (--adapter_kind=compacter): n, the size of the shared PHM rules "
                           "(--adapter_size and the hidden size must be divisible by it).")
     define.DEFINE_integer("phm_rank", 1, "Compacter: the rank of each PHM factor (the paper: 1).")
