@@ -65,8 +65,9 @@ def _steady_rate(step_ends):
 
 
 # ------------------------------------------------------------------------------------------ Hugging Face side
-def run_hf(recipe: str, model_dir: str, seed: int = SEED) -> dict:
-    """One SST-2-8k run of transformers' Trainer (`recipe` in HF_RECIPES' values); all numbers measured here."""
+def run_hf(recipe: str, model_dir: str, seed: int = SEED, peft_config=None, learning_rate: float = LR) -> dict:
+    """One SST-2-8k run of transformers' Trainer (`recipe` in HF_RECIPES' values); all numbers measured here.
+    `peft_config`: a Hugging Face peft config the model is wrapped with (`get_peft_model`) before training."""
     import numpy as np
     import torch
     import transformers
@@ -78,6 +79,10 @@ def run_hf(recipe: str, model_dir: str, seed: int = SEED) -> dict:
     dev_texts, dev_labels = sst2_labelled("dev")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
+    if peft_config is not None:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, peft_config)
     padding = "max_length" if recipe == "fixed" else False
     encoded = tokenizer(texts, truncation=True, max_length=SEQ, padding=padding)
     train = [dict({k: encoded[k][i] for k in encoded}, labels=labels[i]) for i in range(len(texts))]
@@ -103,7 +108,7 @@ def run_hf(recipe: str, model_dir: str, seed: int = SEED) -> dict:
 
     arguments = TrainingArguments(
         output_dir=tempfile.mkdtemp(), per_device_train_batch_size=BATCH, per_device_eval_batch_size=BATCH,
-        learning_rate=LR, weight_decay=WEIGHT_DECAY, warmup_steps=WARMUP, lr_scheduler_type="linear",
+        learning_rate=learning_rate, weight_decay=WEIGHT_DECAY, warmup_steps=WARMUP, lr_scheduler_type="linear",
         max_grad_norm=1.0, num_train_epochs=1, seed=seed, save_strategy="no", eval_strategy="no",
         logging_strategy="no", report_to="none", use_cpu=True, dataloader_num_workers=0,
         train_sampling_strategy="group_by_length" if recipe == "group_by_length" else "random")
@@ -128,6 +133,7 @@ def run_hf(recipe: str, model_dir: str, seed: int = SEED) -> dict:
             "train_examples_per_s": _steady_rate(clock.ends), "first_step_s": clock.ends[0] - clock.begin,
             "epoch_wall_s": clock.ends[-1] - clock.begin, "inference_examples_per_s": len(dev_texts) / inference_s,
             "mean_padded_length": sum(train_padded) / len(train_padded),
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "library": f"transformers {transformers.__version__}, torch {torch.__version__}, "
                        f"{torch.get_num_threads()} threads"}
 

@@ -346,3 +346,22 @@ def test_average_of_adaptations_is_the_weighted_mean_of_their_arrays(tiny_tasks,
         average_adaptations(files[:1])
     with pytest.raises(ValueError, match="3 weights for 2"):
         average_adaptations(files, weights=[1, 2, 3])
+
+
+def test_batch_split_serves_every_later_kind_too(tmp_path):
+    """Compacter, prompt tuning and UniPELT (a gated union) as tasks of one BatchSplit: rows equal their models."""
+    from tfx_transfer.layers.adapter_config import AdapterUnion
+
+    keras.utils.set_random_seed(11)
+    base = BertEncoder(**TINY)
+    tasks = (("compacter", 2, AdapterConfig("compacter", size=8)),
+             ("prompt", 3, AdapterConfig("prompt", prompt_length=2)),
+             ("unipelt", 2, AdapterUnion.unipelt(16, prefix_length=2, adapter_size=4)))
+    models = _task_models(base, tasks, seed=4)
+    model = BatchSplit(base, models)
+    data = random_bert_inputs(5, 6, 60)
+    task_ids = np.array([2, 0, 1, 2, 1], np.int32)
+    logits = np.asarray(model({**data, "task_ids": task_ids}))
+    for row, index in enumerate(task_ids):
+        alone = np.asarray(models[model.task_names[index]]({k: v[row:row + 1] for k, v in data.items()}))[0]
+        np.testing.assert_allclose(logits[row, :len(alone)], alone, atol=1e-5)

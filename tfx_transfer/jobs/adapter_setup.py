@@ -130,6 +130,7 @@ def _single_adapter_config(options: ModelOptions) -> Optional[AdapterConfig]:
     fields = {"lora": dict(lora_rank=options.lora_rank, lora_alpha=2.0 * options.lora_rank),
               "prefix": dict(prefix_length=options.prefix_length, prefix_projection=options.prefix_projection),
               "prompt": dict(prompt_length=options.prompt_length),
+              "ia3": dict(ia3_targets=options.ia3_targets) if options.ia3_targets else {},
               "compacter": dict(size=options.adapter_size, phm_dim=options.phm_dim, phm_rank=options.phm_rank),
               }.get(kind, dict(size=options.adapter_size, init_stddev=options.adapter_init_stddev))
     if options.adapter_drop:
@@ -137,11 +138,12 @@ def _single_adapter_config(options: ModelOptions) -> Optional[AdapterConfig]:
     try:
         return AdapterConfig(kind=kind, **fields)
     except ValueError as e:
-        given = ", ".join(f"--{flag}" for flag in ("adapter_kind", *_FLAGS.get(kind, ()), "adapter_drop"))
+        named = ("adapter_kind", *_FLAGS.get(kind, ()), *(("adapter_drop",) if options.adapter_drop else ()))
+        given = ", ".join(f"--{flag}" for flag in named)
         raise FlagError(f"{given}: {e}") from e
 
 
-_FLAGS = {"prefix": ("prefix_length", "prefix_projection"), "prompt": ("prompt_length",),
+_FLAGS = {"prefix": ("prefix_length", "prefix_projection"), "prompt": ("prompt_length",), "ia3": ("ia3_targets",),
           "compacter": ("adapter_size", "phm_dim", "phm_rank"), "lora": ("lora_rank",)}
 
 

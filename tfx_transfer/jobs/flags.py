@@ -24,6 +24,7 @@ from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.jobs.options import (ClassifierOptions, DistributionOptions, ModelOptions, NerOptions,
                                        OutputOptions, PretrainingOptions, SquadOptions, TrainingOptions)
 from tfx_transfer.layers.adapter_config import KINDS, PRESETS
+from tfx_transfer.layers.ia3 import IA3_TARGETS
 from tfx_transfer.models.feature_classifier import FEATURE_HEADS
 
 FLAGS = flags.FLAGS
@@ -94,6 +95,9 @@ def define_common_flags(max_seq_length: int, train_batch_size: int = 32, learnin
                           "prefixes (Li & Liang 2021 use 512; dropped from the adapter file); 0 trains them directly.")
     define.DEFINE_integer("prompt_length", 20, "Prompt tuning (--adapter_kind=prompt): P, the vectors inserted after "
                           "[CLS] (initialised from the embeddings of P sampled vocabulary tokens, Lester et al.).")
+    define.DEFINE_list("ia3_targets", None, f"(IA)^3 (--adapter_kind=ia3): what its vectors rescale, of "
+                       f"{', '.join(IA3_TARGETS)} (default: the paper's key,value,ffn; Hugging Face peft's BERT default "
+                       "adds attention_output).")
     define.DEFINE_integer("adapter_drop", 0, "AdapterDrop (Rücklé et al. 2021): no adaptation in the lowest N layers, "
                           "so nothing trains below them and the backward pass stops there (faster training).")
     define.DEFINE_integer("phm_dim", 4, "Compacter (--adapter_kind=compacter): n, the size of the shared PHM rules "
@@ -366,7 +370,8 @@ def _command_line():
 def _shared():
     return dict(
         model=_group(ModelOptions, do_lower_case=_given("do_lower_case"), train_layer_norms=_given("train_layer_norms"),
-                     stack_adapters=_tuple("stack_adapters"), fuse_adapters=_tuple("fuse_adapters")),
+                     stack_adapters=_tuple("stack_adapters"), fuse_adapters=_tuple("fuse_adapters"),
+                     ia3_targets=_tuple("ia3_targets")),
         training=_group(TrainingOptions, weight_decay=_given("weight_decay"),
                         batch_padding=FLAGS.batch_padding or default_padding(FLAGS.jit_compile),
                         sequential_unfreezing_epochs=_sequential_unfreezing_epochs()),

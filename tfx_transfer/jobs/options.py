@@ -39,6 +39,7 @@ class ModelOptions:
     phm_rank: int = 1
     prompt_length: int = 20
     adapter_drop: int = 0
+    ia3_targets: Optional[Tuple[str, ...]] = None  # None: the paper's (key, value, ffn)
     top_k: int = 2
     train_layer_norms: Optional[bool] = None  # None: the strategy's default for the adapter kind
     stack_adapters: Optional[Tuple[str, ...]] = None  # NAME:PATH of frozen adapters under the new one
