@@ -38,6 +38,36 @@ METHODS = {
                 "(IA)^3, 2 epochs"),
     "prefix": (["--adaptation=adapters", "--adapter_kind=prefix", "--prefix_length=20", "--learning_rate=5e-2"],
                "prefix tuning, P=20, trained directly"),
+    # The methods of issue 25's second round, each with its paper's or AdapterHub's shape; rates from seed-0 scans.
+    "compacter": (["--adaptation=adapters", "--adapter_kind=compacter", "--adapter_size=12", "--learning_rate=3e-3"],
+                  "Compacter (PHM n=4, rank 1), m=12, lr 3e-3"),
+    "compacter_1e-2": (["--adaptation=adapters", "--adapter_kind=compacter", "--adapter_size=12",
+                        "--learning_rate=1e-2"], "Compacter, lr 1e-2"),
+    "prompt": (["--adaptation=adapters", "--adapter_kind=prompt", "--prompt_length=20", "--learning_rate=3e-2"],
+               "prompt tuning, P=20 (vocabulary init), lr 3e-2"),
+    "prompt_1e-1": (["--adaptation=adapters", "--adapter_kind=prompt", "--prompt_length=20", "--learning_rate=1e-1"],
+                    "prompt tuning, P=20, lr 1e-1"),
+    "mam": (["--adaptation=adapters", "--adapter_kind=mam", "--learning_rate=1e-3"],
+            "MAM: prefix P=30 + parallel FFN adapter 192 x4, lr 1e-3"),
+    "mam_5e-3": (["--adaptation=adapters", "--adapter_kind=mam", "--learning_rate=5e-3"], "MAM, lr 5e-3"),
+    "unipelt": (["--adaptation=adapters", "--adapter_kind=unipelt", "--learning_rate=1e-3"],
+                "UniPELT: gated LoRA r=8 + prefix P=10 + Pfeiffer 24, lr 1e-3"),
+    "unipelt_5e-3": (["--adaptation=adapters", "--adapter_kind=unipelt", "--learning_rate=5e-3"], "UniPELT, lr 5e-3"),
+    # AdapterDrop (Rücklé et al. 2021): Houlsby adapters in the top layers only; nothing trains below them.
+    "adapterdrop_2": (["--adaptation=adapters", "--adapter_size=64", "--learning_rate=1e-3", "--adapter_drop=2"],
+                      "AdapterDrop: Houlsby 64 in layers 2-5 only, lr 1e-3"),
+    "adapterdrop_3": (["--adaptation=adapters", "--adapter_size=64", "--learning_rate=1e-3", "--adapter_drop=3"],
+                      "AdapterDrop: Houlsby 64 in layers 3-5 only, lr 1e-3"),
+    # The Houlsby recipe scan (issue 25: within 0.5 point of full fine-tuning?) and full fine-tuning's second epoch.
+    "full_2ep": (["--adaptation=full", "--learning_rate=5e-5", "--num_train_epochs=2"], "full fine-tuning, 2 epochs"),
+    "houlsby_5e-4": (["--adaptation=adapters", "--adapter_size=64", "--learning_rate=5e-4"], "Houlsby 64, lr 5e-4"),
+    "houlsby_2e-3": (["--adaptation=adapters", "--adapter_size=64", "--learning_rate=2e-3"], "Houlsby 64, lr 2e-3"),
+    "houlsby_4e-3": (["--adaptation=adapters", "--adapter_size=64", "--learning_rate=4e-3"], "Houlsby 64, lr 4e-3"),
+    "houlsby_init1e-3": (["--adaptation=adapters", "--adapter_size=64", "--learning_rate=1e-3",
+                          "--adapter_init_stddev=1e-3"], "Houlsby 64, lr 1e-3, init 1e-3 (adapter-bert's code)"),
+    "houlsby_256": (["--adaptation=adapters", "--adapter_size=256", "--learning_rate=1e-3"], "Houlsby 256, lr 1e-3"),
+    "houlsby_2ep": (["--adaptation=adapters", "--adapter_size=64", "--learning_rate=1e-3", "--num_train_epochs=2"],
+                    "Houlsby 64, lr 1e-3, 2 epochs"),
 }
 
 
@@ -110,6 +140,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--results_name", default="peft_methods", help="results/<name>.{json,md} (scans: another "
+                        "name, so the main table stays)")
     args = parser.parse_args()
     methods = args.methods.split(",")
     unknown = sorted(set(methods) - set(METHODS))
@@ -124,7 +156,7 @@ def main():
                   f"ex/s  predict {r['dev_inference_examples_per_s']:.0f} ex/s  wall {r['process_wall_s']:.0f} s",
                   flush=True)
     summary = summarise(rows)
-    write_results("peft_methods", {"rows": rows, "summary": summary}, table(summary, sys.argv))
+    write_results(args.results_name, {"rows": rows, "summary": summary}, table(summary, sys.argv))
 
 
 if __name__ == "__main__":

@@ -55,9 +55,9 @@ def adaptation_state(model, labels: Optional[list] = None, extra: Optional[dict]
 
     The arrays: every trainable variable and every adaptation variable (prefix tuning's reparameterisation MLP is
     replaced by the prefixes it computes), except a composition's adapters that did not train (a fusion's, a stack's
-    lower ones): the metadata's "members" refers to those by name and fingerprint (`with_members` reads them back). The metadata: the adapter config, the head's config, the base
-    architecture, the labels, `extra`, and a fingerprint of every frozen base variable (the paths it covers too),
-    so the arrays are refused on another base."""
+    lower ones): the metadata's "members" refers to those by name and fingerprint (`with_members` reads them back).
+    The metadata: the adapter config, the head's config, the base architecture, the labels, `extra`, and a
+    fingerprint of every frozen base variable (the paths it covers too), so the arrays are refused on another base."""
     encoder = find_encoder(model)
     variables = model_variables(model)
     encoder_paths = set(model_variables(encoder))

@@ -99,8 +99,8 @@ def _identity_assignments(encoder, layers: Optional[Iterable[int]]):
         raise ValueError("A union of adaptations (MAM, UniPELT) is not ablated as a whole here: ablate its kinds one "
                          "at a time in encoders built with each.")
     if config.kind in ("prefix", "prompt"):
-        raise ValueError(f"{config.kind.capitalize()} tuning has no identity setting of its weights (its positions take "
-                         "part in every softmax): build the encoder without it.")
+        raise ValueError(f"{config.kind.capitalize()} tuning has no identity setting of its weights (its positions "
+                         "take part in every softmax): build the encoder without it.")
     if config.kind == "pal" and config.pal_share == "all":
         raise ValueError("PALs shared across all layers (pal_share='all') cannot be ablated layer by layer.")
     identity = np.ones if config.kind == "ia3" else np.zeros
