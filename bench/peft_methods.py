@@ -1,12 +1,15 @@
-"""Parameter-efficient methods against full fine-tuning, as users run them: `run_classifier.py` on SST-2-8k.
+"""Parameter-efficient methods against full fine-tuning, as users run them: `run_classifier.py` on SST-2-8k (and
+RTE and MRPC with `--task`).
 
 The packaged all-MiniLM-L6-v2; the first 8,000 SST-2 train rows, batch 32, max length 64 (batches padded to their
-own longest row, the default), 10% warmup + linear decay, weight decay 0.01, accuracy on the 872 dev rows. Each run
+own longest row, the default), 10% warmup + linear decay, weight decay 0.01, accuracy on the 872 dev rows. RTE (all
+2,490 pairs) and MRPC (all 3,668): 3 epochs, max length 128, the task's dev set (MRPC: accuracy and F1). Each run
 is a fresh process; its numbers are run_classifier's own (final/model_card.json) plus the adapter file's size.
 Rows run interleaved seed by seed (full, houlsby, ..., then the next seed), so machine phases hit every method.
 
     python bench/peft_methods.py                         # every method, seeds 0 1 2
     python bench/peft_methods.py --seeds=0 --methods=full,ia3
+    python bench/peft_methods.py --task=rte --results_name=peft_methods_rte
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import REPO, SHARED_DATA, shown_command, timed_process, write_results  # noqa: E402
 
-TRAIN_ROWS, BATCH, SEQ, WARMUP = 8000, 32, 64, 0.1
+BATCH, WARMUP = 32, 0.1
+TASKS = {  # --task -> (run_classifier's --task_name, GLUE directory, training rows (None: all), epochs, max length)
+    "sst2": ("sst2", "SST-2", 8000, 1.0, 64),
+    "rte": ("rte", "RTE", None, 3.0, 128),
+    "mrpc": ("mrpc", "MRPC", None, 3.0, 128),
+}
 # method -> (run_classifier flags, what the row says). Learning rates: full fine-tuning's is BERT's; the others
 # were chosen on seed 0 (bench/results/peft_methods.md lists the scans).
 METHODS = {
@@ -71,25 +79,28 @@ METHODS = {
 }
 
 
-def command(flags, output_dir, seed, epochs):
-    return [sys.executable, str(REPO / "run_classifier.py"), "--task_name=sst2",
-            f"--data_dir={SHARED_DATA / 'glue_data' / 'SST-2'}", f"--max_train_examples={TRAIN_ROWS}", "--do_train",
+def command(flags, output_dir, seed, task="sst2"):
+    name, directory, rows, epochs, length = TASKS[task]
+    return [sys.executable, str(REPO / "run_classifier.py"), f"--task_name={name}",
+            f"--data_dir={SHARED_DATA / 'glue_data' / directory}",
+            *([f"--max_train_examples={rows}"] if rows else []), "--do_train",
             "--do_eval", f"--output_dir={output_dir}", f"--train_batch_size={BATCH}", f"--eval_batch_size={BATCH}",
-            f"--max_seq_length={SEQ}", f"--num_train_epochs={epochs}", f"--seed={seed}",
+            f"--max_seq_length={length}", f"--num_train_epochs={epochs}", f"--seed={seed}",
             f"--warmup_proportion={WARMUP}", "--save_checkpoints_steps=100000", *flags]
 
 
-def run(method, seed, epochs=1.0, extra=()):
-    flags = [*METHODS[method][0], *extra]  # a later --num_train_epochs wins over `epochs`
+def run(method, seed, task="sst2"):
+    flags = list(METHODS[method][0])  # a method's own --num_train_epochs wins over the task's
     with tempfile.TemporaryDirectory() as out:
-        _, wall, rss = timed_process(command(flags, out, seed, epochs), env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        _, wall, rss = timed_process(command(flags, out, seed, task), env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
         with open(os.path.join(out, "final", "model_card.json"), encoding="utf-8") as f:
             card = json.load(f)
         adapter = os.path.join(out, "final", "adapter.safetensors")
         adapter_bytes = os.path.getsize(adapter) if os.path.isfile(adapter) else None
     training = card["training"]
     return {"method": method, "seed": seed, "epochs": card["options"]["training"]["num_train_epochs"], "flags": flags,
-            "dev_accuracy": card["metrics"]["eval_accuracy"], "trainable": card["parameters"]["trainable"],
+            "dev_accuracy": card["metrics"]["eval_accuracy"], "dev_f1": card["metrics"].get("eval_f1"),
+            "trainable": card["parameters"]["trainable"],
             "trainable_fraction": card["parameters"]["trainable_fraction"],
             "train_examples_per_s": training.get("steady_examples_per_s") or training["examples_per_s"],
             "epoch_wall_s": training["seconds"], "dev_inference_examples_per_s": card["evaluation"]["examples_per_s"],
@@ -109,16 +120,19 @@ def summarise(rows):
             **{k: statistics.median(r[k] for r in runs) for k in ("train_examples_per_s", "epoch_wall_s",
                                                                   "dev_inference_examples_per_s", "process_wall_s")},
             "trainable": runs[0]["trainable"], "trainable_fraction": runs[0]["trainable_fraction"],
-            "adapter_file_bytes": runs[0]["adapter_file_bytes"]}
+            "adapter_file_bytes": runs[0]["adapter_file_bytes"],
+            "dev_f1_mean": statistics.mean(r["dev_f1"] for r in runs) if runs[0].get("dev_f1") is not None else None}
     return summary
 
 
-def table(summary, argv):
+def table(summary, argv, task="sst2"):
     full = summary.get("full")
-    lines = ["# Parameter-efficient methods vs full fine-tuning: SST-2-8k, run_classifier.py, all-MiniLM-L6-v2", "",
-             "First 8,000 SST-2 train rows, 1 epoch unless the row says otherwise, batch 32, max length 64 padded per batch, 10% warmup, wd 0.01; "
-             "872 dev rows. Each run a fresh process, numbers from its model card; runs interleaved by seed. "
-             f"Command: `{shown_command(argv)}`.", "",
+    name, directory, rows, epochs, length = TASKS[task]
+    data = f"first {rows:,} {directory} train rows" if rows else f"all {directory} train rows"
+    lines = [f"# Parameter-efficient methods vs full fine-tuning: {directory}, run_classifier.py, all-MiniLM-L6-v2", "",
+             f"{data.capitalize()}, {epochs:g} epoch(s) unless the row says otherwise, batch 32, max length {length} "
+             "padded per batch, 10% warmup, wd 0.01; the dev set. Each run a fresh process, numbers from its model "
+             f"card; runs interleaved by seed. Command: `{shown_command(argv)}`.", "",
              "| method | trainable | seeds | dev acc (mean ± std) | vs full | train ex/s (steady) | epoch s | "
              "dev predict ex/s (raw text) | adapter file |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -127,8 +141,9 @@ def table(summary, argv):
         delta = "" if full is None or method == "full" else \
             f"{100 * (s['dev_accuracy_mean'] - full['dev_accuracy_mean']):+.2f}"
         size = "" if s["adapter_file_bytes"] is None else f"{s['adapter_file_bytes'] / 1e3:,.0f} kB"
+        f1 = "" if s.get("dev_f1_mean") is None else f" (F1 {100 * s['dev_f1_mean']:.2f})"
         lines.append(f"| {METHODS[method][1]} | {100 * s['trainable_fraction']:.3f}% ({s['trainable']:,}) | "
-                     f"{len(s['seeds'])} | {100 * s['dev_accuracy_mean']:.2f}%{std} | {delta} | "
+                     f"{len(s['seeds'])} | {100 * s['dev_accuracy_mean']:.2f}%{std}{f1} | {delta} | "
                      f"{s['train_examples_per_s']:.1f} | {s['epoch_wall_s']:.0f} | "
                      f"{s['dev_inference_examples_per_s']:.0f} | {size} |")
     lines += ["", "Trainable counts include the classifier head (770 for 2 classes). Full fine-tuning writes no "
@@ -142,6 +157,7 @@ def main():
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--results_name", default="peft_methods", help="results/<name>.{json,md} (scans: another "
                         "name, so the main table stays)")
+    parser.add_argument("--task", default="sst2", choices=sorted(TASKS))
     args = parser.parse_args()
     methods = args.methods.split(",")
     unknown = sorted(set(methods) - set(METHODS))
@@ -150,13 +166,14 @@ def main():
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         for method in methods:
-            rows.append(run(method, seed))
+            rows.append(run(method, seed, args.task))
             r = rows[-1]
             print(f"{method:8s} seed {seed}: acc {100 * r['dev_accuracy']:.2f}%  train {r['train_examples_per_s']:.1f} "
                   f"ex/s  predict {r['dev_inference_examples_per_s']:.0f} ex/s  wall {r['process_wall_s']:.0f} s",
                   flush=True)
     summary = summarise(rows)
-    write_results(args.results_name, {"rows": rows, "summary": summary}, table(summary, sys.argv))
+    write_results(args.results_name, {"rows": rows, "summary": summary, "task": args.task},
+                  table(summary, sys.argv, args.task))
 
 
 if __name__ == "__main__":
