@@ -18,8 +18,9 @@ adapter kind, size, layers and head; LoRA and (IA)^3 stay unmerged (merging woul
 kernels).
 
 Exact: a row's outputs are its task model's outputs on that row alone (tests/test_composition.py). Compute: the base
-runs once per task over that task's rows (BatchSplit: one pass over the batch in all; Parallel: one pass per task,
-since every task's first adapted LayerNorm is already task-specific).
+runs once per task over that task's rows (BatchSplit: one pass over the batch in all; Parallel: one pass per task;
+the layers below every task's first adapted one are not shared between tasks, as AdapterDrop's parallel inference
+would: each task's pass reads the base through its own template).
 
 Training: the base is frozen; `fit` trains the tasks' weights (BatchSplit: each row's loss reaches its own task,
 with `SparseCategoricalCrossentropy(from_logits=True)` on the padded logits; Parallel: a loss per task output), and
@@ -30,16 +31,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfx_transfer import models
 from tfx_transfer.adaptation.files import adaptation_state, build_task_model, check_base, read_adaptation
 from tfx_transfer.adaptation.files import write_adaptation
+from tfx_transfer.adaptation.members import head_paths
 from tfx_transfer.checkpoints.loader import model_variables
 from tfx_transfer.encoders.bert_encoder import INPUT_NAMES, BertEncoder
 from tfx_transfer.layers.adapter_config import AdapterConfig
@@ -378,9 +378,9 @@ def average_adaptations(sources: Sequence, weights: Optional[Sequence[float]] = 
         weights = [w / sum(weights) for w in weights]
     first, first_arrays = states[0]
 
-    def encoder_shapes(metadata, arrays):  # the head's variables, as its task model states them, left out
-        patterns = getattr(models, metadata["head"]["type"]).head_patterns if metadata.get("head") else ()
-        return {p: a.shape for p, a in arrays.items() if not any(re.fullmatch(q, p) for q in patterns)}
+    def encoder_shapes(metadata, arrays):  # the head's variables left out
+        head = head_paths(metadata, arrays)
+        return {p: a.shape for p, a in arrays.items() if p not in head}
 
     for position, (metadata, arrays) in enumerate(states[1:], start=2):
         for key, what in (("base_fingerprint", "base model"), ("base_config", "base architecture"),
@@ -393,9 +393,9 @@ def average_adaptations(sources: Sequence, weights: Optional[Sequence[float]] = 
         if include_head and (metadata.get("head"), metadata.get("labels")) != (first.get("head"), first.get("labels")):
             raise ValueError(f"average_adaptations: adaptation {position} has another head or other labels than the "
                              "first; pass include_head=False to average the encoder's adaptation only.")
-    head_paths = set() if include_head else set(first_arrays) - set(encoder_shapes(first, first_arrays))
+    left_out = set() if include_head else head_paths(first, first_arrays)
     averaged = {path: sum(w * arrays[path].astype(np.float64) for w, (_, arrays) in zip(weights, states)).astype(
-        first_arrays[path].dtype) for path in first_arrays if path not in head_paths}
+        first_arrays[path].dtype) for path in first_arrays if path not in left_out}
     metadata = dict(first, extra={**(first.get("extra") or {}), "averaged": {"of": len(states), "weights": weights}})
     if not include_head:
         metadata.update(head=None, labels=None)
