@@ -201,3 +201,21 @@ print(json.dumps({"answers": [x.decode() for x in r["answer_text"].numpy()], "sc
     doc = np.where(np.asarray(inputs["input_type_ids"])[0] == 1)[0][:-1]  # doc pieces, without the final [SEP]
     best = max(((s, e) for s in doc for e in doc if 0 <= e - s < 30), key=lambda p: starts[p[0]] + ends[p[1]])
     assert served["scores"][0] == pytest.approx(starts[best[0]] + ends[best[1]], abs=1e-4)
+
+
+def test_bfloat16_serving_keeps_the_weights_and_float32_outputs(tokenizer, tmp_path):
+    """--serving_dtype=bfloat16: the encoder's matmuls in bfloat16 (Keras mixed_bfloat16), the same float32 weights,
+    float32 probabilities within bfloat16's precision of the float32 export's."""
+    from tfx_transfer.export.serving import computing_in
+
+    model = BertClassifier(BertEncoder(vocab_size=tokenizer.vocab_size, adapters=AdapterConfig(size=4), **TINY), 2)
+    fast = computing_in(model, "bfloat16")
+    assert fast.encoder.get_config()["dtype"] == "mixed_bfloat16" and all(v.dtype == "float32" for v in fast.weights)
+    path = export_for_serving(model, tmp_path / "bf16", tokenizer, labels=["neg", "pos"], max_seq_length=48,
+                              serving_dtype="bfloat16", warmup=False)
+    served = tf.saved_model.load(path).signatures["serving_default"](text=tf.constant(TEXTS[:3]))
+    assert served["probabilities"].dtype == tf.float32
+    np.testing.assert_allclose(served["probabilities"].numpy(), _keras_probabilities(model, tokenizer, TEXTS[:3]),
+                               atol=2e-2)
+    with pytest.raises(ValueError, match="serving_dtype='float16'"):
+        computing_in(model, "float16")

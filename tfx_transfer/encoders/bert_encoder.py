@@ -170,7 +170,9 @@ class BertEncoder(keras.Model):
 
     # ------------------------------------------------------------------ serialization
     def get_config(self):
-        config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype_policy.name}
+        # The layers' policy (a functional model keeps float32 as its own whatever `dtype` it was given).
+        config = {"name": self.name, "trainable": self.trainable,
+                  "dtype": self.get_layer("embeddings").dtype_policy.name}
         config.update(self.bert_config.to_dict())
         config["adapters"] = self.adapters.to_dict() if self.adapters else None
         return config

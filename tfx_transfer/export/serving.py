@@ -16,6 +16,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfx_transfer.adaptation.surgery import merge_adaptation
+from tfx_transfer.checkpoints.loader import model_variables
 from tfx_transfer.encoders.bert_encoder import find_encoder
 from tfx_transfer.export.classifier_module import ClassifierServingModule
 from tfx_transfer.export.multitask_module import MultiTaskServingModule, served_tasks
@@ -37,6 +38,39 @@ def _merged(model):
         logging.info("Merging the %s adaptation into the frozen kernels for serving.", encoder.adapters.kind)
         return merge_adaptation(model)
     return model
+
+
+SERVING_DTYPES = {"float32": None, "bfloat16": "mixed_bfloat16"}  # --serving_dtype -> the Keras dtype policy
+
+
+def computing_in(model, serving_dtype: str = "float32"):
+    """`model`, or for serving_dtype="bfloat16" a copy with the same weights (float32 variables) whose encoder computes
+    under Keras's mixed_bfloat16 policy: matmuls in bfloat16 (twice float32's rate on CPUs with AVX512-BF16 or AMX,
+    measured here: bench/results/serving_bf16.md), logits in float32 (the heads compute in float32).
+
+    Raises:
+        ValueError: an unknown serving_dtype, or a black-box Hub encoder (no config to rebuild).
+    """
+    if serving_dtype not in SERVING_DTYPES:
+        raise ValueError(f"serving_dtype={serving_dtype!r}: choose {' or '.join(SERVING_DTYPES)}.")
+    policy = SERVING_DTYPES[serving_dtype]
+    if policy is None:
+        return model
+    encoder = getattr(model, "encoder", model)
+    if not hasattr(encoder, "bert_config"):
+        raise ValueError(f"serving_dtype={serving_dtype}: a black-box Hub encoder cannot be rebuilt in another "
+                         "precision (unwrap it with BertEncoder.from_hub).")
+    config = model.get_config()
+    if model is encoder:
+        config["dtype"] = policy
+    else:
+        config["encoder"] = dict(config["encoder"], config=dict(config["encoder"]["config"], dtype=policy))
+    copy = type(model).from_config(config)
+    values = model_variables(model)
+    for path, variable in model_variables(copy).items():
+        variable.assign(values[path])
+    logging.info("Serving in %s (Keras policy %s).", serving_dtype, policy)
+    return copy
 
 
 def write_warmup_requests(directory: str, requests) -> Optional[str]:
@@ -65,7 +99,8 @@ def write_warmup_requests(directory: str, requests) -> Optional[str]:
 
 def export_for_serving(model, export_base: str, tokenizer, labels: Optional[Sequence[str]] = None,
                        max_seq_length: int = 128, pairs: bool = False, version: Optional[int] = None,
-                       warmup: bool = True, task: str = "classifier", card=None, **squad_options) -> str:
+                       warmup: bool = True, task: str = "classifier", card=None, serving_dtype: str = "float32",
+                       **squad_options) -> str:
     """Exports `model` (a `BertClassifier`, a `BertSpanLabeler` with task="squad", or a `BertTokenClassifier` with
     task="tagger") under `export_base/<version>`.
 
@@ -78,11 +113,12 @@ def export_for_serving(model, export_base: str, tokenizer, labels: Optional[Sequ
             `SquadServingModule` (doc_stride, max_query_length, ...).
         card: an object with `write(directory)` (the jobs' `ModelCard`): README.md and model_card.json beside
             saved_model.pb (TF Serving reads only the SavedModel's own files).
+        serving_dtype: "float32", or "bfloat16" (`computing_in`: the encoder's matmuls in bfloat16).
 
     Returns:
         The version directory.
     """
-    model = _merged(model)
+    model = computing_in(_merged(model), serving_dtype)
     if task == "classifier":
         module = ClassifierServingModule(model, tokenizer, max_seq_length, labels, pairs, tokenizer.vocab_file)
         inputs = {"text": WARMUP_TEXTS}

@@ -127,6 +127,9 @@ def define_common_flags(max_seq_length: int, train_batch_size: int = 32, learnin
     define.DEFINE_bool("do_export", False, "Export the model named by --init_checkpoint (e.g. a finished run's "
                        "output_dir/final) without training; needs --export_dir.")
     define.DEFINE_integer("export_version", None, "Version number of the export (default: the next one).")
+    define.DEFINE_enum("serving_dtype", "float32", ["float32", "bfloat16"], "Precision of the exported encoder's "
+                       "matmuls: bfloat16 (Keras mixed_bfloat16: float32 weights and logits) is faster on CPUs with "
+                       "AVX512-BF16 or AMX; bench/results/serving_bf16.md measures speed and accuracy.")
     define.DEFINE_integer("eval_every_steps", 0, "Evaluate during training every N steps (run_classifier: on the dev "
                           "set, with --do_eval; run_squad: on --predict_file, with --do_predict --eval), keep the best "
                           "model by --keep_best and make it final/. 0: evaluate only after training.")

@@ -97,6 +97,7 @@ class OutputOptions:
     output_dir: Optional[str] = None
     export_dir: Optional[str] = None
     export_version: Optional[int] = None
+    serving_dtype: str = "float32"
     plot_training: bool = False
 
 

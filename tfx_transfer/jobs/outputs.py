@@ -100,7 +100,8 @@ def export_and_plot(o, model, card, tokenizer, **export_options):
         if card.parameters is None:
             card.count_parameters(model)
         path = export_for_serving(model, o.output.export_dir, tokenizer, max_seq_length=o.max_seq_length,
-                                  version=o.output.export_version, card=card, **export_options)
+                                  version=o.output.export_version, card=card, serving_dtype=o.output.serving_dtype,
+                                  **export_options)
         print(f"  exported for TF Serving: {path}", flush=True)
     if o.output.plot_training:
         print(f"  training plot: {plot_training(o.output.output_dir)}", flush=True)
