@@ -10,7 +10,7 @@ both (ours, chosen on seed 0: bench/results/peft_methods.md). The methods as eac
            --notrain_layer_norms (peft trains the LoRA matrices and the head only: 74,498 numbers on both sides)
   ia3      peft IA3Config() (BERT: key, value, attention and FFN output.dense inputs); ours --adapter_kind=ia3
            --ia3_targets=key,value,ffn,attention_output (the same four: 16,898 numbers)
-  prompt   peft PromptTuningConfig(num_virtual_tokens=20), random init       ours --adapter_kind=prompt --prompt_length=20
+  prompt   peft PromptTuningConfig(num_virtual_tokens=20), random init; ours --adapter_kind=prompt --prompt_length=20
            (vocabulary init); peft prepends its virtual tokens before [CLS], shifting the tokens' positions, ours keep
            them (layers/prompt.py)
 Prefix tuning is not compared: with peft 0.21.2 and transformers 5.25, PrefixTuningConfig on
