@@ -205,6 +205,12 @@ out["routed"] = plain(m.signatures["serving_default"](task=tf.constant(DATA["tas
 out["empty"] = plain(m.signatures["serving_default"](task=tf.constant([], tf.string), text=tf.constant([], tf.string),
                                                      text_b=tf.constant([], tf.string)))
 out["lora"] = plain(m.signatures["lora"](text=tf.constant(DATA["texts"][:2]), text_b=tf.constant(DATA["texts_b"][:2])))
+out["one_task"] = plain(m.signatures["serving_default"](task=tf.constant(["lora", "lora"]),
+                                                        text=tf.constant(DATA["texts"][:2]),
+                                                        text_b=tf.constant(DATA["texts_b"][:2])))
+out["one_regression"] = plain(m.signatures["serving_default"](task=tf.constant(["ia3"]),
+                                                              text=tf.constant(DATA["texts"][2:3]),
+                                                              text_b=tf.constant(DATA["texts_b"][2:3])))
 out["houlsby"] = plain(m.signatures["houlsby"](text=tf.constant(DATA["texts"][:2])))
 try:
     m.signatures["serving_default"](task=tf.constant(["cola"]), text=tf.constant(["x"]), text_b=tf.constant([""]))
@@ -236,6 +242,10 @@ print(json.dumps(out))
         assert routed["label"][row] == labels[name][int(probabilities.argmax())]
         np.testing.assert_allclose(routed["score"][row], probabilities.max(), atol=1e-5)
     np.testing.assert_allclose(served["lora"]["probabilities"][0], routed["probabilities"][0], atol=1e-6)
+    # A batch of one task takes the direct path: the same outputs.
+    np.testing.assert_allclose(served["one_task"]["probabilities"], served["lora"]["probabilities"], atol=1e-6)
+    assert served["one_task"]["label"] == served["lora"]["label"] and served["one_task"]["task"] == ["lora", "lora"]
+    np.testing.assert_allclose(served["one_regression"]["score"], routed["score"][2:3], atol=1e-6)
     np.testing.assert_allclose(served["houlsby"]["probabilities"][1], routed["probabilities"][1][:2], atol=1e-6)
     assert "unknown task name; the tasks of this model are houlsby, lora, ia3" in served["unknown"]
     assert served["warmup"] == [["houlsby", "lora", "ia3"]]  # one warmup request reaches every task

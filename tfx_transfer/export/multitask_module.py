@@ -143,11 +143,26 @@ class MultiTaskServingModule(tf.Module):
 
     # ------------------------------------------------------------------ routing
     def _routed(self, task, rows_inputs) -> dict:
-        """Partitions the batch by `task`, runs each task on its rows (`rows_inputs(index, rows)` -> its encoder
-        inputs) and puts the rows' outputs back in order."""
+        """Runs each task on its rows (`rows_inputs(index, rows)` -> its encoder inputs) and returns the rows' outputs
+        in order: a batch of one task (every batch-1 request) goes straight to it; a mixed batch is partitioned by
+        task and put back together."""
         index = self.task_table.lookup(task)
         with tf.control_dependencies([tf.debugging.assert_non_negative(index, message=self._unknown_task)]):
             index = tf.identity(index)
+        batch = tf.shape(index)[0]
+        one_task = tf.logical_and(batch > 0, tf.reduce_all(tf.equal(index, index[:1])))
+
+        def whole_batch():
+            branches = [lambda position=position: self._row_outputs(position, rows_inputs(position, tf.range(batch)))
+                        for position in range(len(self._tasks))]
+            return tf.switch_case(index[0], branches)
+
+        outputs = tf.cond(one_task, whole_batch, lambda: self._partitioned(index, rows_inputs))
+        return {"task": task, **outputs}
+
+    def _partitioned(self, index, rows_inputs) -> dict:
+        """The outputs of a batch of several tasks: partitioned by task, each part through its task, put back in
+        order (a task without rows costs nothing)."""
         rows = tf.dynamic_partition(tf.range(tf.shape(index)[0]), index, len(self._tasks))
         parts = []
         for position, indices in enumerate(rows):
@@ -155,8 +170,7 @@ class MultiTaskServingModule(tf.Module):
                 return self._row_outputs(position, rows_inputs(position, indices))
 
             parts.append(tf.cond(tf.size(indices) > 0, run, self._empty_outputs))
-        outputs = {key: tf.dynamic_stitch(rows, [part[key] for part in parts]) for key in parts[0]}
-        return {"task": task, **outputs}
+        return {key: tf.dynamic_stitch(rows, [part[key] for part in parts]) for key in parts[0]}
 
     def _from_text(self, task, text, text_b=None):
         texts = {"task": task, "text": text} if text_b is None else {"task": task, "text": text, "text_b": text_b}
