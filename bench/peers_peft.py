@@ -75,6 +75,7 @@ def main():
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--torch_python", default=sys.executable)
+    parser.add_argument("--results_name", default="peers_peft", help="results/<name>.{json,md}")
     args = parser.parse_args()
     if args.child:
         result = run_hf("group_by_length", packaged_model_dir(), args.seed, peft_config(args.child),
@@ -90,10 +91,16 @@ def main():
                 print(f"seed {seed} {method:7s} {side:5s}: acc {100 * r['dev_accuracy']:.2f}%  train "
                       f"{r['train_examples_per_s']:.1f} ex/s  process {r['process_wall_s']:.0f} s  trainable "
                       f"{r['trainable']:,}", flush=True)
+        write_table(rows, args)  # after every seed, so a stopped run keeps its finished seeds
+
+
+def write_table(rows, args):
     summary = {}
     for method in args.methods.split(","):
         for side in ("peft", "ours"):
             runs = [r for r in rows if r["method"] == method and r["side"] == side]
+            if not runs:
+                continue
             accuracies = [r["dev_accuracy"] for r in runs]
             summary[f"{method} {side}"] = {
                 "dev_accuracy_mean": statistics.mean(accuracies),
@@ -113,7 +120,7 @@ def main():
         lines.append(f"| {method} (lr {METHODS[method][0]:g}) | {side} | {s['trainable']:,} | "
                      f"{100 * s['dev_accuracy_mean']:.2f}%{std} | {', '.join(f'{100 * a:.1f}' for a in s['runs'])} | "
                      f"{s['train_examples_per_s']:.1f} | {s['process_wall_s']:.0f} | {s['peak_rss_gib']:.2f} |")
-    write_results("peers_peft", {"rows": rows, "summary": summary}, lines)
+    write_results(args.results_name, {"rows": rows, "summary": summary}, lines)
     print("\n".join(lines))
 
 

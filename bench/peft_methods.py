@@ -37,30 +37,32 @@ TASKS = {  # --task -> (run_classifier's --task_name, GLUE directory, training r
 METHODS = {
     "full": (["--adaptation=full", "--learning_rate=5e-5"], "full fine-tuning"),
     "houlsby": (["--adaptation=adapters", "--adapter_kind=houlsby", "--adapter_size=64", "--learning_rate=1e-3"],
-                "Houlsby adapters, size 64 (+ LayerNorms)"),
-    "lora": (["--adaptation=lora", "--lora_rank=8", "--learning_rate=1e-3"], "LoRA r=8, alpha 16, query + value"),
+                "Houlsby adapters, size 64 (+ LayerNorms), lr 1e-3"),
+    "lora": (["--adaptation=lora", "--lora_rank=8", "--learning_rate=1e-3"],
+             "LoRA r=8, alpha 16, query + value, lr 1e-3"),
     "ia3": (["--adaptation=adapters", "--adapter_kind=ia3", "--learning_rate=3e-2"],
-            "(IA)^3: keys, values, FFN activations"),
+            "(IA)^3: keys, values, FFN activations, lr 3e-2"),
     # (IA)^3's steps are ~1.4x faster than full fine-tuning's; its second epoch is the cheapest accuracy here.
     "ia3_2ep": (["--adaptation=adapters", "--adapter_kind=ia3", "--learning_rate=3e-2", "--num_train_epochs=2"],
                 "(IA)^3, 2 epochs"),
     "prefix": (["--adaptation=adapters", "--adapter_kind=prefix", "--prefix_length=20", "--learning_rate=5e-2"],
-               "prefix tuning, P=20, trained directly"),
+               "prefix tuning, P=20, trained directly, lr 5e-2"),
     # The methods of issue 25's second round, each with its paper's or AdapterHub's shape; rates from seed-0 scans.
     "compacter": (["--adaptation=adapters", "--adapter_kind=compacter", "--adapter_size=12", "--learning_rate=3e-3"],
                   "Compacter (PHM n=4, rank 1), m=12, lr 3e-3"),
     "compacter_1e-2": (["--adaptation=adapters", "--adapter_kind=compacter", "--adapter_size=12",
-                        "--learning_rate=1e-2"], "Compacter, lr 1e-2"),
+                        "--learning_rate=1e-2"], "Compacter (PHM n=4, rank 1), m=12, lr 1e-2"),
     "prompt": (["--adaptation=adapters", "--adapter_kind=prompt", "--prompt_length=20", "--learning_rate=3e-2"],
                "prompt tuning, P=20 (vocabulary init), lr 3e-2"),
     "prompt_1e-1": (["--adaptation=adapters", "--adapter_kind=prompt", "--prompt_length=20", "--learning_rate=1e-1"],
-                    "prompt tuning, P=20, lr 1e-1"),
+                    "prompt tuning, P=20 (vocabulary init), lr 1e-1"),
     "mam": (["--adaptation=adapters", "--adapter_kind=mam", "--learning_rate=1e-3"],
             "MAM: prefix P=30 + parallel FFN adapter 192 x4, lr 1e-3"),
     "mam_5e-3": (["--adaptation=adapters", "--adapter_kind=mam", "--learning_rate=5e-3"], "MAM, lr 5e-3"),
     "unipelt": (["--adaptation=adapters", "--adapter_kind=unipelt", "--learning_rate=1e-3"],
                 "UniPELT: gated LoRA r=8 + prefix P=10 + Pfeiffer 24, lr 1e-3"),
-    "unipelt_5e-3": (["--adaptation=adapters", "--adapter_kind=unipelt", "--learning_rate=5e-3"], "UniPELT, lr 5e-3"),
+    "unipelt_5e-3": (["--adaptation=adapters", "--adapter_kind=unipelt", "--learning_rate=5e-3"],
+                     "UniPELT: gated LoRA r=8 + prefix P=10 + Pfeiffer 24, lr 5e-3"),
     # AdapterDrop (Rücklé et al. 2021): Houlsby adapters in the top layers only; nothing trains below them.
     "adapterdrop_2": (["--adaptation=adapters", "--adapter_size=64", "--learning_rate=1e-3", "--adapter_drop=2"],
                       "AdapterDrop: Houlsby 64 in layers 2-5 only, lr 1e-3"),
@@ -69,7 +71,8 @@ METHODS = {
     # The Houlsby recipe scan (issue 25: within 0.5 point of full fine-tuning?) and full fine-tuning's second epoch.
     "full_2ep": (["--adaptation=full", "--learning_rate=5e-5", "--num_train_epochs=2"], "full fine-tuning, 2 epochs"),
     "houlsby_5e-4": (["--adaptation=adapters", "--adapter_size=64", "--learning_rate=5e-4"], "Houlsby 64, lr 5e-4"),
-    "houlsby_2e-3": (["--adaptation=adapters", "--adapter_size=64", "--learning_rate=2e-3"], "Houlsby 64, lr 2e-3"),
+    "houlsby_2e-3": (["--adaptation=adapters", "--adapter_size=64", "--learning_rate=2e-3"],
+                     "Houlsby adapters, size 64 (+ LayerNorms), lr 2e-3"),
     "houlsby_4e-3": (["--adaptation=adapters", "--adapter_size=64", "--learning_rate=4e-3"], "Houlsby 64, lr 4e-3"),
     "houlsby_init1e-3": (["--adaptation=adapters", "--adapter_size=64", "--learning_rate=1e-3",
                           "--adapter_init_stddev=1e-3"], "Houlsby 64, lr 1e-3, init 1e-3 (adapter-bert's code)"),
@@ -171,9 +174,9 @@ def main():
             print(f"{method:8s} seed {seed}: acc {100 * r['dev_accuracy']:.2f}%  train {r['train_examples_per_s']:.1f} "
                   f"ex/s  predict {r['dev_inference_examples_per_s']:.0f} ex/s  wall {r['process_wall_s']:.0f} s",
                   flush=True)
-    summary = summarise(rows)
-    write_results(args.results_name, {"rows": rows, "summary": summary, "task": args.task},
-                  table(summary, sys.argv, args.task))
+        summary = summarise(rows)  # after every seed, so a stopped run keeps its finished seeds
+        write_results(args.results_name, {"rows": rows, "summary": summary, "task": args.task},
+                      table(summary, sys.argv, args.task))
 
 
 if __name__ == "__main__":
