@@ -31,7 +31,7 @@ test: $(STAMP)
 	$(RUN) -m pytest -q -n auto --dist loadfile tests
 
 # Speed and accuracy targets (bench/README.md). `make bench` takes about 65 minutes on 2 cores;
-# `make bench-all` adds SQuAD and the full MRPC/RTE/STS-B runs (about 2.5 more hours).
+# `make bench-all` adds SQuAD, the full MRPC/RTE/STS-B runs and the parameter-efficient methods (about 5.5 more hours).
 bench: $(STAMP)
 	@if $(PY) -c "import torch, transformers, accelerate" 2>/dev/null; then $(RUN) bench/peers_torch.py; \
 	else echo "bench/peers_torch.py skipped (the Hugging Face + PyTorch peer): $(PY) -m pip install torch==2.13.0 && $(PY) -m pip install -e '.[torch]'"; fi
@@ -49,6 +49,10 @@ bench-all: bench
 	$(RUN) bench/streaming_memory.py
 	$(RUN) bench/tapt.py --tapt_steps=1000
 	$(RUN) bench/multitask_serving.py
+	$(RUN) bench/peft_methods.py --results_name=peft_methods_sst2
+	$(RUN) bench/peft_methods.py --task=rte --results_name=peft_methods_rte
+	$(RUN) bench/peft_methods.py --task=mrpc --seeds=0 --results_name=peft_methods_mrpc
+	$(RUN) bench/peft_summary.py
 
 # Regenerate the interop fixtures with their genuine producers (Model Garden, google-research/bert, transformers,
 # keras-hub), each in its own throw-away virtualenv; needs PyPI. Not part of `make test` (tests/fixtures/README.md).

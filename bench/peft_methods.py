@@ -7,7 +7,7 @@ own longest row, the default), 10% warmup + linear decay, weight decay 0.01, acc
 is a fresh process; its numbers are run_classifier's own (final/model_card.json) plus the adapter file's size.
 Rows run interleaved seed by seed (full, houlsby, ..., then the next seed), so machine phases hit every method.
 
-    python bench/peft_methods.py                         # every method, seeds 0 1 2
+    python bench/peft_methods.py                         # the main methods (MAIN), seeds 0 1 2
     python bench/peft_methods.py --seeds=0 --methods=full,ia3
     python bench/peft_methods.py --task=rte --results_name=peft_methods_rte
 """
@@ -82,6 +82,11 @@ METHODS = {
 }
 
 
+# The main table's rows (`--methods` default): each method at its chosen rate; the rest of METHODS are scans.
+MAIN = ("full", "houlsby_2e-3", "adapterdrop_2", "unipelt_5e-3", "mam", "compacter_1e-2", "ia3", "lora", "prefix",
+        "prompt_1e-1")
+
+
 def command(flags, output_dir, seed, task="sst2"):
     name, directory, rows, epochs, length = TASKS[task]
     return [sys.executable, str(REPO / "run_classifier.py"), f"--task_name={name}",
@@ -106,7 +111,8 @@ def run(method, seed, task="sst2"):
             "trainable": card["parameters"]["trainable"],
             "trainable_fraction": card["parameters"]["trainable_fraction"],
             "train_examples_per_s": training.get("steady_examples_per_s") or training["examples_per_s"],
-            "epoch_wall_s": training["seconds"], "dev_inference_examples_per_s": card["evaluation"]["examples_per_s"],
+            "epoch_wall_s": training["seconds"], "first_step_s": training.get("first_step_seconds"),
+            "dev_inference_examples_per_s": card["evaluation"]["examples_per_s"],
             "adapter_file_bytes": adapter_bytes, "process_wall_s": wall, "peak_rss_gib": rss}
 
 
@@ -156,7 +162,7 @@ def table(summary, argv, task="sst2"):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(MAIN), help=f"of {', '.join(METHODS)}")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--results_name", default="peft_methods", help="results/<name>.{json,md} (scans: another "
                         "name, so the main table stays)")

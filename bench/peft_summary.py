@@ -1,5 +1,6 @@
 """One table per task from every `bench/peft_methods.py` results file: each method's runs pooled over the files
-(runs are deterministic, so a (method, seed) found twice must agree; it is counted once), mean ± std over seeds,
+(runs are deterministic, so a (method, seed) found twice is counted once; if two files disagree, the code changed
+in between, and the newer file's run is kept and noted), mean ± std over seeds,
 the difference to full fine-tuning at the same epochs, and, from one same-session run (speed only means something
 when every method ran in one session, interleaved), training and prediction rates relative to full fine-tuning's.
 
@@ -27,24 +28,26 @@ EPOCHS_OF = {"full_2ep": 2, "houlsby_2ep": 2, "ia3_2ep": 2}
 
 
 def pooled_runs():
-    """{(task, method): {seed: row}} from every source file; raises if one (task, method, seed) disagrees."""
-    runs, origin = {}, {}
-    for name in sorted(os.listdir(RESULTS)):
-        if not (name.endswith(".json") and name.startswith(SOURCES)):
-            continue
-        with open(RESULTS / name, encoding="utf-8") as f:
-            payload = json.load(f)
+    """({(task, method): {seed: row}}, notes) from every source file, older files first; where a newer file has a
+    (task, method, seed) with another result (the code changed in between), the newer one is kept and noted."""
+    payloads = []
+    for name in os.listdir(RESULTS):
+        if name.endswith(".json") and name.startswith(SOURCES):
+            with open(RESULTS / name, encoding="utf-8") as f:
+                payloads.append((json.load(f), name))
+    runs, origin, notes = {}, {}, []
+    for payload, name in sorted(payloads, key=lambda p: (p[0].get("date", ""), p[1])):
         task = payload.get("task", "sst2")
         for row in payload["rows"]:
             key, seed = (task, row["method"]), row["seed"]
             seen = runs.setdefault(key, {}).get(seed)
             if seen is not None and abs(seen["dev_accuracy"] - row["dev_accuracy"]) > 1e-9:
-                raise SystemExit(f"{key} seed {seed}: {seen['dev_accuracy']} in {origin[key + (seed,)]} but "
-                                 f"{row['dev_accuracy']} in {name}")
-            if seen is None:
+                notes.append(f"{task} {row['method']} seed {seed}: {100 * row['dev_accuracy']:.2f} in {name} "
+                             f"replaces {100 * seen['dev_accuracy']:.2f} in {origin[key + (seed,)]}")
+            if seen is None or seen["dev_accuracy"] != row["dev_accuracy"]:
                 runs[key][seed] = row
                 origin[key + (seed,)] = name
-    return runs
+    return runs, notes
 
 
 def speed_rows():
@@ -99,7 +102,7 @@ def task_table(task, runs, speeds):
 
 
 def main():
-    runs = pooled_runs()
+    runs, notes = pooled_runs()
     date, speeds = speed_rows()
     lines = ["# Parameter-efficient methods: every seed of every run, per task", "",
              "Pooled from bench/results/peft_methods*.json and houlsby_recipe*.json (each run a fresh "
@@ -109,6 +112,8 @@ def main():
               "columns pool every run." if speeds else ""), ""]
     for task in TASKS:
         lines += task_table(task, runs, speeds)
+    if notes:
+        lines += ["Replaced by newer runs of the same seed:", ""] + [f"- {n}" for n in notes] + [""]
     payload = {"runs": {f"{t} {m}": {str(s): r["dev_accuracy"] for s, r in by_seed.items()}
                         for (t, m), by_seed in runs.items()}}
     write_results("peft_summary", payload, lines)
