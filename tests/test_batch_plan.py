@@ -110,3 +110,53 @@ def test_training_reports_first_step_steady_speed_and_padding(tiny_model, tmp_pa
     # One trace for every batch shape and both epochs; the optimizer's slots exist before it, so tf.function does not
     # trace a second time after creating them.
     assert len(traces) == 1
+
+
+class _KilledAfterStep(Exception):
+    pass
+
+
+def test_a_run_killed_between_an_evaluation_steps_checkpoint_and_its_evaluation_still_makes_it(tiny_model, tmp_path):
+    """The step callback checkpoints step 4 before the evaluation due there; a run that dies in between resumes from
+    that checkpoint and must make the evaluation (it skipped it, so the kept model could differ) to end with the
+    uninterrupted run's history and choice."""
+    import keras
+
+    from tfx_transfer import BertClassifier, BertEncoder
+    from tfx_transfer.jobs import trainer
+    from tfx_transfer.jobs.best_model import BestModel, EvaluationSchedule
+
+    split = _tiny_split(tiny_model, n=24)
+
+    def run(directory, callbacks=()):
+        keras.utils.set_random_seed(0)
+        model = BertClassifier(BertEncoder.from_pretrained(tiny_model), 2)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        best = BestModel(str(directory), "eval_loss")
+        schedule = EvaluationSchedule(
+            evaluate=lambda m: {"eval_loss": float(np.mean(np.abs(m.get_layer("classifier").weights[0])))},
+            best=best, every_steps=4)
+        trainer.train(model, split, epochs=2, batch_size=4, max_seq_length=32, seed=0, checkpoint_dir=str(directory),
+                      save_every_steps=2, verbose=0, evaluation=schedule, callbacks=list(callbacks))
+        return best
+
+    class Kill(keras.callbacks.Callback):  # runs after the step callback has written the step's checkpoint
+        def on_train_batch_end(self, batch, logs=None):
+            if batch + 1 == 4:
+                raise _KilledAfterStep()
+
+    reference = run(tmp_path / "reference")
+    with pytest.raises(_KilledAfterStep):
+        run(tmp_path / "killed", [Kill()])
+    assert [entry[0] for entry in sorted_checkpoints(tmp_path / "killed")][-1] == 4
+    resumed = run(tmp_path / "killed")
+    assert [e["step"] for e in reference.history] == [4, 8, 12]
+    assert resumed.history == reference.history
+    assert (resumed.best_step, resumed.best_value) == (reference.best_step, reference.best_value)
+
+
+def sorted_checkpoints(directory):
+    from tfx_transfer.jobs.training_state import TrainingCheckpoints
+
+    return TrainingCheckpoints(str(directory))._complete()

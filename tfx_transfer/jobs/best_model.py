@@ -83,6 +83,10 @@ class BestModel:
                          self.patience)
         return self.stopped_early
 
+    def evaluated(self, step: int) -> bool:
+        """Whether an evaluation at `step` is in the history."""
+        return any(entry["step"] == int(step) for entry in self.history)
+
     def restore(self, model) -> bool:
         """Puts the best weights into `model`. Returns False when no evaluation was recorded."""
         if self.best_step is None:

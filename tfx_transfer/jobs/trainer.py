@@ -195,6 +195,24 @@ def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq
     start, evaluating = time.perf_counter(), 0.0
     clock, padded_tokens, trained_rows = _StepClock(start), 0, 0
     stopped_early = best is not None and best.stopped_early
+
+    def evaluate_at(step):
+        """The evaluation due at `step`; saves the tracker's state with the weights it judged (not at the end of
+        training, which saves after the loop)."""
+        nonlocal stopped_early, evaluating
+        evaluation_start = time.perf_counter()
+        results = evaluation.evaluate(model)
+        _write_scalars(writer, step, results)
+        stopped_early = best.record(model, step, results)
+        if step < total and not stopped_early:
+            _save(checkpoints, model, step, extra_state())
+        evaluating += time.perf_counter() - evaluation_start
+
+    if latest and best is not None and not stopped_early and evaluation.due(step, steps_per_epoch, total) and \
+            not best.evaluated(step):
+        # A checkpoint written at an evaluation step before that evaluation (by the step callback, or by a stop
+        # request) whose run was killed before it evaluated: evaluate now, as the uninterrupted run did.
+        evaluate_at(step)
     if stopped_early:
         logging.info("Training stopped early at step %d in the run that wrote %s; nothing more to train.", step,
                      latest)
@@ -234,13 +252,7 @@ def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq
                 raise TrainingInterrupted(stop["signum"], step, checkpoints.save(model, step, extra_state()))
             if evaluation is not None and step_callback.steps_done == len(plan) and \
                     evaluation.due(step, steps_per_epoch, total):
-                evaluation_start = time.perf_counter()
-                results = evaluation.evaluate(model)
-                _write_scalars(writer, step, results)
-                stopped_early = best.record(model, step, results)
-                if step < total and not stopped_early:  # the tracker's state with the weights it judged
-                    _save(checkpoints, model, step, extra_state())
-                evaluating += time.perf_counter() - evaluation_start
+                evaluate_at(step)
     seconds = time.perf_counter() - start - evaluating  # training time
     if step > resumed_from:
         _save(checkpoints, model, step, extra_state())
