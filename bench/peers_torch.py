@@ -78,6 +78,9 @@ def run_hf(recipe: str, model_dir: str, seed: int = SEED, peft_config=None, lear
     texts, labels = sst2_labelled("train", TRAIN_ROWS)
     dev_texts, dev_labels = sst2_labelled("dev")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    # Seeded before the new head (and a peft method's matrices) are initialised, as run_glue.py does: the Trainer
+    # seeds only when it is built, after the model, so without this a seed's run differed from process to process.
+    transformers.set_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
     if peft_config is not None:
         from peft import get_peft_model
