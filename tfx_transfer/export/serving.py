@@ -45,8 +45,9 @@ SERVING_DTYPES = {"float32": None, "bfloat16": "mixed_bfloat16"}  # --serving_dt
 
 def computing_in(model, serving_dtype: str = "float32"):
     """`model`, or for serving_dtype="bfloat16" a copy with the same weights (float32 variables) whose encoder computes
-    under Keras's mixed_bfloat16 policy: matmuls in bfloat16 (twice float32's rate on CPUs with AVX512-BF16 or AMX,
-    measured here: bench/results/serving_bf16.md), logits in float32 (the heads compute in float32).
+    under Keras's mixed_bfloat16 policy: matmuls in bfloat16 (on this CPU's AVX512-BF16, batches of 32 served 1.25x
+    faster than in float32 and single requests no faster: bench/results/serving_bf16.md), logits in float32 (the
+    heads compute in float32).
 
     Raises:
         ValueError: an unknown serving_dtype, or a black-box Hub encoder (no config to rebuild).
