@@ -8,7 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from tfx_transfer.data.pipeline import PADDINGS, bucket_boundaries, default_padding, plan_batches
+from tfx_transfer.data.pipeline import (PADDINGS, EncodedSplit, bucket_boundaries, dataset, default_padding,
+                                       plan_batches)
 
 from conftest import WORDS  # noqa: E402  (the tiny model's vocabulary)
 
@@ -53,6 +54,24 @@ def test_longest_pads_far_less_than_buckets_and_is_deterministic():
     other_epoch = plan_batches(lengths, 32, 64, shuffle=True, seed=5, epoch=3, padding="longest")
     assert [b.indices.tolist() for b in first] == [b.indices.tolist() for b in again]
     assert [b.indices.tolist() for b in first] != [b.indices.tolist() for b in other_epoch]
+
+
+def test_input_pipelines_run_without_tf_data_autotuning():
+    """tf.data's autotuning thread can keep an iterator's deletion waiting for tens of seconds at the end of every
+    `fit` (pipeline.finish_pipeline): the batches are deterministic, prefetched, and have no autotuning."""
+    lengths = _lengths(100)
+    width = int(lengths.max())
+    split = EncodedSplit(word_ids=np.arange(100 * width, dtype=np.int32).reshape(100, width) % 97,
+                         type_ids=np.zeros((100, width), np.int32), lengths=lengths,
+                         labels=np.arange(100, dtype=np.int32) % 2, guids=[str(i) for i in range(100)])
+    plan = plan_batches(lengths, 16, 64, shuffle=True, seed=0, epoch=0)
+    data = dataset(split, plan)
+    assert data.options().autotune.enabled is False and data.options().deterministic is True
+    batches = list(data)
+    assert [b[0]["input_word_ids"].shape for b in batches] == [(len(p.indices), p.length) for p in plan]
+    for (inputs, labels), batch in zip(batches, plan):
+        assert np.array_equal(labels.numpy(), split.labels[batch.indices])
+        assert np.array_equal(inputs["input_mask"].numpy().sum(axis=1), lengths[batch.indices])
 
 
 def test_unknown_padding_is_refused_and_xla_defaults_to_buckets():

@@ -52,6 +52,7 @@ def test_each_pass_holds_every_sequence_once_in_a_seeded_order(tiny_model, tmp_p
     corpus = StreamedCorpus(check_corpus(paths), tokenizer, max_seq_length=20, shuffle_buffer=24)
     expected = sorted(tuple(row.numpy()) for row in corpus.sequences())
     per_pass = -(-len(corpus) // 8)
+    assert corpus.batches(batch_size=8, seed=3, padding=padding).options().autotune.enabled is False
     batches = [_rows(inputs) for inputs, _ in corpus.batches(batch_size=8, seed=3, padding=padding).take(
         2 * per_pass)]
     first, second = (sorted(r for b in part for r in b) for part in (batches[:per_pass], batches[per_pass:]))

@@ -41,7 +41,8 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from tfx_transfer.data.pipeline import PADDINGS, SORT_WINDOW_BATCHES, bucket_boundaries, encode_examples
+from tfx_transfer.data.pipeline import (PADDINGS, PARALLEL_CALLS, SORT_WINDOW_BATCHES, bucket_boundaries,
+                                       encode_examples, finish_pipeline)
 from tfx_transfer.data.pretraining import CorpusError, pack_pieces
 
 TOKENIZE_LINES = 1024
@@ -118,7 +119,7 @@ def tokenized_lines(paths, tokenizer):
         return tokenizer.tokenize(stripped), tf.equal(stripped, "")
 
     lines = tf.data.Dataset.from_tensor_slices(paths).flat_map(read)
-    return lines.batch(TOKENIZE_LINES).map(tokenize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return lines.batch(TOKENIZE_LINES).map(tokenize, num_parallel_calls=PARALLEL_CALLS, deterministic=True)
 
 
 def pack_sequences(chunks, tokenizer, max_seq_length: int):
@@ -151,7 +152,7 @@ def pack_sequences(chunks, tokenizer, max_seq_length: int):
         count = rows.nrows(out_type=tf.int32)
         return tf.concat([tf.fill([count, 1], tokenizer.cls_id), rows, tf.fill([count, 1], tokenizer.sep_id)], 1)
 
-    return chunks.scan(tf.zeros([0], tf.int32), step).map(wrap, num_parallel_calls=tf.data.AUTOTUNE,
+    return chunks.scan(tf.zeros([0], tf.int32), step).map(wrap, num_parallel_calls=PARALLEL_CALLS,
                                                           deterministic=True)
 
 
@@ -213,17 +214,9 @@ def shuffle_and_batch(examples, *, batch_size: int, max_seq_length: int, pad_id:
         mask = tf.sequence_mask(lengths, tf.shape(word_ids)[1], dtype=tf.int32)
         return {"input_word_ids": word_ids, "input_mask": mask, "input_type_ids": type_ids}, labels
 
-    return batches.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return batches.map(make, num_parallel_calls=PARALLEL_CALLS, deterministic=True)
 
 
-def stream_options(dataset):
-    """Deterministic, and under multi-worker training each worker keeps its slice of every global batch."""
-    import tensorflow as tf
-
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    options.deterministic = True
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 class StreamedCorpus:
@@ -279,7 +272,7 @@ def seeded_passes(paths, examples, *, batch_size: int, max_seq_length: int, pad_
                                  max_seq_length=max_seq_length, pad_id=pad_id, seed=pass_seed,
                                  shuffle_buffer=shuffle_buffer, padding=padding)
 
-    return stream_options(tf.data.Dataset.range(passes).flat_map(one_pass))
+    return finish_pipeline(tf.data.Dataset.range(passes).flat_map(one_pass))
 
 
 def tf_constant(values):
@@ -292,7 +285,8 @@ def count_rows(chunks) -> int:
     """The number of rows of a dataset of RaggedTensors [rows, (n)], counted in one pass (constant memory)."""
     import tensorflow as tf
 
-    return int(chunks.reduce(tf.constant(0, tf.int64), lambda count, rows: count + rows.nrows(out_type=tf.int64)))
+    return int(finish_pipeline(chunks).reduce(tf.constant(0, tf.int64),
+                                              lambda count, rows: count + rows.nrows(out_type=tf.int64)))
 
 
 CACHE_SHARDS = 32
@@ -342,7 +336,7 @@ class StreamedExamples:
         records = tf.data.Dataset.from_tensor_slices(paths).interleave(
             lambda path: tf.data.FixedLengthRecordDataset(path, 12 + id_bytes * length, buffer_size=1 << 18),
             cycle_length=4, block_length=1)
-        return records.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return records.map(decode, num_parallel_calls=PARALLEL_CALLS, deterministic=True)
 
     def batches(self, *, batch_size: int, seed: int, padding: str = "longest", passes: int = 1 << 40):
         return seeded_passes(self.shard_paths, self.examples, batch_size=batch_size,

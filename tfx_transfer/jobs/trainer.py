@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfx_transfer.data.pipeline import EncodedSplit, dataset, plan_batches
+from tfx_transfer.data.pipeline import PARALLEL_CALLS, EncodedSplit, dataset, plan_batches
 from tfx_transfer.jobs import distribution
 from tfx_transfer.jobs.outputs import check_free_space
 from tfx_transfer.jobs.training_state import TrainingCheckpoints
@@ -239,7 +239,7 @@ def train(model, split: EncodedSplit, *, epochs: float, batch_size: int, max_seq
             if batch_transform is not None:
                 batches = batches.enumerate().map(
                     lambda i, batch, epoch=epoch, offset=offset: batch_transform(*batch, epoch, offset + i),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                    num_parallel_calls=PARALLEL_CALLS, deterministic=True)
             model.fit(batches, epochs=1, verbose=verbose, shuffle=False,
                       callbacks=[step_callback, clock, *callbacks])
             if step_callback.diverged:
