@@ -505,14 +505,41 @@ def test_checkpoint_write_failure_leaves_the_previous_one(tmp_path, monkeypatch)
     checkpoints = training_state.TrainingCheckpoints(str(tmp_path / "c"))
     first = checkpoints.save(model, 1)
 
-    def disk_full(*args, **kwargs):
-        raise OSError(28, "No space left on device")
+    real_write, written = np.lib.format.write_array, []
 
-    monkeypatch.setattr(training_state.np, "savez", disk_full)
+    def disk_full_on_the_second_array(*args, **kwargs):  # the file is being written one variable at a time
+        if written:
+            raise OSError(28, "No space left on device")
+        written.append(real_write(*args, **kwargs))
+
+    monkeypatch.setattr(training_state.np.lib.format, "write_array", disk_full_on_the_second_array)
     with pytest.raises(OSError, match="No space left"):
         checkpoints.save(model, 2)
     monkeypatch.undo()
-    assert checkpoints.latest() == first and sorted(os.listdir(tmp_path / "c")) == ["ckpt-1"]
+    assert written and checkpoints.latest() == first and sorted(os.listdir(tmp_path / "c")) == ["ckpt-1"]
+
+
+def test_checkpoint_file_is_np_savez_format_and_non_finite_weights_write_nothing(tmp_path):
+    import keras
+
+    from tfx_transfer.jobs import training_state
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    checkpoints = training_state.TrainingCheckpoints(str(tmp_path / "c"))
+    first = checkpoints.save(model, 1)
+    model_vars, optimizer_vars = training_state._model_variables(model), training_state._optimizer_variables(model)
+    with np.load(os.path.join(first, "variables.npz")) as arrays:
+        assert sorted(arrays.files) == sorted([f"m{i}" for i in range(len(model_vars))] +
+                                              [f"o{i}" for i in range(len(optimizer_vars))])
+        for prefix, variables in (("m", model_vars), ("o", optimizer_vars)):
+            for i, variable in enumerate(variables):
+                assert np.array_equal(arrays[f"{prefix}{i}"], np.asarray(variable))
+    model.layers[1].kernel.assign(np.full((3, 2), np.nan, "float32"))
+    with pytest.raises(FloatingPointError, match=r"Non-finite weights \(.*kernel"):
+        checkpoints.save(model, 2)
+    assert sorted(os.listdir(tmp_path / "c")) == ["ckpt-1"]
 
 
 def test_result_files_are_replaced_atomically(tmp_path, monkeypatch):
@@ -536,3 +563,26 @@ def test_result_files_are_replaced_atomically(tmp_path, monkeypatch):
 #   vocab rows vs embeddings, object-based TF2 checkpoint, truncated TF checkpoint ... tests/test_checkpoint_formats.py
 #   serving: non-string input, empty batch ..... tests/test_export.py
 #   interrupted training (kill -9) resumes to the same weights ... tests/test_run_classifier.py
+
+
+def test_final_model_save_streams_its_weights_and_loads_back_the_same(tmp_path, monkeypatch):
+    import keras
+    from keras.src.saving import saving_lib
+
+    from tfx_transfer.keras_compat import save_model_streaming
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(2)])
+    stores = []
+    real_init = saving_lib.H5IOStore.__init__
+
+    def recording_init(self, path_or_io, *args, archive=None, **kwargs):
+        stores.append(archive)
+        real_init(self, path_or_io, *args, archive=archive, **kwargs)
+
+    monkeypatch.setattr(saving_lib.H5IOStore, "__init__", recording_init)
+    save_model_streaming(model, str(tmp_path / "m.keras"))
+    assert stores == [None]  # weights.h5 written to a file, not into the zip from memory
+    assert saving_lib.is_memory_sufficient(model) is True  # Keras's own check is back
+    loaded = keras.saving.load_model(str(tmp_path / "m.keras"))
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), loaded.get_weights()))
+    assert sorted(os.listdir(tmp_path)) == ["m.keras"]  # no temporary file left beside it

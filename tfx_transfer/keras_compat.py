@@ -15,10 +15,16 @@ touches Keras internals, so a Keras upgrade is checked here first.
                                 step's logs with `strategy.reduce("MEAN", v, axis=0)`, which fails for scalars under
                                 MultiWorkerMirroredStrategy ("Invalid reduction dimension 0 for input with 0
                                 dimensions"; tensorflow/tensorflow#72388), so no multi-worker `fit` step can run.
+    save_model_streaming(model, path)
+                                `model.save(path)` with saving_lib.is_memory_sufficient answering False: Keras 3
+                                otherwise builds the whole weights.h5 in memory before zipping it into the .keras
+                                file, +0.17-0.27 GiB on the peak RSS of a MiniLM fine-tuning run (four times that for
+                                BERT-base); through a temporary file next to `path` the peak stays at training's.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import List
 
 import keras
@@ -81,3 +87,21 @@ def average_scalar_logs_over_workers() -> None:
 
     reduce_per_replica._tfx_transfer_patch = True
     keras_tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def save_model_streaming(model, path: str) -> None:
+    """`model.save(path)` (a .keras file) writing its weights through a temporary file instead of memory."""
+    from keras.src.saving import saving_lib
+
+    with _patched(saving_lib, "is_memory_sufficient", lambda model: False):
+        model.save(path)
+
+
+@contextlib.contextmanager
+def _patched(module, name, value):
+    original = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)

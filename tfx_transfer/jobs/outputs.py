@@ -13,6 +13,7 @@ from tfx_transfer.adaptation.files import save_adaptation
 from tfx_transfer.export import export_for_serving
 from tfx_transfer.io_utils import atomic_directory, inside, write_json, write_text  # noqa: F401  (the jobs' writer)
 from tfx_transfer.jobs import distribution
+from tfx_transfer.keras_compat import save_model_streaming
 from tfx_transfer.plot import plot_training
 
 
@@ -60,7 +61,7 @@ def save_final(model, output_dir: str, tokenizer, task: dict, adaptation: str, l
         return None
     directory = inside(output_dir, "final")
     with atomic_directory(directory, overwrite=True) as tmp:
-        model.save(os.path.join(tmp, "model.keras"))
+        save_model_streaming(model, os.path.join(tmp, "model.keras"))
         if hasattr(model.encoder, "bert_config"):  # a black-box Hub encoder has no config of ours
             write_json(os.path.join(tmp, "config.json"), model.encoder.bert_config.to_hf_dict())
         shutil.copyfile(tokenizer.vocab_file, os.path.join(tmp, "vocab.txt"))

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import zipfile
 from typing import Optional
 
 import numpy as np
@@ -97,17 +98,13 @@ class TrainingCheckpoints:
             if name.startswith(".tmp-ckpt-"):
                 shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
         model_vars, optimizer_vars = _model_variables(model), _optimizer_variables(model)
-        arrays = {f"m{i}": np.asarray(v) for i, v in enumerate(model_vars)}
-        bad = [v.path for v, a in zip(model_vars, arrays.values())
-               if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all()]
-        if bad:
-            raise FloatingPointError(f"Non-finite weights ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})")
-        arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(optimizer_vars)})
         state = {"step": int(step), "model_paths": [v.path for v in model_vars],
                  "optimizer_paths": [v.path for v in optimizer_vars], **(extra or {})}
         tmp = tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=self.directory)
         try:
-            np.savez(os.path.join(tmp, "variables.npz"), **arrays)
+            bad = _write_npz(os.path.join(tmp, "variables.npz"), model_vars, optimizer_vars)
+            if bad:
+                raise FloatingPointError(f"Non-finite weights ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})")
             with open(os.path.join(tmp, "state.json"), "w", encoding="utf-8") as f:
                 json.dump(state, f)
         except BaseException:
@@ -136,3 +133,21 @@ class TrainingCheckpoints:
             for i, variable in enumerate(optimizer_vars):
                 variable.assign(arrays[f"o{i}"])
         return state
+
+
+def _write_npz(path: str, model_vars, optimizer_vars) -> list:
+    """`np.savez`'s file (entries m<i>.npy, o<i>.npy; stored, not compressed) written one variable at a time, so at
+    most one variable's copy is in memory: materialising every array first, as `np.savez(**arrays)` needs, set the
+    peak RSS of a MiniLM fine-tuning run (+0.24 GiB: the weights and both Adam slots). Returns the paths of model
+    variables holding NaN/Inf (all are checked; the caller discards the file)."""
+    bad = []
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for prefix, variables in (("m", model_vars), ("o", optimizer_vars)):
+            for i, variable in enumerate(variables):
+                array = np.asarray(variable)
+                if prefix == "m" and np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+                    bad.append(variable.path)
+                with archive.open(f"{prefix}{i}.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, array, allow_pickle=False)
+                del array
+    return bad
