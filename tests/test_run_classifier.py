@@ -1,13 +1,16 @@
 """run_classifier.py end to end on tiny generated data: every GLUE file format, csv, the demo; outputs, flag
 validation, resuming after kill -9."""
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 
+import h5py
 import numpy as np
 import pytest
 from absl import flags
@@ -114,6 +117,9 @@ def test_every_glue_format_end_to_end(task, tiny_model, tmp_path):
     assert submission[0] == "index\tprediction" and len(submission) == 6
     assert sorted(os.listdir(out / "final")) == ["README.md", "config.json", "model.keras", "model_card.json",
                                                  "task.json", "tokenizer_config.json", "vocab.txt"]
+    with zipfile.ZipFile(out / "final" / "model.keras") as archive:  # the model, not Adam's slots (checkpoints/)
+        weights = h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r")
+        assert "layers" in weights and "optimizer" not in weights
 
 
 def test_csv_task_with_named_columns_and_adapters(tiny_model, tmp_path):
