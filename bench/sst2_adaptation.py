@@ -40,6 +40,7 @@ def run_one(name: str, jit_compile: bool = False) -> dict:
 
     from tfx_transfer import AdapterConfig, BertClassifier, BertEncoder, BertPreprocessor, apply_strategy
     from tfx_transfer.adaptation.optimizers import create_optimizer
+    from tfx_transfer.data.pipeline import finish_pipeline
 
     spec = RUNS[name]
     keras.utils.set_random_seed(SEED)
@@ -58,9 +59,8 @@ def run_one(name: str, jit_compile: bool = False) -> dict:
     steps = -(-TRAIN_ROWS // BATCH)
     model.compile(optimizer=create_optimizer(spec["learning_rate"], steps, int(WARMUP * steps)),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit_compile)
-    dataset = (tf.data.Dataset.from_tensor_slices((train_inputs, np.asarray(train_labels, "int32")))
-               .shuffle(TRAIN_ROWS, seed=SEED, reshuffle_each_iteration=False).batch(BATCH)
-               .prefetch(tf.data.AUTOTUNE))
+    dataset = finish_pipeline(tf.data.Dataset.from_tensor_slices((train_inputs, np.asarray(train_labels, "int32")))
+                              .shuffle(TRAIN_ROWS, seed=SEED, reshuffle_each_iteration=False).batch(BATCH))
 
     class Clock(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
