@@ -120,6 +120,7 @@ def test_every_glue_format_end_to_end(task, tiny_model, tmp_path):
     with zipfile.ZipFile(out / "final" / "model.keras") as archive:  # the model, not Adam's slots (checkpoints/)
         weights = h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r")
         assert "layers" in weights and "optimizer" not in weights
+        assert not json.loads(archive.read("config.json")).get("compile_config")  # loads uncompiled
 
 
 def test_csv_task_with_named_columns_and_adapters(tiny_model, tmp_path):

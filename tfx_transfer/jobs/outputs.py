@@ -80,14 +80,16 @@ def save_final(model, output_dir: str, tokenizer, task: dict, adaptation: str, l
 
 
 def _save_without_optimizer_state(model, path: str) -> None:
-    """`model.save(path)` without the compiled optimizer's variables: every reader of final/ loads it with
-    compile=False, and Adam's two slots would make two thirds of the file (MiniLM: 273 MB instead of 91 MB)."""
-    optimizer = getattr(model, "optimizer", None)
-    model.optimizer = None
+    """`model.save(path)` as an uncompiled model: no optimizer variables and no compile config. Every reader of
+    final/ loads it with compile=False, Adam's two slots would make two thirds of the file (MiniLM: 273 MB instead
+    of 91 MB), and `keras.saving.load_model(path)` then returns the model uncompiled instead of warning that the
+    optimizer's variables are missing."""
+    optimizer, compiled = getattr(model, "optimizer", None), getattr(model, "compiled", False)
+    model.optimizer, model.compiled = None, False
     try:
         save_model_streaming(model, path)
     finally:
-        model.optimizer = optimizer
+        model.optimizer, model.compiled = optimizer, compiled
 
 
 def finish_training(model, result: dict, evaluation, card, task: dict, output_dir: str, tokenizer, adaptation: str,
