@@ -24,7 +24,6 @@ touches Keras internals, so a Keras upgrade is checked here first.
 
 from __future__ import annotations
 
-import contextlib
 from typing import List
 
 import keras
@@ -93,15 +92,9 @@ def save_model_streaming(model, path: str) -> None:
     """`model.save(path)` (a .keras file) writing its weights through a temporary file instead of memory."""
     from keras.src.saving import saving_lib
 
-    with _patched(saving_lib, "is_memory_sufficient", lambda model: False):
-        model.save(path)
-
-
-@contextlib.contextmanager
-def _patched(module, name, value):
-    original = getattr(module, name)
-    setattr(module, name, value)
+    is_memory_sufficient = saving_lib.is_memory_sufficient
+    saving_lib.is_memory_sufficient = lambda model: False
     try:
-        yield
+        model.save(path)
     finally:
-        setattr(module, name, original)
+        saving_lib.is_memory_sufficient = is_memory_sufficient

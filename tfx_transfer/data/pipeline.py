@@ -172,9 +172,9 @@ def finish_pipeline(data):
 
     Why no autotuning: its model thread (`Model::OptimizeLoop`, started by the iterator) can miss the iterator's
     cancellation and then sleeps out its optimisation period (doubling up to 60 s) while the iterator's
-    destructor waits for it. Seen at the end of `fit` in 6 of 11 MiniLM SST-2-8k runs on TensorFlow 2.21: 25-28 s
+    destructor waits for it. Seen at the end of `fit` in 8 of 14 MiniLM SST-2-8k runs on TensorFlow 2.21: 19-28 s
     between the last training step and the next line (gdb: `RootDataset::Iterator::~Iterator` waiting on that
-    thread), a third of the run. The pipelines here only gather, pad and tokenise: fixed parallelism
+    thread), a third of the run; none in 8 runs without autotuning (bench/results/tf_data_autotune.md). The pipelines here only gather, pad and tokenise: fixed parallelism
     (`PARALLEL_CALLS`) and a prefetch of `PREFETCH_BATCHES` keep the step fed without it.
     """
     import tensorflow as tf

@@ -217,8 +217,6 @@ def shuffle_and_batch(examples, *, batch_size: int, max_seq_length: int, pad_id:
     return batches.map(make, num_parallel_calls=PARALLEL_CALLS, deterministic=True)
 
 
-
-
 class StreamedCorpus:
     """A text corpus as training data without holding it: `len()` is its number of packed sequences (counted by one
     streamed pass), `batches(...)` the endless stream of training batches, pass after pass (module docstring).
