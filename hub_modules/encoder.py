@@ -14,6 +14,7 @@ import os
 import tensorflow as tf
 
 from tfx_transfer.io_utils import atomic_directory, write_json
+from tfx_transfer.keras_compat import save_for_sessions
 
 INPUT_SPEC = {name: tf.TensorSpec([None, None], tf.int32, name=name)
               for name in ("input_word_ids", "input_mask", "input_type_ids")}
@@ -71,7 +72,7 @@ def export_encoder(encoder, tokenizer_settings, export_path: str, overwrite: boo
     module = HubEncoderModule(encoder, tokenizer_settings.vocab_file, tokenizer_settings.do_lower_case)
     signatures = module.trace()
     with atomic_directory(export_path, overwrite) as tmp:
-        tf.saved_model.save(module, tmp, signatures=signatures)
+        save_for_sessions(module, tmp, signatures)  # its serving_default loads in TF Serving too
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
         write_json(os.path.join(tmp, "assets.extra", "config.json"), encoder.bert_config.to_hf_dict())
         write_json(os.path.join(tmp, "assets.extra", "tokenizer_config.json"),

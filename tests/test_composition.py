@@ -222,6 +222,12 @@ for record in tf.data.TFRecordDataset(DATA["path"] + "/assets.extra/tf_serving_w
     request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
     inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
     out["warmup"].append(plain(m.signatures[request.model_spec.signature_name](**inputs))["task"])
+import sys
+sys.path.insert(0, "tests")
+from session_loading import session_outputs  # as TF Serving loads it
+session = session_outputs(DATA["path"], "serving_default", {"task": DATA["tasks"], "text": DATA["texts"],
+                                                             "text_b": DATA["texts_b"]})
+out["session"] = {"score": session["score"].tolist(), "label": [x.decode() for x in session["label"]]}
 print(json.dumps(out))
 """, {"path": path, "tasks": tasks, "texts": texts, "texts_b": texts_b}, tmp_path)
     assert served["signatures"] == ["from_ids", "houlsby", "ia3", "lora", "serving_default"]
@@ -249,6 +255,8 @@ print(json.dumps(out))
     np.testing.assert_allclose(served["houlsby"]["probabilities"][1], routed["probabilities"][1][:2], atol=1e-6)
     assert "unknown task name; the tasks of this model are houlsby, lora, ia3" in served["unknown"]
     assert served["warmup"] == [["houlsby", "lora", "ia3"]]  # one warmup request reaches every task
+    assert served["session"]["label"] == routed["label"]  # loaded as TF Serving loads it
+    np.testing.assert_allclose(served["session"]["score"], routed["score"], atol=1e-5)
 
 
 def test_multitask_export_refuses_task_names_no_signature_can_have(tokenizer, tmp_path):

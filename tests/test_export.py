@@ -14,6 +14,7 @@ from tfx_transfer.export import export_for_serving
 from tfx_transfer.models import BertSpanLabeler
 
 from conftest import TINY_ENCODER as TINY
+from session_loading import session_outputs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEXTS = ["a good movie", "", "the plot was dull and the acting bad", "x" * 10000, "fun " * 3000]
@@ -57,10 +58,17 @@ for name, texts in (("one", DATA["texts"][:1]), ("five", DATA["texts"]), ("many"
     r = f(text=tf.constant(texts))
     out[name] = {k: v.numpy().tolist() if v.dtype != tf.string else [x.decode() for x in v.numpy()]
                  for k, v in r.items()}
+import sys
+sys.path.insert(0, "tests")
+from session_loading import session_outputs  # TF Serving's loader: restore op, then the signature's tensors
+session = session_outputs(DATA["path"], "serving_default", {"text": DATA["texts"]})
+out["session"] = {"probabilities": session["probabilities"].tolist(), "label": [x.decode() for x in session["label"]]}
 print(json.dumps(out))
 """, {"path": path, "texts": TEXTS, "batch": batch}, tmp_path)
     expected = _keras_probabilities(model, tokenizer, TEXTS)
     np.testing.assert_allclose(np.asarray(served["five"]["probabilities"]), expected, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(served["session"]["probabilities"]), expected, atol=1e-5)
+    assert served["session"]["label"] == served["five"]["label"]
     assert served["five"]["label"] == [["neg", "neutral", "pos"][i] for i in expected.argmax(1)]
     assert len(served["one"]["label"]) == 1 and len(served["many"]["label_id"]) == 64
     np.testing.assert_allclose(np.asarray(served["many"]["probabilities"])[:5], expected, atol=1e-5)
@@ -125,6 +133,9 @@ def test_warmup_records_replay(tokenizer, tmp_path):
         out = loaded.signatures[request.model_spec.signature_name](
             **{k: tf.constant([x.decode() if isinstance(x, bytes) else x for x in v]) for k, v in inputs.items()})
         assert out["label"].shape[0] == len(inputs["text"])
+        # TF Serving replays them through its session-based loader
+        served = session_outputs(path, request.model_spec.signature_name, inputs)
+        np.testing.assert_allclose(served["probabilities"], out["probabilities"].numpy(), atol=1e-6)
 
 
 def test_versions_and_atomicity(tokenizer, tmp_path, monkeypatch):
@@ -186,10 +197,18 @@ def test_squad_export_answers_from_raw_text_in_a_fresh_process(tokenizer, tmp_pa
 import tensorflow as tf, tensorflow_text
 m = tf.saved_model.load(DATA["path"])
 r = m.signatures["serving_default"](question=tf.constant(DATA["q"]), context=tf.constant(DATA["c"]))
+import sys
+sys.path.insert(0, "tests")
+from session_loading import session_outputs
+session = session_outputs(DATA["path"], "serving_default", {"question": DATA["q"], "context": DATA["c"]})
 print(json.dumps({"answers": [x.decode() for x in r["answer_text"].numpy()], "scores": r["score"].numpy().tolist(),
-                  "shape": list(r["start_logits"].shape)}))
+                  "shape": list(r["start_logits"].shape),
+                  "session": {"answers": [x.decode() for x in session["answer_text"]],
+                              "scores": session["score"].tolist()}}))
 """, {"path": path, "q": questions, "c": contexts}, tmp_path)
     answers = served["answers"]
+    assert served["session"]["answers"] == answers  # as TF Serving loads it
+    np.testing.assert_allclose(served["session"]["scores"], served["scores"], atol=1e-5)
     assert answers[2] == "" and served["shape"][0] == 4
     for answer, context in zip(answers, contexts):
         assert answer in context  # an original substring

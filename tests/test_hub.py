@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from fixture_utils import path as fixture_path
+from session_loading import session_outputs
 from tfx_transfer import AdapterConfig, BertClassifier, BertEncoder
 from tfx_transfer.checkpoints import CheckpointMismatchError
 from tfx_transfer.encoders import HubEncoder
@@ -55,6 +56,9 @@ def test_hub_encoder_and_from_hub_equal_bert_encoder(exported_hub):
             np.testing.assert_allclose(np.asarray(out[key]), np.asarray(expected[key]), atol=1e-5)
     unwrapped = BertEncoder.from_hub(encoder_path)
     assert not unwrapped.load_report.missing_in_checkpoint and unwrapped.pretrained.do_lower_case
+    # Its serving_default as TF Serving (a session-based loader) runs it.
+    served = session_outputs(encoder_path, "serving_default", {k: inputs[k] for k in inputs})
+    np.testing.assert_allclose(served["pooled_output"], np.asarray(expected["pooled_output"]), atol=1e-5)
 
 
 def test_preprocessor_interface(exported_hub):

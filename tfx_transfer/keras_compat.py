@@ -20,6 +20,18 @@ touches Keras internals, so a Keras upgrade is checked here first.
                                 otherwise builds the whole weights.h5 in memory before zipping it into the .keras
                                 file, +0.17-0.27 GiB on the peak RSS of a MiniLM fine-tuning run (four times that for
                                 BERT-base); through a temporary file next to `path` the peak stays at training's.
+    save_for_sessions(obj, path, signatures)
+                                `tf.saved_model.save` with each Keras variable exported as the variable its traced
+                                functions read. Keras 3 exports a copy instead (`object_map[self] =
+                                tf.Variable(object_map[self.value])` in keras/src/backend/tensorflow/core.py): the
+                                SavedModel's restore op fills variables named Variable_N while the signatures read
+                                the originals ("pooler/dense/bias", ...). `tf.saved_model.load` rebinds them through
+                                the object graph, so Python round trips work, but a session-based loader (TF Serving,
+                                `saved_model_cli run`, `tf.compat.v1.saved_model.load`) leaves the read variables
+                                unset and every request fails with "Could not find variable pooler/dense/bias"
+                                (keras-team/keras#19274, #20096; tensorflow/serving#2250). Exporting the one
+                                variable also keeps the variables/ file at one copy of the weights (Keras's
+                                `ExportArchive` tracks the inner variables as well, which stores them twice).
 """
 
 from __future__ import annotations
@@ -98,3 +110,22 @@ def save_model_streaming(model, path: str) -> None:
         model.save(path)
     finally:
         saving_lib.is_memory_sufficient = is_memory_sufficient
+
+
+def save_for_sessions(obj, path: str, signatures=None) -> None:
+    """`tf.saved_model.save(obj, path, signatures=signatures)` whose Keras variables load in TF Serving (see the module
+    docstring): during the save, a Keras variable exports its inner `tf.Variable`'s exported copy itself."""
+    from keras.src.backend.tensorflow import core
+
+    keras_export = core.Variable._export_to_saved_model_graph
+
+    def export_the_read_variable(self, object_map, tensor_map, options, **kwargs):
+        resources = self.value._export_to_saved_model_graph(object_map, tensor_map, options, **kwargs)
+        object_map[self] = object_map[self.value]
+        return resources
+
+    core.Variable._export_to_saved_model_graph = export_the_read_variable
+    try:
+        tf.saved_model.save(obj, path, signatures=signatures)
+    finally:
+        core.Variable._export_to_saved_model_graph = keras_export

@@ -23,6 +23,7 @@ from tfx_transfer.export.multitask_module import MultiTaskServingModule, served_
 from tfx_transfer.export.squad_module import SquadServingModule
 from tfx_transfer.export.tagger_module import TaggerServingModule
 from tfx_transfer.export.versioning import new_version_directory
+from tfx_transfer.keras_compat import save_for_sessions
 from tfx_transfer.layers.adapter_config import mergeable
 
 WARMUP_TEXTS = ["A short warmup sentence.", "Warmup request number two, somewhat longer than the first one, so that a "
@@ -141,7 +142,7 @@ def _save(module, export_base: str, version: Optional[int], warmup_inputs: Optio
     a `serving_default` warmup request of `warmup_inputs` and the model card. Returns the version directory."""
     signatures = module.signatures()
     with new_version_directory(export_base, version) as (tmp, number):
-        tf.saved_model.save(module, tmp, signatures=signatures)
+        save_for_sessions(module, tmp, signatures)  # loadable by TF Serving's session-based loader
         if warmup_inputs is not None:
             write_warmup_requests(tmp, [("serving_default", warmup_inputs)])
         if card is not None:
