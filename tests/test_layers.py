@@ -6,6 +6,7 @@ import pytest
 
 from layer_checks import check_layer, random_bert_inputs
 from tfx_transfer.layers import BertEmbeddings, BertPooler, MultiHeadSelfAttention, TransformerBlock, get_activation
+from tfx_transfer.layers.attention import HEAD_BY_HEAD_FROM
 
 H, HEADS, VOCAB, SEQ = 16, 4, 50, 7
 
@@ -51,6 +52,30 @@ def test_attention_shared_checks(tmp_path):
         _hidden_data(), tmp_path)
 
 
+@pytest.mark.parametrize("seq", [SEQ, HEAD_BY_HEAD_FROM + 3])
+def test_inference_attention_forms_agree_eager_and_traced(seq, monkeypatch):
+    """Inference attends in one batch over the heads below HEAD_BY_HEAD_FROM keys and head by head from there on:
+    chosen in Python when the length is static, by a cond in the graph when it is not. Eager, traced with unknown
+    shapes, and the training form without dropout give the same context."""
+    import tensorflow as tf
+
+    layer = MultiHeadSelfAttention(HEADS, dropout_rate=0.0)
+    data = _hidden_data(batch=2, seq=seq)
+    x, mask = data["x"], data["input_mask"]
+    used = []
+    for method in ("_attend_batched", "_attend_head_by_head"):
+        original = getattr(MultiHeadSelfAttention, method)
+        monkeypatch.setattr(MultiHeadSelfAttention, method,
+                            lambda self, *a, _f=original, _m=method: used.append(_m) or _f(self, *a))
+    eager = np.asarray(layer(x, attention_mask=mask))
+    assert used == ["_attend_head_by_head" if seq >= HEAD_BY_HEAD_FROM else "_attend_batched"]
+    traced = tf.function(lambda a, m: layer(a, attention_mask=m), input_signature=[
+        tf.TensorSpec([None, None, H], tf.float32), tf.TensorSpec([None, None], tf.int32)])
+    np.testing.assert_allclose(np.asarray(traced(x, mask)), eager, atol=1e-5)
+    assert sorted(used[1:]) == ["_attend_batched", "_attend_head_by_head"]  # both branches of the cond
+    np.testing.assert_allclose(np.asarray(layer(x, attention_mask=mask, training=True)), eager, atol=1e-5)
+
+
 @pytest.mark.parametrize("mask_kind", ["keys", "per_query"])
 def test_attention_matches_textbook_formula(mask_kind):
     """softmax(QK^T / sqrt(d) + mask) V, per head, computed in NumPy from the layer's own kernels; the mask is
@@ -86,19 +111,22 @@ def test_attention_training_and_inference_paths_agree(mask_kind):
 
 
 def test_attention_inference_graph_splits_heads_without_transposes():
-    """Inference reads each head as a column block of the projections: one Split per projection, no Transpose and
-    no per-head slices (slices of [B, N, T, D] made MiniLM's inference graph 2,800 ops, now 1,582; the StridedSlices
-    left are the projections' shape arithmetic and the mask's new axes)."""
+    """Head by head (inference from HEAD_BY_HEAD_FROM keys on) reads each head as a column block of the projections:
+    one Split per projection, no Transpose and no per-head slices (slices of [B, N, T, D] made MiniLM's inference
+    graph 2,800 ops where this form has 1,582). With the length unknown, the layer's graph chooses by a cond."""
     import tensorflow as tf
 
     layer = MultiHeadSelfAttention(HEADS, dropout_rate=0.0)
     layer.build((None, None, H))
-    spec = tf.TensorSpec([None, None, H], tf.float32), tf.TensorSpec([None, None], tf.int32)
-    graph = tf.function(lambda x, mask: layer(x, attention_mask=mask, training=False)).get_concrete_function(
-        *spec).graph
+    spec = tf.TensorSpec([None, None, H], tf.float32)
+    graph = tf.function(lambda q, k, v: layer._attend_head_by_head(q, k, v, None)).get_concrete_function(
+        spec, spec, spec).graph
     types = [op.type for op in graph.get_operations()]
     assert types.count("Split") == 3 and types.count("Softmax") == HEADS
-    assert "Transpose" not in types and types.count("StridedSlice") == 4 * 2 + 1  # per-head slices: 3 x HEADS more
+    assert "Transpose" not in types and "StridedSlice" not in types
+    graph = tf.function(lambda x, mask: layer(x, attention_mask=mask, training=False)).get_concrete_function(
+        spec, tf.TensorSpec([None, None], tf.int32)).graph
+    assert {"If", "StatelessIf"} & {op.type for op in graph.get_operations()}
 
 
 def test_attention_accepts_3d_mask_and_rejects_bad_width():

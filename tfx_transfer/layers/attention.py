@@ -40,6 +40,9 @@ def first_query_mask(attention_mask):
     return attention_mask
 
 
+HEAD_BY_HEAD_FROM = 96  # inference attention runs head by head from this many keys on (bench/attention_layout.py)
+
+
 def _matmul_transposed(a, b):
     """a [B, T, D] @ b [B, S, D]^T -> [B, T, S]; on TensorFlow one BatchMatMul with adj_y (no Transpose op)."""
     if keras.backend.backend() == "tensorflow":
@@ -165,12 +168,33 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         if prefix is not None:  # S -> P + S keys and values
             k, v, bias = with_prefix(k, v, bias, prefix, prefix_gate)
         if training:
-            q_split, k, v = (self._split_heads(t) for t in (q, k, v))  # [B, N, T|S, D]
-            context = self._attend(q_split, k, v, bias, training)  # [B, N, T, D]
-            context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)), ops.shape(q))
+            context = self._attend_batched(q, k, v, bias, training)
         else:
-            context = self._attend_head_by_head(q, k, v, bias)
+            context = self._attend_for_inference(q, k, v, bias)
         return self._project("attention_output", context, training, gates)  # [B, T, H]
+
+    def _attend_for_inference(self, q, k, v, bias):
+        """The context [B, T, H] without dropout: one batch over the heads for fewer than HEAD_BY_HEAD_FROM keys,
+        head by head from there on (a `cond` on the key length when it is only known at run time).
+
+        Each form wins where the other loses (bench/results/attention_layout.md, MiniLM, 2026-12-06): head by head
+        keeps each head's scores in the CPU cache, 1.05x faster at [32, 128] and 1.08x at [8, 384]; at short lengths
+        its 144 small matmuls and 72 softmaxes (oneDNN spends ~30 us a call on them) cost more than the work, and
+        the batched form is 1.27x faster for one request of 25 tokens and 1.05x at [32, 16]. On the host of
+        2026-12-01 head by head was 1.42x faster at [8, 384] and 1.13x at [32, 128]."""
+        length = ops.shape(k)[1]
+        if length is None:  # symbolic shape inference only
+            return self._attend_batched(q, k, v, bias, False)
+        if isinstance(length, int):
+            return self._attend_head_by_head(q, k, v, bias) if length >= HEAD_BY_HEAD_FROM \
+                else self._attend_batched(q, k, v, bias, False)
+        return ops.cond(length >= HEAD_BY_HEAD_FROM, lambda: self._attend_head_by_head(q, k, v, bias),
+                        lambda: self._attend_batched(q, k, v, bias, False))
+
+    def _attend_batched(self, q, k, v, bias, training):
+        """q [B, T, H] (scaled), k, v [B, S, H] -> the context [B, T, H] through `_attend` over [B, N, T, S]."""
+        context = self._attend(*(self._split_heads(t) for t in (q, k, v)), bias, training)  # [B, N, T, D]
+        return ops.reshape(ops.transpose(context, (0, 2, 1, 3)), ops.shape(q))
 
     def _attend(self, q, k, v, bias, training):
         """softmax(q k^T + bias) v over the heads, as one [B, N, T, S] batch. Returns [B, N, T, D]."""
@@ -190,12 +214,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             the context [B, T, H], heads side by side as the output projection reads them.
 
         Each head's scores [B, T, S] stay in the CPU cache between the two matmuls and the softmax, where the
-        batched form streams [B, N, T, S] through memory: MiniLM on this 2-core CPU, inference 1.42x faster at
-        [8, 384], 1.13x at [32, 128]. The heads are the projections' column blocks (one Split op each, no reshape
-        or transpose to [B, N, T, D] and back): MiniLM's inference graph has 1,582 ops where per-head slices of the
-        transposed tensors made 2,800, so its trace and first call take 1.6 s where they took 3.3 s. Training
-        keeps the batched form: the backward pass of twelve small heads has twice the ops and is slower at GLUE
-        lengths. XLA fuses either form.
+        batched form streams [B, N, T, S] through memory. The heads are the projections' column blocks (one Split
+        op each, no reshape or transpose to [B, N, T, D] and back). Training keeps the batched form: the backward
+        pass of twelve small heads has twice the ops and is slower at GLUE lengths. XLA fuses either form.
         """
         heads_q, heads_k, heads_v = (ops.split(t, self.num_heads, axis=-1) for t in (q, k, v))  # N x [B, T|S, D]
         if bias is not None:
