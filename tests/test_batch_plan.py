@@ -102,7 +102,9 @@ def test_prediction_traces_once_for_every_shape_and_matches_fixed_padding(tiny_m
     assert len({b.length for b in plan}) >= 3  # several shapes, one of them a short last batch
     longest = trainer.predict(model, split, batch_size=8, max_seq_length=32, padding="longest")
     trainer.predict(model, split, batch_size=8, max_seq_length=32, padding="longest")  # again: evaluation
-    assert trainer.forward_function(model).experimental_get_tracing_count() == 1
+    # lengths <= 32: the function traced without the long-input attention form
+    assert trainer.forward_function(model, longest=32).experimental_get_tracing_count() == 1
+    assert len(trainer._FORWARD_FUNCTIONS[model]) == 1
     fixed = trainer.predict(model, split, batch_size=8, max_seq_length=32, padding="max_length")
     np.testing.assert_allclose(longest, fixed, atol=1e-5)  # padding is masked: the same logits in file order
 

@@ -6,7 +6,7 @@ import pytest
 
 from layer_checks import check_layer, random_bert_inputs
 from tfx_transfer.layers import BertEmbeddings, BertPooler, MultiHeadSelfAttention, TransformerBlock, get_activation
-from tfx_transfer.layers.attention import HEAD_BY_HEAD_FROM
+from tfx_transfer.layers.attention import HEAD_BY_HEAD_FROM, keys_at_most
 
 H, HEADS, VOCAB, SEQ = 16, 4, 50, 7
 
@@ -127,6 +127,10 @@ def test_attention_inference_graph_splits_heads_without_transposes():
     graph = tf.function(lambda x, mask: layer(x, attention_mask=mask, training=False)).get_concrete_function(
         spec, tf.TensorSpec([None, None], tf.int32)).graph
     assert {"If", "StatelessIf"} & {op.type for op in graph.get_operations()}
+    with keys_at_most(HEAD_BY_HEAD_FROM - 1):  # a caller's bound below the threshold: the batched form alone
+        graph = tf.function(lambda x, mask: layer(x, attention_mask=mask, training=False)).get_concrete_function(
+            spec, tf.TensorSpec([None, None], tf.int32)).graph
+    assert not {"If", "StatelessIf"} & {op.type for op in graph.get_operations()}
 
 
 def test_attention_accepts_3d_mask_and_rejects_bad_width():

@@ -33,6 +33,7 @@ from tfx_transfer.data.pipeline import PARALLEL_CALLS, EncodedSplit, dataset, pl
 from tfx_transfer.jobs import distribution
 from tfx_transfer.jobs.outputs import check_free_space
 from tfx_transfer.jobs.training_state import TrainingCheckpoints
+from tfx_transfer.layers.attention import HEAD_BY_HEAD_FROM, keys_at_most
 
 
 def total_train_steps(num_examples: int, batch_size: int, epochs: float) -> int:
@@ -301,22 +302,28 @@ def weights_fingerprint(model) -> str:
     return digest.hexdigest()[:16]
 
 
-_FORWARD_FUNCTIONS = weakref.WeakKeyDictionary()  # model -> {jit_compile: tf.function}
+_FORWARD_FUNCTIONS = weakref.WeakKeyDictionary()  # model -> {(jit_compile, short inputs): tf.function}
 
 
-def forward_function(model, jit_compile: bool = False):
+def forward_function(model, jit_compile: bool = False, longest: Optional[int] = None):
     """`model(inputs, training=False)` as one tf.function per model, traced once for int32 inputs of any
     [batch, length] (the three input_* keys), so batches padded to their own lengths never retrace and repeated
-    evaluations (evaluation during training) reuse the trace."""
+    evaluations (evaluation during training) reuse the trace. `longest`: the longest length the caller will send, if
+    known; below attention.HEAD_BY_HEAD_FROM the trace leaves out the long-input attention form (`keys_at_most`),
+    and a separate function is kept for such calls."""
+    short = longest is not None and longest < HEAD_BY_HEAD_FROM
     functions = _FORWARD_FUNCTIONS.setdefault(model, {})
-    if jit_compile not in functions:
+    if (jit_compile, short) not in functions:
         spec = {key: tf.TensorSpec([None, None], tf.int32, name=key)
                 for key in ("input_word_ids", "input_mask", "input_type_ids")}
         owner = weakref.ref(model)  # the cache must not keep the model alive
-        functions[jit_compile] = tf.function(lambda inputs: owner()(inputs, training=False), jit_compile=jit_compile,
-                                             input_signature=[spec], autograph=False)  # no tensor-valued Python
+        function = tf.function(lambda inputs: owner()(inputs, training=False), jit_compile=jit_compile,
+                               input_signature=[spec], autograph=False)  # no tensor-valued Python
         # control flow in the models: autograph would only re-write every layer's call while tracing
-    return functions[jit_compile]
+        with keys_at_most(longest if short else None):
+            function.get_concrete_function()  # traced here, under the bound
+        functions[(jit_compile, short)] = function
+    return functions[(jit_compile, short)]
 
 
 def predict(model, split: EncodedSplit, *, batch_size: int, max_seq_length: int, jit_compile: bool = False,
@@ -326,7 +333,7 @@ def predict(model, split: EncodedSplit, *, batch_size: int, max_seq_length: int,
     `per_token`, outputs are [B, T] per batch and are returned as [N, L], L the split's longest example
     (positions beyond an example's length hold zeros)."""
     plan = plan_batches(split.lengths, batch_size, max_seq_length, shuffle=False, padding=padding)
-    forward = forward_function(model, jit_compile)
+    forward = forward_function(model, jit_compile, longest=max((batch.length for batch in plan), default=None))
     width = split.word_ids.shape[1]
     collected = {}
     for batch, inputs in zip(plan, dataset(split, plan, with_labels=False)):

@@ -1,6 +1,9 @@
 """Multi-head scaled dot-product self-attention (Vaswani et al. 2017), laid out as in BERT."""
 
+import contextlib
+import contextvars
 import math
+from typing import Optional
 
 import keras
 from keras import ops
@@ -41,6 +44,20 @@ def first_query_mask(attention_mask):
 
 
 HEAD_BY_HEAD_FROM = 96  # inference attention runs head by head from this many keys on (bench/attention_layout.py)
+_LONGEST_KEYS = contextvars.ContextVar("tfx_transfer_longest_keys", default=None)
+
+
+@contextlib.contextmanager
+def keys_at_most(length: Optional[int]):
+    """Functions traced inside see at most `length` keys per attention (the caller's promise; None: no bound). Below
+    HEAD_BY_HEAD_FROM, inference attention is then traced in its batched form alone, without the cond on the
+    length: MiniLM's inference trace and first call take ~0.2 s less. A longer input still computes the same
+    values, only in the form that is slower for it."""
+    token = _LONGEST_KEYS.set(length)
+    try:
+        yield
+    finally:
+        _LONGEST_KEYS.reset(token)
 
 
 def _matmul_transposed(a, b):
@@ -178,12 +195,12 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         head by head from there on (a `cond` on the key length when it is only known at run time).
 
         Each form wins where the other loses (bench/results/attention_layout.md, MiniLM, 2026-12-06): head by head
-        keeps each head's scores in the CPU cache, 1.05x faster at [32, 128] and 1.08x at [8, 384]; at short lengths
-        its 144 small matmuls and 72 softmaxes (oneDNN spends ~30 us a call on them) cost more than the work, and
-        the batched form is 1.27x faster for one request of 25 tokens and 1.05x at [32, 16]. On the host of
-        2026-12-01 head by head was 1.42x faster at [8, 384] and 1.13x at [32, 128]."""
-        length = ops.shape(k)[1]
-        if length is None:  # symbolic shape inference only
+        keeps each head's scores in the CPU cache, 1.03-1.05x faster at [32, 128] and 1.08-1.11x at [8, 384]; at
+        short lengths its 144 small matmuls and 72 softmaxes (oneDNN spends ~30 us a call on them) cost more than
+        the work, and the batched form is 1.27-1.30x faster for one request of 25 tokens and 1.05-1.09x at [32, 16]
+        (three runs). On the host of 2026-12-01 head by head was 1.42x faster at [8, 384] and 1.13x at [32, 128]."""
+        length, longest = ops.shape(k)[1], _LONGEST_KEYS.get()
+        if length is None or (longest is not None and longest < HEAD_BY_HEAD_FROM):  # symbolic build, or keys_at_most
             return self._attend_batched(q, k, v, bias, False)
         if isinstance(length, int):
             return self._attend_head_by_head(q, k, v, bias) if length >= HEAD_BY_HEAD_FROM \
