@@ -222,9 +222,6 @@ for record in tf.data.TFRecordDataset(DATA["path"] + "/assets.extra/tf_serving_w
     request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
     inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
     out["warmup"].append(plain(m.signatures[request.model_spec.signature_name](**inputs))["task"])
-import sys
-sys.path.insert(0, "tests")
-from session_loading import session_outputs  # as TF Serving loads it
 session = session_outputs(DATA["path"], "serving_default", {"task": DATA["tasks"], "text": DATA["texts"],
                                                              "text_b": DATA["texts_b"]})
 out["session"] = {"score": session["score"].tolist(), "label": [x.decode() for x in session["label"]]}

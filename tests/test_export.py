@@ -26,10 +26,13 @@ def tokenizer(minilm_dir):
 
 
 def _fresh_process(script, data, tmp_path):
-    """Runs `script` in a new Python process with DATA (JSON-able) loaded; returns the JSON it prints last."""
+    """Runs `script` in a new Python process with DATA (JSON-able) loaded and `session_outputs` (a signature run as
+    TF Serving loads it: tests/session_loading.py) imported; returns the JSON it prints last."""
     (tmp_path / "data.json").write_text(json.dumps(data), encoding="utf-8")
-    (tmp_path / "script.py").write_text(
-        f"import json\nDATA = json.load(open({str(tmp_path / 'data.json')!r}))\n" + script, encoding="utf-8")
+    prelude = (f"import json, sys\nsys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
+               "from session_loading import session_outputs\n"
+               f"DATA = json.load(open({str(tmp_path / 'data.json')!r}))\n")
+    (tmp_path / "script.py").write_text(prelude + script, encoding="utf-8")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run([sys.executable, str(tmp_path / "script.py")], capture_output=True, text=True, env=env,
                             cwd=REPO)
@@ -58,9 +61,6 @@ for name, texts in (("one", DATA["texts"][:1]), ("five", DATA["texts"]), ("many"
     r = f(text=tf.constant(texts))
     out[name] = {k: v.numpy().tolist() if v.dtype != tf.string else [x.decode() for x in v.numpy()]
                  for k, v in r.items()}
-import sys
-sys.path.insert(0, "tests")
-from session_loading import session_outputs  # TF Serving's loader: restore op, then the signature's tensors
 session = session_outputs(DATA["path"], "serving_default", {"text": DATA["texts"]})
 out["session"] = {"probabilities": session["probabilities"].tolist(), "label": [x.decode() for x in session["label"]]}
 print(json.dumps(out))
@@ -197,9 +197,6 @@ def test_squad_export_answers_from_raw_text_in_a_fresh_process(tokenizer, tmp_pa
 import tensorflow as tf, tensorflow_text
 m = tf.saved_model.load(DATA["path"])
 r = m.signatures["serving_default"](question=tf.constant(DATA["q"]), context=tf.constant(DATA["c"]))
-import sys
-sys.path.insert(0, "tests")
-from session_loading import session_outputs
 session = session_outputs(DATA["path"], "serving_default", {"question": DATA["q"], "context": DATA["c"]})
 print(json.dumps({"answers": [x.decode() for x in r["answer_text"].numpy()], "scores": r["score"].numpy().tolist(),
                   "shape": list(r["start_logits"].shape),

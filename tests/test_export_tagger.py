@@ -81,9 +81,6 @@ ids = {k: tf.constant([[2, 7, 8, 3, 0]], tf.int32) for k in ("input_word_ids", "
 ids["input_mask"] = tf.constant([[1, 1, 1, 1, 0]], tf.int32)
 ids["input_type_ids"] = tf.zeros([1, 5], tf.int32)
 out["from_ids"] = m.signatures["from_ids"](**ids)["logits"].numpy().tolist()
-import sys
-sys.path.insert(0, "tests")
-from session_loading import session_outputs  # as TF Serving loads it
 session = session_outputs(DATA["path"], "serving_default", {"text": DATA["texts"]})
 out["session"] = {"labels": [[x.decode() for x in row] for row in session["labels"]],
                   "probabilities": session["probabilities"].tolist()}

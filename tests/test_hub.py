@@ -57,7 +57,7 @@ def test_hub_encoder_and_from_hub_equal_bert_encoder(exported_hub):
     unwrapped = BertEncoder.from_hub(encoder_path)
     assert not unwrapped.load_report.missing_in_checkpoint and unwrapped.pretrained.do_lower_case
     # Its serving_default as TF Serving (a session-based loader) runs it.
-    served = session_outputs(encoder_path, "serving_default", {k: inputs[k] for k in inputs})
+    served = session_outputs(encoder_path, "serving_default", inputs)
     np.testing.assert_allclose(served["pooled_output"], np.asarray(expected["pooled_output"]), atol=1e-5)
 
 

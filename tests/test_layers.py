@@ -124,13 +124,14 @@ def test_attention_inference_graph_splits_heads_without_transposes():
     types = [op.type for op in graph.get_operations()]
     assert types.count("Split") == 3 and types.count("Softmax") == HEADS
     assert "Transpose" not in types and "StridedSlice" not in types
-    graph = tf.function(lambda x, mask: layer(x, attention_mask=mask, training=False)).get_concrete_function(
-        spec, tf.TensorSpec([None, None], tf.int32)).graph
-    assert {"If", "StatelessIf"} & {op.type for op in graph.get_operations()}
+
+    def inference_op_types():
+        return {op.type for op in tf.function(lambda x, mask: layer(x, attention_mask=mask, training=False))
+                .get_concrete_function(spec, tf.TensorSpec([None, None], tf.int32)).graph.get_operations()}
+
+    assert {"If", "StatelessIf"} & inference_op_types()
     with keys_at_most(HEAD_BY_HEAD_FROM - 1):  # a caller's bound below the threshold: the batched form alone
-        graph = tf.function(lambda x, mask: layer(x, attention_mask=mask, training=False)).get_concrete_function(
-            spec, tf.TensorSpec([None, None], tf.int32)).graph
-    assert not {"If", "StatelessIf"} & {op.type for op in graph.get_operations()}
+        assert not {"If", "StatelessIf"} & inference_op_types()
 
 
 def test_attention_accepts_3d_mask_and_rejects_bad_width():
