@@ -294,3 +294,96 @@ def test_encoder_pooled_output_reads_the_first_token_path():
     finally:
         del intermediate.call
     assert sorted(shapes) == [(2, 1, H), (2, SEQ, H)]  # the pooled path's row, the sequence output's rows
+
+
+def _traced_gradient_ops(layer, shape, **call):
+    """Number of ops in the traced graph of layer(x) and its gradient for x of `shape` (None = dynamic)."""
+    import tensorflow as tf
+
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x, **call) * x)
+        return tape.gradient(loss, [x, *layer.trainable_variables])
+
+    return len(tf.function(step).get_concrete_function(tf.TensorSpec(shape, tf.float32)).graph.get_operations())
+
+
+@pytest.mark.parametrize("traced", [False, True])
+def test_dropout_draws_keras_masks_and_gradients_bitwise(traced):
+    """Same seed stream, kept units, outputs and gradients as keras.layers.Dropout, call after call, eagerly and in
+    a tf.function, in fewer traced ops; inference, rate 0 and a noise_shape keep Keras's paths."""
+    import tensorflow as tf
+
+    from tfx_transfer.layers.dropout import Dropout
+
+    x = tf.constant(np.random.default_rng(5).normal(size=(3, 7, 16)).astype("float32"))
+    weights = tf.range(16, dtype=tf.float32)
+
+    def run(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * weights)
+        return y, tape.gradient(loss, x)
+
+    theirs, ours = keras.layers.Dropout(0.1, seed=7), Dropout(0.1, seed=7)
+    call = tf.function(run) if traced else run
+    for _ in range(3):  # the seed generators advance alike
+        (y_theirs, g_theirs), (y_ours, g_ours) = call(theirs), call(ours)
+        np.testing.assert_array_equal(np.asarray(y_ours), np.asarray(y_theirs))
+        np.testing.assert_array_equal(np.asarray(g_ours), np.asarray(g_theirs))
+        assert 0 < np.mean(np.asarray(y_ours) == 0) < 0.3
+    np.testing.assert_array_equal(np.asarray(ours(x, training=False)), np.asarray(x))
+    np.testing.assert_array_equal(np.asarray(Dropout(0.0)(x, training=True)), np.asarray(x))
+    shaped = Dropout(0.5, noise_shape=(3, 1, 16), seed=1)(x, training=True)  # Keras's path: one mask per row
+    assert np.all((np.asarray(shaped) == 0).all(axis=1) | (np.asarray(shaped) != 0).all(axis=1))
+    assert Dropout.from_config(ours.get_config()).get_config() == ours.get_config()
+    assert _traced_gradient_ops(Dropout(0.1, seed=1), [None, None, 16], training=True) < \
+        0.85 * _traced_gradient_ops(keras.layers.Dropout(0.1, seed=1), [None, None, 16], training=True)
+
+
+@pytest.mark.parametrize("shape", [(5, 16), (3, 7, 16)])
+def test_layer_norm_is_keras_layer_norm_with_a_closed_form_gradient(shape):
+    """Outputs bitwise equal to keras.layers.LayerNormalization's; gradients for x, gamma and beta equal to the
+    automatic ones to float32 rounding; about half the traced ops; mixed bfloat16 as Keras computes it."""
+    import tensorflow as tf
+
+    from tfx_transfer.layers.layer_norm import LayerNorm
+
+    rng = np.random.default_rng(6)
+    x = tf.constant((3 * rng.normal(size=shape) + 1).astype("float32"))
+    theirs, ours = keras.layers.LayerNormalization(epsilon=1e-12), LayerNorm(epsilon=1e-12)
+    for layer in (theirs, ours):
+        layer.build(shape)
+    for a, b in zip(theirs.weights, ours.weights):
+        a.assign(rng.normal(size=a.shape).astype("float32"))
+        b.assign(np.asarray(a))
+    probe = tf.constant(rng.normal(size=shape).astype("float32"))
+
+    def run(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * probe * x)
+        return [y, *tape.gradient(loss, [x, layer.gamma, layer.beta])]
+
+    for call in (run, tf.function(run)):
+        (y_theirs, *g_theirs), (y_ours, *g_ours) = call(theirs), call(ours)
+        np.testing.assert_array_equal(np.asarray(y_ours), np.asarray(y_theirs))
+        for a, b in zip(g_ours, g_theirs):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5 * np.abs(b).max())
+    assert _traced_gradient_ops(LayerNorm(), [None, None, 16]) < \
+        0.6 * _traced_gradient_ops(keras.layers.LayerNormalization(), [None, None, 16])
+    mixed = [cls(dtype="mixed_bfloat16") for cls in (keras.layers.LayerNormalization, LayerNorm)]
+    outputs = []
+    for layer in mixed:
+        layer.build(shape)
+        outputs.append(layer(tf.cast(x, tf.bfloat16)))
+    assert outputs[1].dtype == tf.bfloat16
+    np.testing.assert_array_equal(np.asarray(tf.cast(outputs[1], tf.float32)), np.asarray(tf.cast(outputs[0],
+                                                                                                  tf.float32)))
+    other_axis = LayerNorm(axis=0)  # Keras's own path
+    other_axis.build(shape)
+    np.testing.assert_allclose(np.asarray(other_axis(x)), np.asarray(tf.nn.batch_normalization(
+        x, *tf.nn.moments(x, [0], keepdims=True), None, None, 1e-3)), rtol=1e-5, atol=1e-5)

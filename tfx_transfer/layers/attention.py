@@ -8,6 +8,7 @@ from typing import Optional
 import keras
 from keras import ops
 
+from tfx_transfer.layers.dropout import Dropout
 from tfx_transfer.layers.gates import TokenGate
 from tfx_transfer.layers.ia3 import IA3Scale, scales_input
 from tfx_transfer.layers.lora import LoRADelta
@@ -121,7 +122,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.lora = {}
         self.ia3 = {}
         self.prefix_gate = TokenGate(2, name="prefix_gate", dtype=self.dtype_policy) if prefix_gated else None
-        self.dropout = keras.layers.Dropout(dropout_rate, name="dropout", dtype=self.dtype_policy)
+        self.dropout = Dropout(dropout_rate, name="dropout", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         hidden_size = input_shape[-1]

@@ -3,6 +3,9 @@
 import keras
 from keras import ops
 
+from tfx_transfer.layers.dropout import Dropout
+from tfx_transfer.layers.layer_norm import LayerNorm
+
 
 @keras.saving.register_keras_serializable(package="tfx_transfer")
 class BertEmbeddings(keras.layers.Layer):
@@ -48,9 +51,9 @@ class BertEmbeddings(keras.layers.Layer):
                                                           dtype=self.dtype_policy)
         self.token_type_embeddings = keras.layers.Embedding(type_vocab_size, hidden_size, embeddings_initializer=init,
                                                             name="token_type_embeddings", dtype=self.dtype_policy)
-        self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="layer_norm",
+        self.layer_norm = LayerNorm(epsilon=layer_norm_epsilon, name="layer_norm",
                                                           dtype=self.dtype_policy)
-        self.dropout = keras.layers.Dropout(dropout_rate, name="dropout", dtype=self.dtype_policy)
+        self.dropout = Dropout(dropout_rate, name="dropout", dtype=self.dtype_policy)
 
     def build(self, input_word_ids_shape, input_type_ids_shape=None):
         self.word_embeddings.build(input_word_ids_shape)

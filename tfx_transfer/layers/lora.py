@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfx_transfer.layers.dropout import Dropout
 from tfx_transfer.layers.gates import TokenGate
 from tfx_transfer.layers.token_dense import token_matmul
 
@@ -33,7 +34,7 @@ class LoRADelta(keras.layers.Layer):
         self.alpha = alpha
         self.dropout_rate = dropout_rate
         self.gated = gated
-        self.dropout = keras.layers.Dropout(dropout_rate, name="dropout", dtype=self.dtype_policy)
+        self.dropout = Dropout(dropout_rate, name="dropout", dtype=self.dtype_policy)
         self.gate = TokenGate(1, name="gate", dtype=self.dtype_policy) if gated else None
 
     def build(self, input_shape):

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from tfx_transfer.layers.activations import get_activation
+from tfx_transfer.layers.layer_norm import LayerNorm
 from tfx_transfer.layers.token_dense import TokenDense
 
 
@@ -39,7 +40,7 @@ class MaskedLMHead(keras.layers.Layer):
                                             kernel_initializer=keras.initializers.TruncatedNormal(
                                                 stddev=self.initializer_range))
         self.transform.build(input_shape)
-        self.layer_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="layer_norm")
+        self.layer_norm = LayerNorm(epsilon=self.layer_norm_epsilon, name="layer_norm")
         self.layer_norm.build(input_shape)
         self.output_bias = self.add_weight(shape=(self.vocab_size,), initializer="zeros", name="output_bias")
         self.built = True

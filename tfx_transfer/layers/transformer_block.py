@@ -4,7 +4,9 @@ import keras
 
 from tfx_transfer.layers.activations import get_activation
 from tfx_transfer.layers.attention import MultiHeadSelfAttention, first_query_mask
+from tfx_transfer.layers.dropout import Dropout
 from tfx_transfer.layers.ia3 import IA3_TARGETS, IA3Scale
+from tfx_transfer.layers.layer_norm import LayerNorm
 from tfx_transfer.layers.token_dense import TokenDense
 
 
@@ -93,16 +95,16 @@ class TransformerBlock(keras.layers.Layer):
                                                      ia3_targets=[t for t in self.ia3_targets if t != "ffn"],
                                                      lora_gated=lora_gated, prefix_gated=prefix_gated,
                                                      name="self_attention", dtype=policy)
-        self.attention_dropout = keras.layers.Dropout(hidden_dropout_rate, name="attention_dropout", dtype=policy)
-        self.self_attention_layer_norm = keras.layers.LayerNormalization(
+        self.attention_dropout = Dropout(hidden_dropout_rate, name="attention_dropout", dtype=policy)
+        self.self_attention_layer_norm = LayerNorm(
             epsilon=layer_norm_epsilon, name="self_attention_layer_norm", dtype=policy)
         init = keras.initializers.TruncatedNormal(stddev=initializer_range)
         self.intermediate = TokenDense(intermediate_size, kernel_initializer=init, name="intermediate",
                                                dtype=policy)
         self.intermediate_ia3 = IA3Scale(intermediate_size, name="intermediate_ia3", dtype=policy) \
             if "ffn" in self.ia3_targets else None
-        self.output_dropout = keras.layers.Dropout(hidden_dropout_rate, name="output_dropout", dtype=policy)
-        self.output_layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon,
+        self.output_dropout = Dropout(hidden_dropout_rate, name="output_dropout", dtype=policy)
+        self.output_layer_norm = LayerNorm(epsilon=layer_norm_epsilon,
                                                                  name="output_layer_norm", dtype=policy)
 
     def build(self, input_shape):

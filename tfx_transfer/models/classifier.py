@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from tfx_transfer.encoders.bert_encoder import INPUT_NAMES
+from tfx_transfer.layers.dropout import Dropout
 from tfx_transfer.models.task_model import TaskModel
 
 
@@ -29,7 +30,7 @@ def reorder_classes(model, order):
 def classification_logits(features, num_classes, dropout, initializer_range):
     """features [B, F] -> dropout (`head_dropout`) -> dense (`classifier`, truncated-normal kernel) -> float32
     logits [B, num_classes]: the head every classifier shares (its variable names are what checkpoints use)."""
-    features = keras.layers.Dropout(dropout, name="head_dropout")(features)
+    features = Dropout(dropout, name="head_dropout")(features)
     return keras.layers.Dense(num_classes, kernel_initializer=keras.initializers.TruncatedNormal(
         stddev=initializer_range), name="classifier", dtype="float32")(features)
 

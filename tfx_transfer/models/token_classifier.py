@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from tfx_transfer.encoders.bert_encoder import INPUT_NAMES
+from tfx_transfer.layers.dropout import Dropout
 from tfx_transfer.models.classifier import check_num_classes
 from tfx_transfer.models.task_model import TaskModel, replica_mean
 
@@ -31,7 +32,7 @@ class BertTokenClassifier(TaskModel):
                  **kwargs):
         check_num_classes(num_labels)
         inputs = {key: keras.Input(shape=(None,), dtype="int32", name=key) for key in INPUT_NAMES}
-        sequence = keras.layers.Dropout(dropout, name="head_dropout")(encoder(inputs)["sequence_output"])
+        sequence = Dropout(dropout, name="head_dropout")(encoder(inputs)["sequence_output"])
         logits = keras.layers.Dense(num_labels, kernel_initializer=keras.initializers.TruncatedNormal(
             stddev=initializer_range), name="token_classifier", dtype="float32")(sequence)  # [B, T, C]
         super().__init__(inputs=inputs, outputs=logits, name=name, **kwargs)
