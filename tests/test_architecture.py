@@ -9,7 +9,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "tfx_transfer"
 
 # A module may import modules of its own layer or of a lower one.
 LAYERS = {
-    "io_utils": 0, "config": 0, "keras_compat": 0, "native_logs": 0, "plot": 0,
+    "io_utils": 0, "config": 0, "keras_compat": 0, "native_logs": 0, "runtime_defaults": 0, "plot": 0,
     "text": 1, "data": 1, "metrics": 1,
     "layers": 2,
     "encoders": 3,

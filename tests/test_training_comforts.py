@@ -6,6 +6,7 @@ start-up lines."""
 import hashlib
 import json
 import os
+import platform
 import re
 import signal
 import subprocess
@@ -226,3 +227,20 @@ def _assert_clean_console(output, env):
     assert not [line for line in lines if is_startup_noise(line) or line.strip() in noise_here]
     assert any("Resuming training from" in line for line in lines)  # our own log lines still show
     assert any("final/ is the best model of" in line for line in lines)
+
+
+def _onednn_in_fresh_process(code, **env):
+    script = code + "\nfrom tensorflow.python.util import _pywrap_util_port\nprint(_pywrap_util_port.IsMklEnabled())"
+    environment = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    result = subprocess.run([sys.executable, "-c", script], env=dict(environment, **env), capture_output=True,
+                            text=True, cwd=REPO, check=True)
+    return result.stdout.split()[-1] == "True"
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="oneDNN is asked for on x86-64 only")
+def test_importing_the_package_first_asks_for_onednn_and_respects_the_users_choice():
+    """runtime_defaults.py: TF_ENABLE_ONEDNN_OPTS=1 unless set (0 keeps Eigen) or TensorFlow came first."""
+    assert _onednn_in_fresh_process("import tfx_transfer")
+    assert not _onednn_in_fresh_process("import tfx_transfer", TF_ENABLE_ONEDNN_OPTS="0")
+    tensorflow_first = _onednn_in_fresh_process("import tensorflow\nimport tfx_transfer")
+    assert tensorflow_first == _onednn_in_fresh_process("import tensorflow")  # TensorFlow's own default here

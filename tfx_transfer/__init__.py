@@ -13,7 +13,9 @@ Public API (see README.md):
 
 __version__ = "0.1.0"
 
-# First: our scripts import TensorFlow with its native start-up lines filtered out (native_logs.py).
+# First, before TensorFlow is imported: the runtime settings we ask of it (runtime_defaults.py: oneDNN kernels on
+# every x86-64 CPU), then our scripts import TensorFlow with its native start-up lines filtered out (native_logs.py).
+from tfx_transfer import runtime_defaults  # noqa: F401  (isort: skip)
 from tfx_transfer import native_logs  # noqa: F401  (isort: skip)
 from tfx_transfer.adaptation import AdapterConfig, apply_strategy, load_adaptation, save_adaptation
 from tfx_transfer.adaptation.optimizers import create_optimizer
