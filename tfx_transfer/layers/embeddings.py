@@ -51,8 +51,7 @@ class BertEmbeddings(keras.layers.Layer):
                                                           dtype=self.dtype_policy)
         self.token_type_embeddings = keras.layers.Embedding(type_vocab_size, hidden_size, embeddings_initializer=init,
                                                             name="token_type_embeddings", dtype=self.dtype_policy)
-        self.layer_norm = LayerNorm(epsilon=layer_norm_epsilon, name="layer_norm",
-                                                          dtype=self.dtype_policy)
+        self.layer_norm = LayerNorm(epsilon=layer_norm_epsilon, name="layer_norm", dtype=self.dtype_policy)
         self.dropout = Dropout(dropout_rate, name="dropout", dtype=self.dtype_policy)
 
     def build(self, input_word_ids_shape, input_type_ids_shape=None):

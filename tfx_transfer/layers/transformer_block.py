@@ -96,16 +96,15 @@ class TransformerBlock(keras.layers.Layer):
                                                      lora_gated=lora_gated, prefix_gated=prefix_gated,
                                                      name="self_attention", dtype=policy)
         self.attention_dropout = Dropout(hidden_dropout_rate, name="attention_dropout", dtype=policy)
-        self.self_attention_layer_norm = LayerNorm(
-            epsilon=layer_norm_epsilon, name="self_attention_layer_norm", dtype=policy)
+        self.self_attention_layer_norm = LayerNorm(epsilon=layer_norm_epsilon, name="self_attention_layer_norm",
+                                                   dtype=policy)
         init = keras.initializers.TruncatedNormal(stddev=initializer_range)
         self.intermediate = TokenDense(intermediate_size, kernel_initializer=init, name="intermediate",
                                                dtype=policy)
         self.intermediate_ia3 = IA3Scale(intermediate_size, name="intermediate_ia3", dtype=policy) \
             if "ffn" in self.ia3_targets else None
         self.output_dropout = Dropout(hidden_dropout_rate, name="output_dropout", dtype=policy)
-        self.output_layer_norm = LayerNorm(epsilon=layer_norm_epsilon,
-                                                                 name="output_layer_norm", dtype=policy)
+        self.output_layer_norm = LayerNorm(epsilon=layer_norm_epsilon, name="output_layer_norm", dtype=policy)
 
     def build(self, input_shape):
         hidden_size = input_shape[-1]
