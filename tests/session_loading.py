@@ -26,3 +26,15 @@ def session_outputs(path: str, signature: str, inputs: dict) -> dict:
         names = sorted(spec.outputs)
         values = session.run([spec.outputs[name].name for name in names], feeds)
     return dict(zip(names, values))
+
+
+def functions_kept_whole(path: str) -> list:
+    """Names of the SavedModel's functions marked `_noinline` (export.classifier_module.model_forward: the model's
+    graph, which a session optimises once instead of inlining a copy at every call site)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    with open(f"{path}/saved_model.pb", "rb") as f:
+        saved.ParseFromString(f.read())
+    library = saved.meta_graphs[0].graph_def.library
+    return [f.signature.name for f in library.function if f.attr["_noinline"].b]

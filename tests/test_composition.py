@@ -16,6 +16,7 @@ from tfx_transfer.export import export_multitask_for_serving
 
 from conftest import TINY, TINY_ENCODER
 from layer_checks import copy_base_weights, random_bert_inputs
+from session_loading import functions_kept_whole
 from test_export import _fresh_process
 
 # (name, head width, adaptation): kinds that plug in differently (slots, projections, attention keys) and heads of
@@ -190,6 +191,7 @@ def test_multitask_export_routes_each_example_to_its_task_in_a_fresh_process(tok
     assert os.path.isfile(os.path.join(path, "assets.extra", "tf_serving_warmup_requests"))
     variables = [name for name, _ in tf.train.list_variables(os.path.join(path, "variables", "variables"))]
     assert sum("word_embeddings" in name for name in variables) == 1  # one base
+    assert len(functions_kept_whole(path)) == 3  # each task's graph once, called by every signature
 
     tasks = ["lora", "houlsby", "ia3", "houlsby", "lora", "houlsby"]
     texts = ["a good movie", "the plot was dull " * 20, "a cat", "", "fun fun", "not bad at all"]

@@ -14,7 +14,7 @@ from tfx_transfer.export import export_for_serving
 from tfx_transfer.models import BertSpanLabeler
 
 from conftest import TINY_ENCODER as TINY
-from session_loading import session_outputs
+from session_loading import functions_kept_whole, session_outputs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEXTS = ["a good movie", "", "the plot was dull and the acting bad", "x" * 10000, "fun " * 3000]
@@ -51,6 +51,7 @@ def test_classifier_export_matches_keras_in_a_fresh_process(tokenizer, tmp_path)
     path = export_for_serving(model, tmp_path / "models", tokenizer, labels=["neg", "neutral", "pos"],
                               max_seq_length=48)
     assert path.endswith(os.sep + "1") and os.path.isfile(os.path.join(path, "assets", "vocab.txt"))
+    assert len(functions_kept_whole(path)) == 1  # the model's graph, called by both signatures
     batch = (TEXTS * 13)[:64]
     served = _fresh_process("""
 import tensorflow as tf, tensorflow_text
@@ -190,6 +191,7 @@ def test_squad_export_answers_from_raw_text_in_a_fresh_process(tokenizer, tmp_pa
     model = BertSpanLabeler(BertEncoder(vocab_size=tokenizer.vocab_size, **TINY))
     path = export_for_serving(model, tmp_path / "qa", tokenizer, max_seq_length=48, task="squad", doc_stride=16,
                               max_query_length=16)
+    assert len(functions_kept_whole(path)) == 1
     contexts = ["The Normans gave their name to Normandy, a region in France.",
                 "Short.", "", "word " * 2500]
     questions = ["Who gave a name to Normandy?", "What?", "Empty?", "Long?"]

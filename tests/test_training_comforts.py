@@ -229,18 +229,27 @@ def _assert_clean_console(output, env):
     assert any("final/ is the best model of" in line for line in lines)
 
 
-def _onednn_in_fresh_process(code, **env):
-    script = code + "\nfrom tensorflow.python.util import _pywrap_util_port\nprint(_pywrap_util_port.IsMklEnabled())"
-    environment = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    result = subprocess.run([sys.executable, "-c", script], env=dict(environment, **env), capture_output=True,
-                            text=True, cwd=REPO, check=True)
-    return result.stdout.split()[-1] == "True"
-
-
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="oneDNN is asked for on x86-64 only")
-def test_importing_the_package_first_asks_for_onednn_and_respects_the_users_choice():
-    """runtime_defaults.py: TF_ENABLE_ONEDNN_OPTS=1 unless set (0 keeps Eigen) or TensorFlow came first."""
-    assert _onednn_in_fresh_process("import tfx_transfer")
-    assert not _onednn_in_fresh_process("import tfx_transfer", TF_ENABLE_ONEDNN_OPTS="0")
-    tensorflow_first = _onednn_in_fresh_process("import tensorflow\nimport tfx_transfer")
-    assert tensorflow_first == _onednn_in_fresh_process("import tensorflow")  # TensorFlow's own default here
+def test_importing_the_package_first_asks_for_onednn_and_respects_the_users_choice(monkeypatch):
+    """runtime_defaults.py: TF_ENABLE_ONEDNN_OPTS=1 unless set (0 keeps Eigen) or TensorFlow came first. One fresh
+    process proves TensorFlow's kernels follow; the choices themselves are checked here (TensorFlow reads the
+    variable once, at its import)."""
+    from tfx_transfer import runtime_defaults
+
+    script = "import tfx_transfer\nfrom tensorflow.python.util import _pywrap_util_port\n" \
+             "print(_pywrap_util_port.IsMklEnabled())"
+    environment = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
+                            cwd=REPO, check=True)
+    assert result.stdout.split()[-1] == "True"
+
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    runtime_defaults.apply()  # TensorFlow is imported in this process: its own choice stands
+    assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ
+    monkeypatch.delitem(sys.modules, "tensorflow")  # as if TensorFlow came after the package
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    runtime_defaults.apply()
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"  # the user's choice
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+    runtime_defaults.apply()
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"

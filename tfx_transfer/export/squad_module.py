@@ -18,6 +18,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from tfx_transfer.export.classifier_module import UntrackedFunctions, model_forward
 from tfx_transfer.export.inputs import checked_texts
 
 NEG = -1e9
@@ -31,6 +32,7 @@ class SquadServingModule(tf.Module):
         if max_seq_length <= max_query_length + 3:
             raise ValueError(f"max_seq_length={max_seq_length} must be > max_query_length + 3.")
         self.model = model
+        self._forward = UntrackedFunctions([model_forward(lambda inputs: model(inputs, training=False))])
         self.wordpiece = tokenizer._wordpiece
         self._tokenizer = tokenizer
         self.whitespace = tf_text.WhitespaceTokenizer()
@@ -83,10 +85,10 @@ class SquadServingModule(tf.Module):
         width = tf.maximum(tf.reduce_max(ids.row_lengths()), 1)  # an empty batch has no rows to measure
         word_ids, mask = tf_text.pad_model_inputs(ids, max_seq_length=width)
         type_ids, _ = tf_text.pad_model_inputs(types, max_seq_length=width)
-        outputs = self.model({"input_word_ids": tf.cast(word_ids, tf.int32), "input_mask": tf.cast(mask, tf.int32),
-                              "input_type_ids": tf.cast(type_ids, tf.int32)}, training=False)
-        start_logits = tf.cast(outputs["start_logits"], tf.float32)  # [Nw, T]
-        end_logits = tf.cast(outputs["end_logits"], tf.float32)
+        outputs = self._forward.functions[0]({"input_word_ids": tf.cast(word_ids, tf.int32),
+                                              "input_mask": tf.cast(mask, tf.int32),
+                                              "input_type_ids": tf.cast(type_ids, tf.int32)})
+        start_logits, end_logits = outputs["start_logits"], outputs["end_logits"]  # [Nw, T] float32
 
         # Best (start, end) per window inside its doc region, end - start < max_answer_length.
         t = tf.range(tf.cast(width, tf.int32))
