@@ -12,6 +12,7 @@ server restart costs before TF Serving's warmup replay or a first user is answer
 what bfloat16 costs.
 
     python bench/serving_bf16.py --torch_python=<python with torch + transformers>   # results/serving_bf16.{json,md}
+    python bench/serving_bf16.py --torch_python=... --results_name=serving_avx2      # results/serving_avx2.{json,md}
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def main():
     parser.add_argument("--child", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--export", help=argparse.SUPPRESS)
     parser.add_argument("--torch_python", default=sys.executable)
+    parser.add_argument("--results_name", default="serving_bf16", help="results/<name>.{json,md}")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.export)
@@ -125,7 +127,8 @@ def main():
              f"SST-2 dev sentences; batch 1: {REQUESTS} requests, p50/p99; batch 32: all 872; fresh process per "
              f"measurement, {ROUNDS} interleaved rounds, medians. Ours: all-MiniLM-L6-v2 fine-tuned on SST-2-8k, "
              f"`serving_default` (raw text in); HF: {rounds['HF float32'][0].get('library')}, fast tokenizer + "
-             "model, inference_mode (bfloat16: torch.autocast). Command: `python bench/serving_bf16.py`.", "",
+             "model, inference_mode (bfloat16: torch.autocast). Command: `python bench/serving_bf16.py"
+             f"{'' if args.results_name == 'serving_bf16' else ' --results_name=' + args.results_name}`.", "",
              "| system | p50 batch 1 ms | p99 batch 1 ms | batch 32 ex/s | p50 / HF fp32 | batch 32 / HF fp32 | "
              "batch 32 / HF same dtype | ready s | dev acc |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for system, s in summary.items():
@@ -135,7 +138,7 @@ def main():
         lines.append(f"| {system} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | {rate:.1f} | "
                      f"{s['p50_ms'] / hf32['p50_ms']:.2f}x | {rate / hf32['batch32_examples_per_s']:.2f}x | "
                      f"{rate / same['batch32_examples_per_s']:.2f}x | {s['ready_s']:.1f} | {accuracy} |")
-    write_results("serving_bf16", {"rounds": rounds, "summary": summary}, lines)
+    write_results(args.results_name, {"rounds": rounds, "summary": summary}, lines)
     print("\n".join(lines))
 
 
