@@ -191,7 +191,7 @@ def test_multitask_export_routes_each_example_to_its_task_in_a_fresh_process(tok
     assert os.path.isfile(os.path.join(path, "assets.extra", "tf_serving_warmup_requests"))
     variables = [name for name, _ in tf.train.list_variables(os.path.join(path, "variables", "variables"))]
     assert sum("word_embeddings" in name for name in variables) == 1  # one base
-    assert len(functions_kept_whole(path)) == 3  # each task's graph once, called by every signature
+    assert len(functions_kept_whole(path)) == 6  # each task's packing and graph once, called by every signature
 
     tasks = ["lora", "houlsby", "ia3", "houlsby", "lora", "houlsby"]
     texts = ["a good movie", "the plot was dull " * 20, "a cat", "", "fun fun", "not bad at all"]

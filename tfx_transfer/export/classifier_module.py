@@ -47,8 +47,9 @@ def model_forward(call):
     The function is marked `_noinline`: a session (TF Serving's loader) then optimises it once as its own function
     instead of inlining a copy into every signature's graph at each call site. Grappler's constant folding, which
     re-scans the whole inlined graph until nothing changes, dominated the first request: a tiny three-task export's
-    took 42 s (30 s of constant folding over 21,817 inlined nodes), 7-9 s with the function kept whole; the real
-    MiniLM classifier's first request 3.9-4.9 s -> 2.0-3.1 s, later requests unchanged (2-core AMD EPYC host)."""
+    took 42 s (30 s of constant folding over 21,817 inlined nodes), 7-9 s with the function kept whole (6-7 s with
+    each task's tokenisation kept whole too: multitask_module); the real MiniLM classifier's first request 3.9-4.9 s
+    -> 2.0-3.1 s, later requests unchanged (2-core AMD EPYC host)."""
     spec = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in IDS}
     return tf.function(lambda inputs: tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), call(inputs)),
                        input_signature=[spec], autograph=False, experimental_attributes={"_noinline": True})
