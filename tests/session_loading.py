@@ -29,8 +29,9 @@ def session_outputs(path: str, signature: str, inputs: dict) -> dict:
 
 
 def functions_kept_whole(path: str) -> list:
-    """Names of the SavedModel's functions marked `_noinline` (export.classifier_module.model_forward: the model's
-    graph, which a session optimises once instead of inlining a copy at every call site)."""
+    """Names of the SavedModel's functions marked `_noinline` (export.classifier_module.KEPT_WHOLE: the model's
+    graph, a multi-task export's packing per task; a session optimises each once instead of inlining a copy at every
+    call site)."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     saved = saved_model_pb2.SavedModel()

@@ -24,7 +24,8 @@ from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
-from tfx_transfer.export.classifier_module import IDS, UntrackedFunctions, label_outputs, model_forward
+from tfx_transfer.export.classifier_module import (IDS, KEPT_WHOLE, UntrackedFunctions, label_outputs,
+                                                    model_forward)
 from tfx_transfer.export.inputs import checked_texts
 from tfx_transfer.text.packer import BertPacker
 
@@ -109,7 +110,7 @@ class MultiTaskServingModule(tf.Module):
         # instead of 5.9-7.1 (tiny three-task export, session loader).
         texts = [tf.TensorSpec([None], tf.string)] * 2
         self._packing = UntrackedFunctions([tf.function(functools.partial(self._pack, index), input_signature=texts,
-                                                        autograph=False, experimental_attributes={"_noinline": True})
+                                                        autograph=False, experimental_attributes=KEPT_WHOLE)
                                             for index in range(len(tasks))])
 
     # ------------------------------------------------------------------ one task's rows
