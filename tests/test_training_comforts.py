@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
+from tfx_transfer import runtime_defaults
 from tfx_transfer.jobs import classifier
 from tfx_transfer.native_logs import is_startup_noise
 from tfx_transfer.plot import main as plot_main
@@ -229,13 +230,12 @@ def _assert_clean_console(output, env):
     assert any("final/ is the best model of" in line for line in lines)
 
 
-@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="oneDNN is asked for on x86-64 only")
+@pytest.mark.skipif(platform.machine().lower() not in runtime_defaults.X86_64,
+                    reason="oneDNN is asked for on x86-64 only")
 def test_importing_the_package_first_asks_for_onednn_and_respects_the_users_choice(monkeypatch):
     """runtime_defaults.py: TF_ENABLE_ONEDNN_OPTS=1 unless set (0 keeps Eigen) or TensorFlow came first. One fresh
     process proves TensorFlow's kernels follow; the choices themselves are checked here (TensorFlow reads the
     variable once, at its import)."""
-    from tfx_transfer import runtime_defaults
-
     script = "import tfx_transfer\nfrom tensorflow.python.util import _pywrap_util_port\n" \
              "print(_pywrap_util_port.IsMklEnabled())"
     environment = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
