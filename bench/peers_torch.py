@@ -11,6 +11,7 @@ on the 872 dev rows). Every row is a whole process as a user starts it, timed fr
   HF dynamic             Trainer + DataCollatorWithPadding (each batch padded to its longest row), random order
   HF group_by_length     the same with train_sampling_strategy="group_by_length" (the peer)
   tfx_transfer ...       python run_classifier.py --task_name=sst2 --max_train_examples=8000 --do_train --do_eval
+                         (the int8 row adds --inference_dtype=int8: the same training, dev prediction in int8)
 
 HF's dev prediction is what its users write: tokenise the raw sentences, sort them by length, `trainer.predict`
 with dynamic padding (fixed recipe: padded to 64). Ours is run_classifier's --do_eval (raw text in, metrics out).
@@ -52,10 +53,12 @@ HF_RECIPES = {"HF fixed 64": "fixed", "HF dynamic": "dynamic", "HF group_by_leng
 OURS = {  # row -> run_classifier.py flags beyond the protocol's
     "tfx_transfer fixed 64": ["--batch_padding=max_length"],
     "tfx_transfer (default)": [],
+    "tfx_transfer int8 inference": ["--inference_dtype=int8"],  # the same training; dev prediction in int8
 }
+OURS_INT8 = "tfx_transfer int8 inference"
 PEER = "HF group_by_length"
 OURS_DEFAULT = "tfx_transfer (default)"
-SYSTEMS = [PEER, OURS_DEFAULT, "HF fixed 64", "tfx_transfer fixed 64", "HF dynamic"]  # the interleaving order
+SYSTEMS = [PEER, OURS_DEFAULT, OURS_INT8, "HF fixed 64", "tfx_transfer fixed 64", "HF dynamic"]  # interleaving order
 
 
 # ---------------------------------------------------------------------------------------------- shared helpers
@@ -326,6 +329,11 @@ def ratios(encoder, rows):
             if ours["inference_examples_per_s"] else None
         out["accuracy_ours_minus_hf"] = ours["dev_accuracy_mean"] - peer["dev_accuracy_mean"]
         out["peak_rss_ours_over_hf"] = ours["peak_rss_gib"] / peer["peak_rss_gib"]
+    if PEER in rows and OURS_INT8 in rows and rows[OURS_INT8]["inference_examples_per_s"]:
+        int8, peer = rows[OURS_INT8], rows[PEER]
+        out["dev_inference_int8_over_hf"] = int8["inference_examples_per_s"] / peer["inference_examples_per_s"]
+        if OURS_DEFAULT in rows:
+            out["accuracy_int8_minus_float32"] = int8["dev_accuracy_mean"] - rows[OURS_DEFAULT]["dev_accuracy_mean"]
     return out
 
 
@@ -370,6 +378,10 @@ def table(peak, encoder, rows, args, q):
                   f"**{_fmt(q['dev_inference_ours_over_hf'], '.2f')}x** (goal >= 1.2x)",
                   f"- accuracy, ours - HF: {100 * q['accuracy_ours_minus_hf']:+.2f} points; peak RSS ours / HF: "
                   f"{q['peak_rss_ours_over_hf']:.2f}x", ""]
+    if "dev_inference_int8_over_hf" in q:
+        lines += [f"- dev prediction with --inference_dtype=int8, ours / HF: **{q['dev_inference_int8_over_hf']:.2f}x**"
+                  + (f"; accuracy int8 - float32: {100 * q['accuracy_int8_minus_float32']:+.2f} points"
+                     if "accuracy_int8_minus_float32" in q else ""), ""]
     if not encoder:
         return lines
     lines += ["## Encoder forward at equal shapes (batch 32, SST-2 dev sentences padded to the length)", "",

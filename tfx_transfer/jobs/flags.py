@@ -202,6 +202,11 @@ def define_classifier_flags():
     define.DEFINE_string("data_dir", None, "Directory with the task's .tsv files.")
     define.DEFINE_bool("do_eval", False, "Evaluate on the dev set.")
     define.DEFINE_integer("eval_batch_size", 8, "Total batch size for evaluation.")
+    define.DEFINE_enum("inference_dtype", "float32", ["float32", "int8"], "Precision of the job's predictions "
+                       "(evaluation during training, --do_eval, --do_predict): int8 computes the encoder's token "
+                       "projections as oneDNN int8 products from the trained weights (per-channel weights, per-token "
+                       "activation ranges; x86-64 CPUs, without XLA); the saved and exported model stays float32. "
+                       "SST-2 dev, MiniLM: bench/results/int8_prediction.md.")
     define.DEFINE_string("train_file", None, "csv task: training file.")
     define.DEFINE_string("dev_file", None, "csv task: evaluation file.")
     define.DEFINE_string("test_file", None, "csv task: prediction file.")

@@ -137,6 +137,7 @@ class ClassifierOptions(_JobOptions):
     data_dir: Optional[str] = None
     do_eval: bool = False
     eval_batch_size: int = 8
+    inference_dtype: str = "float32"  # of --do_eval / --do_predict on the final model: float32 or int8
     train_file: Optional[str] = None
     dev_file: Optional[str] = None
     test_file: Optional[str] = None

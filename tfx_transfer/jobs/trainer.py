@@ -34,6 +34,7 @@ from tfx_transfer.jobs import distribution
 from tfx_transfer.jobs.outputs import check_free_space
 from tfx_transfer.jobs.training_state import TrainingCheckpoints
 from tfx_transfer.layers.attention import HEAD_BY_HEAD_FROM, keys_at_most
+from tfx_transfer.models.int8_inference import int8_projections, quantize_projections
 
 
 def total_train_steps(num_examples: int, batch_size: int, epochs: float) -> int:
@@ -302,38 +303,46 @@ def weights_fingerprint(model) -> str:
     return digest.hexdigest()[:16]
 
 
-_FORWARD_FUNCTIONS = weakref.WeakKeyDictionary()  # model -> {(jit_compile, short inputs): tf.function}
+_FORWARD_FUNCTIONS = weakref.WeakKeyDictionary()  # model -> {(jit_compile, short inputs, int8): tf.function}
 
 
-def forward_function(model, jit_compile: bool = False, longest: Optional[int] = None):
+def forward_function(model, jit_compile: bool = False, longest: Optional[int] = None, int8: bool = False):
     """`model(inputs, training=False)` as one tf.function per model, traced once for int32 inputs of any
     [batch, length] (the three input_* keys), so batches padded to their own lengths never retrace and repeated
     evaluations (evaluation during training) reuse the trace. `longest`: the longest length the caller will send, if
     known; below attention.HEAD_BY_HEAD_FROM the trace leaves out the long-input attention form (`keys_at_most`),
-    and a separate function is kept for such calls."""
+    and a separate function is kept for such calls. `int8`: traced under `int8_projections()` (the token
+    projections that `quantize_projections` prepared compute in int8; not with jit_compile: XLA has no int8 kernel
+    for them)."""
+    if int8 and jit_compile:
+        raise ValueError("int8 inference runs without XLA (jit_compile=False): XLA has no oneDNN int8 kernel.")
     short = longest is not None and longest < HEAD_BY_HEAD_FROM
     functions = _FORWARD_FUNCTIONS.setdefault(model, {})
-    if (jit_compile, short) not in functions:
+    if (jit_compile, short, int8) not in functions:
         spec = {key: tf.TensorSpec([None, None], tf.int32, name=key)
                 for key in ("input_word_ids", "input_mask", "input_type_ids")}
         owner = weakref.ref(model)  # the cache must not keep the model alive
         function = tf.function(lambda inputs: owner()(inputs, training=False), jit_compile=jit_compile,
                                input_signature=[spec], autograph=False)  # no tensor-valued Python
         # control flow in the models: autograph would only re-write every layer's call while tracing
-        with keys_at_most(longest if short else None):
+        with keys_at_most(longest if short else None), int8_projections() if int8 else contextlib.nullcontext():
             function.get_concrete_function()  # traced here, under the bound
-        functions[(jit_compile, short)] = function
-    return functions[(jit_compile, short)]
+        functions[(jit_compile, short, int8)] = function
+    return functions[(jit_compile, short, int8)]
 
 
 def predict(model, split: EncodedSplit, *, batch_size: int, max_seq_length: int, jit_compile: bool = False,
-            padding: str = "longest", per_token: bool = False):
+            padding: str = "longest", per_token: bool = False, int8: bool = False):
     """Model outputs for every example of `split`, in file order: an array [N, ...], or a dict of them for
     dict-output models. Batches are sorted by length and padded as `padding` says (data/pipeline.py). With
     `per_token`, outputs are [B, T] per batch and are returned as [N, L], L the split's longest example
-    (positions beyond an example's length hold zeros)."""
+    (positions beyond an example's length hold zeros). With `int8`, the encoder's token projections compute in
+    int8 from the model's current weights (models/int8_inference.py; the model itself stays float32)."""
     plan = plan_batches(split.lengths, batch_size, max_seq_length, shuffle=False, padding=padding)
-    forward = forward_function(model, jit_compile, longest=max((batch.length for batch in plan), default=None))
+    if int8:
+        quantize_projections(model)
+    forward = forward_function(model, jit_compile, longest=max((batch.length for batch in plan), default=None),
+                               int8=int8)
     width = split.word_ids.shape[1]
     collected = {}
     for batch, inputs in zip(plan, dataset(split, plan, with_labels=False)):

@@ -1,5 +1,6 @@
 """Dense projections of token sequences [B, T, I] -> [B, T, O] as one 2-D matmul (google-research/bert's
-`reshape_to_matrix`), where Keras's `Dense` on TensorFlow goes through `tf.tensordot`.
+`reshape_to_matrix`), where Keras's `Dense` on TensorFlow goes through `tf.tensordot`; and their int8 form for
+inference (`TokenDense.quantize_for_inference` + `int8_projections()`, layers/int8_matmul.py).
 
 With the batch and length unknown (one trace for every padded shape), `tf.tensordot` builds its reshapes from
 Shape / GatherV2 / Prod / ConcatV2 / Transpose ops, and their gradients add as many again: for MiniLM's training
@@ -9,8 +10,28 @@ projection is Reshape -> MatMul -> BiasAdd -> Reshape, which Grappler's remapper
 [B*T, I] x [I, O] product.
 """
 
+import contextlib
+import threading
+
 import keras
 from keras import ops
+
+from tfx_transfer.layers.int8_matmul import Int8Kernel, int8_matmul
+
+_INT8 = threading.local()  # .active: TokenDense layers with an int8 kernel compute in int8 (int8_projections)
+
+
+@contextlib.contextmanager
+def int8_projections():
+    """While active (in this thread), TokenDense layers that `quantize_for_inference()` prepared compute their
+    products in int8: trace inference functions under it (jobs/trainer.forward_function(int8=True)). Outside it,
+    and in every other trace, the same layers compute in float32 from their float kernels."""
+    previous = getattr(_INT8, "active", False)
+    _INT8.active = True
+    try:
+        yield
+    finally:
+        _INT8.active = previous
 
 
 def token_matmul(x, kernel):
@@ -36,7 +57,8 @@ def _unflatten(y, like):
 class TokenDense(keras.layers.Dense):
     """`keras.layers.Dense` (same variables, names, config and results) whose call on inputs of rank > 2 is one
     2-D MatMul + BiasAdd (+ activation) between two reshapes on TensorFlow. Keras's own paths (another backend,
-    quantised kernels, rank <= 2) are kept.
+    quantised kernels, rank <= 2) are kept. After `quantize_for_inference()`, calls under `int8_projections()`
+    compute the product in int8 (inference only).
 
     Call args:
         inputs: float [..., I].
@@ -45,7 +67,24 @@ class TokenDense(keras.layers.Dense):
         float [..., units].
     """
 
+    int8_kernel = None  # an int8_matmul.Int8Kernel once quantize_for_inference() ran
+
+    def quantize_for_inference(self):
+        """Quantises the kernel's current values into int8 variables (per-channel weight scales; re-quantised in
+        place on later calls, so traces that read them stay valid), which calls under `int8_projections()` then
+        use with per-token activation ranges (layers/int8_matmul.py). The float kernel is left as it is. Needs
+        `int8_matmul.int8_kernels_available()` to compute."""
+        if keras.backend.backend() != "tensorflow":
+            raise ValueError("TokenDense.quantize_for_inference needs the TensorFlow backend (oneDNN int8 kernels).")
+        kernel = keras.ops.convert_to_numpy(self.kernel)
+        if self.int8_kernel is None:
+            self.int8_kernel = Int8Kernel(kernel)
+        else:
+            self.int8_kernel.update(kernel)
+
     def call(self, inputs, training=None):
+        if self.int8_kernel is not None and getattr(_INT8, "active", False):
+            return self._int8_call(inputs, training)
         rank = inputs.shape.rank if hasattr(inputs.shape, "rank") else len(inputs.shape)
         if keras.backend.backend() != "tensorflow" or self.quantization_mode or rank is None or rank <= 2:
             return super().call(inputs, training=training)
@@ -57,3 +96,16 @@ class TokenDense(keras.layers.Dense):
         if self.activation is not None:
             y = self.activation(y)
         return _unflatten(y, inputs)
+
+    def _int8_call(self, inputs, training):
+        if training:
+            raise ValueError(f"{self.name}: int8 projections are for inference (they have no gradient); train "
+                             "outside int8_projections().")
+        import tensorflow as tf
+
+        y = int8_matmul(inputs, self.int8_kernel)  # [N, units], N = the leading axes flattened
+        if self.bias is not None:
+            y = tf.nn.bias_add(y, self.bias)
+        if self.activation is not None:
+            y = self.activation(y)
+        return _unflatten(y, inputs) if inputs.shape.rank != 2 else y

@@ -1,0 +1,28 @@
+"""--inference_dtype: the precision of run_classifier's predictions (evaluation during training, --do_eval,
+--do_predict, --write_train_probabilities): float32, or int8 token projections (models/int8_inference.py) from the
+trained model's current weights. Checked before anything trains."""
+
+from __future__ import annotations
+
+from tfx_transfer.jobs.errors import FlagError
+from tfx_transfer.models.int8_inference import UNAVAILABLE, int8_kernels_available
+
+
+def needs_transparent_encoder(options) -> bool:
+    """int8 rewrites the encoder's projections, so a Hub module is unwrapped (BertEncoder.from_hub: same outputs)."""
+    return options.inference_dtype == "int8"
+
+
+def validate_inference_dtype(options):
+    """Raises FlagError when --inference_dtype=int8 cannot run: nothing to predict, XLA asked for, or no oneDNN int8
+    kernels in this process."""
+    if options.inference_dtype == "float32":
+        return
+    if not (options.do_eval or options.do_predict or getattr(options, "write_train_probabilities", False)):
+        raise FlagError("--inference_dtype=int8 is the precision of the job's predictions: add --do_eval or "
+                        "--do_predict.")
+    if options.training.jit_compile:
+        raise FlagError("--inference_dtype=int8 runs without XLA (XLA has no oneDNN int8 kernel): drop --jit_compile "
+                        "or use --inference_dtype=float32.")
+    if not int8_kernels_available():
+        raise FlagError(f"--inference_dtype=int8: {UNAVAILABLE} Use --inference_dtype=float32 here.")
