@@ -17,7 +17,7 @@ Timed from raw text: the 872 dev sentences cold (the process's first prediction:
 warm (again), and the 8,000 SST-2 training sentences after the 8,000 the model trained on (rows 8,000-15,999) warm.
 Dev accuracy for each.
 
-    python bench/int8_prediction.py --torch_python=/work/torchenv/bin/python [--rounds=2] [--model_dir=.../final]
+    python bench/int8_prediction.py --torch_python=<python with torch> [--rounds=2] [--model_dir=.../final]
 """
 
 from __future__ import annotations
@@ -206,16 +206,20 @@ def table(peak, rows, args):
         lines.append(f"| {name} | {r['dev_cold_examples_per_s']:.0f} | {r['dev_warm_examples_per_s']:.0f} | "
                      f"{r['unseen_examples_per_s']:.0f} | {100 * r['dev_accuracy']:.2f}% | "
                      f"{r['process_wall_s']:.0f} |")
-    ours8, hf = rows["ours int8"], rows["HF float32"]
-    lines += ["", f"- ours int8 / HF float32: first call {ours8['dev_cold_examples_per_s'] / hf['dev_cold_examples_per_s']:.2f}x, "
-              f"warm {ours8['dev_warm_examples_per_s'] / hf['dev_warm_examples_per_s']:.2f}x, 8k "
-              f"{ours8['unseen_examples_per_s'] / hf['unseen_examples_per_s']:.2f}x (goal >= 1.2x)",
-              f"- ours int8 / HF int8: first call "
-              f"{ours8['dev_cold_examples_per_s'] / rows['HF int8']['dev_cold_examples_per_s']:.2f}x, 8k "
-              f"{ours8['unseen_examples_per_s'] / rows['HF int8']['unseen_examples_per_s']:.2f}x",
-              f"- int8 - float32 dev accuracy: ours {100 * (ours8['dev_accuracy'] - rows['ours float32']['dev_accuracy']):+.2f} "
-              f"points, HF {100 * (rows['HF int8']['dev_accuracy'] - hf['dev_accuracy']):+.2f} points",
-              f"- HF: {rows['HF float32'].get('library', '')}"]
+    ours, ours8, hf, hf8 = (rows[name] for name in SYSTEMS)
+
+    def ratio(a, b, key):
+        return f"{a[key] / b[key]:.2f}x"
+
+    def points(a, b):
+        return f"{100 * (a['dev_accuracy'] - b['dev_accuracy']):+.2f} points"
+
+    cold, warm, unseen = "dev_cold_examples_per_s", "dev_warm_examples_per_s", "unseen_examples_per_s"
+    lines += ["", f"- ours int8 / HF float32: first call {ratio(ours8, hf, cold)}, warm {ratio(ours8, hf, warm)}, "
+              f"8k {ratio(ours8, hf, unseen)} (goal >= 1.2x)",
+              f"- ours int8 / HF int8: first call {ratio(ours8, hf8, cold)}, 8k {ratio(ours8, hf8, unseen)}",
+              f"- int8 - float32 dev accuracy: ours {points(ours8, ours)}, HF {points(hf8, hf)}",
+              f"- HF: {hf.get('library', '')}"]
     return lines
 
 

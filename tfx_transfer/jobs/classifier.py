@@ -33,7 +33,7 @@ from tfx_transfer.jobs.classifier_setup import (build_model, scores_from_logits,
                                                 validate_schemes)
 from tfx_transfer.jobs.cli import run_main
 from tfx_transfer.jobs.errors import FlagError
-from tfx_transfer.jobs.inference_precision import validate_inference_dtype
+from tfx_transfer.jobs.inference_precision import predicts_in_int8, validate_inference_dtype
 from tfx_transfer.jobs.model_card import ModelCard
 from tfx_transfer.jobs.model_setup import resolve_model_source
 from tfx_transfer.jobs.options import ClassifierOptions
@@ -54,7 +54,7 @@ def _predicted_scores(o: ClassifierOptions, model, processor, split, batch_size)
     """Probabilities [N, C] (scores [N] for regression) of `model` on `split`, in file order."""
     outputs = trainer.predict(model, split, batch_size=batch_size, max_seq_length=o.max_seq_length,
                               jit_compile=o.training.jit_compile, padding=o.training.batch_padding,
-                              int8=o.inference_dtype == "int8")
+                              int8=predicts_in_int8(o))
     return scores_from_logits(processor, outputs)
 
 

@@ -14,7 +14,7 @@ from tfx_transfer.adaptation.strategies import apply_strategy
 from tfx_transfer.data.glue import DEMO_DIR, GENERIC_TASKS, csv_processor, get_processor, task_names
 from tfx_transfer.jobs.adapter_setup import strategy_arguments
 from tfx_transfer.jobs.errors import FlagError
-from tfx_transfer.jobs.inference_precision import needs_transparent_encoder
+from tfx_transfer.jobs.inference_precision import predicts_in_int8
 from tfx_transfer.jobs.model_setup import build_encoder, head_dropout, head_loaded, prepare_model
 from tfx_transfer.jobs.options import ClassifierOptions
 from tfx_transfer.models.classifier import BertClassifier, reorder_classes
@@ -100,7 +100,7 @@ def build_model(o: ClassifierOptions, source, processor):
             return FeatureClassifier(encoder, num_outputs, head=o.feature_head, dropout=dropout)
         return BertClassifier(encoder, num_outputs, dropout=dropout)
 
-    model = classifier(build_encoder(source, o.model, o.distribution, needs_layers=needs_transparent_encoder(o)))
+    model = classifier(build_encoder(source, o.model, o.distribution, needs_layers=predicts_in_int8(o)))
     report = prepare_model(model, source, o.model, will_train=o.do_train, task_name=processor.name)
     if report is not None and head_loaded(model, report):
         align_head_labels(model, source.labels, processor)

@@ -8,15 +8,16 @@ from tfx_transfer.jobs.errors import FlagError
 from tfx_transfer.models.int8_inference import UNAVAILABLE, int8_kernels_available
 
 
-def needs_transparent_encoder(options) -> bool:
-    """int8 rewrites the encoder's projections, so a Hub module is unwrapped (BertEncoder.from_hub: same outputs)."""
+def predicts_in_int8(options) -> bool:
+    """--inference_dtype=int8. int8 rewrites the encoder's projections, so a Hub module is then unwrapped
+    (BertEncoder.from_hub: same outputs)."""
     return options.inference_dtype == "int8"
 
 
 def validate_inference_dtype(options):
     """Raises FlagError when --inference_dtype=int8 cannot run: nothing to predict, XLA asked for, or no oneDNN int8
     kernels in this process."""
-    if options.inference_dtype == "float32":
+    if not predicts_in_int8(options):
         return
     if not (options.do_eval or options.do_predict or getattr(options, "write_train_probabilities", False)):
         raise FlagError("--inference_dtype=int8 is the precision of the job's predictions: add --do_eval or "

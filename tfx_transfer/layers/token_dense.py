@@ -83,29 +83,22 @@ class TokenDense(keras.layers.Dense):
             self.int8_kernel.update(kernel)
 
     def call(self, inputs, training=None):
-        if self.int8_kernel is not None and getattr(_INT8, "active", False):
-            return self._int8_call(inputs, training)
+        int8 = self.int8_kernel is not None and getattr(_INT8, "active", False)
+        if int8 and training:
+            raise ValueError(f"{self.name}: int8 projections are for inference (they have no gradient); train "
+                             "outside int8_projections().")
         rank = inputs.shape.rank if hasattr(inputs.shape, "rank") else len(inputs.shape)
-        if keras.backend.backend() != "tensorflow" or self.quantization_mode or rank is None or rank <= 2:
+        if not int8 and (keras.backend.backend() != "tensorflow" or self.quantization_mode or rank is None
+                         or rank <= 2):
             return super().call(inputs, training=training)
         import tensorflow as tf
 
-        y = tf.matmul(tf.reshape(inputs, [-1, inputs.shape[-1]]), self.kernel)  # [N, units]
+        if int8:
+            y = int8_matmul(inputs, self.int8_kernel)  # [N, units], N = the leading axes flattened
+        else:
+            y = tf.matmul(tf.reshape(inputs, [-1, inputs.shape[-1]]), self.kernel)  # [N, units]
         if self.bias is not None:
             y = tf.nn.bias_add(y, self.bias)
         if self.activation is not None:
             y = self.activation(y)
-        return _unflatten(y, inputs)
-
-    def _int8_call(self, inputs, training):
-        if training:
-            raise ValueError(f"{self.name}: int8 projections are for inference (they have no gradient); train "
-                             "outside int8_projections().")
-        import tensorflow as tf
-
-        y = int8_matmul(inputs, self.int8_kernel)  # [N, units], N = the leading axes flattened
-        if self.bias is not None:
-            y = tf.nn.bias_add(y, self.bias)
-        if self.activation is not None:
-            y = self.activation(y)
-        return _unflatten(y, inputs) if inputs.shape.rank != 2 else y
+        return y if rank == 2 else _unflatten(y, inputs)
