@@ -135,3 +135,76 @@ def test_run_classifier_predicts_in_int8_and_saves_the_float_model(tiny_model, t
     assert len((out / "test_results.tsv").read_text().splitlines()) == 5
     saved = keras.models.load_model(out / "final" / "model.keras")  # saved after int8 evaluations during training
     assert {str(w.dtype) for w in saved.weights} == {"float32"}  # the trained float model, nothing of int8 in it
+
+
+def test_run_squad_predicts_in_int8_close_to_float32(minilm_dir, tmp_path, absl_log):
+    """Real MiniLM: evaluation during training and --do_predict in int8; the same final/ predicted again in float32
+    gives the candidates' start and end logits within the int8 error, and not bitwise the same (int8 ran)."""
+    import json
+
+    from test_squad import THREE_QUESTIONS, run_job, squad_json, write
+
+    train = write(tmp_path, squad_json(THREE_QUESTIONS), "train.json")
+    common = [f"--predict_file={train}", "--do_predict", "--eval", "--max_seq_length=64", "--max_query_length=16",
+              "--doc_stride=32", "--predict_batch_size=2"]
+    out = tmp_path / "out"
+    assert run_job([f"--train_file={train}", f"--output_dir={out}", "--do_train", "--train_batch_size=2",
+                    "--num_train_epochs=1", "--learning_rate=1e-4", "--eval_every_steps=2", "--inference_dtype=int8",
+                    "--verbosity=0", *common]) == 0
+    assert "int8 inference: 36 token projections quantised." in absl_log.text  # 6 layers x 6
+    again = tmp_path / "again"
+    assert run_job([f"--init_checkpoint={out / 'final'}", f"--output_dir={again}", *common]) == 0
+    int8, exact = (json.loads((d / "nbest_predictions.json").read_text()) for d in (out, again))
+    assert set(int8) == set(exact) == {"q1", "q2", "q3"}
+    differences = []
+    for q in int8:
+        for key in ("start_logit", "end_logit"):
+            exact_logits = {c["text"]: c[key] for c in exact[q]}
+            differences += [abs(c[key] - exact_logits[c["text"]]) / (1 + abs(c[key])) for c in int8[q]
+                            if c["text"] in exact_logits]
+    assert len(differences) >= 20
+    assert 0 < max(differences) < 0.05, max(differences)
+
+
+def test_run_ner_evaluates_and_predicts_in_int8(tiny_model, tmp_path, absl_log):
+    from test_run_ner import COMMON, _conll, _results, run_job
+
+    train, dev, test = tmp_path / "train.txt", tmp_path / "dev.txt", tmp_path / "test.txt"
+    _conll(train, 160, 0)
+    _conll(dev, 40, 1, docstart=False)
+    _conll(test, 5, 2)
+    out = tmp_path / "out"
+    assert run_job([f"--pretrained={tiny_model}", f"--train_file={train}", f"--dev_file={dev}", f"--test_file={test}",
+                    f"--output_dir={out}", "--do_train", "--do_eval", "--do_predict", "--num_train_epochs=6",
+                    "--inference_dtype=int8", "--verbosity=0", *COMMON]) == 0
+    assert "int8 inference: 12 token projections quantised." in absl_log.text
+    int8 = _results(out)
+    assert len([line for line in (out / "test_predictions.txt").read_text().splitlines() if line.strip()]) > 0
+    again = tmp_path / "again"
+    assert run_job([f"--init_checkpoint={out / 'final'}", f"--dev_file={dev}", f"--output_dir={again}", "--do_eval",
+                    *COMMON]) == 0
+    exact = _results(again)
+    assert exact["eval_accuracy"] > 0.9  # the float32 model learnt the tags
+    assert abs(int8["eval_accuracy"] - exact["eval_accuracy"]) <= 0.02, (int8, exact)
+    assert abs(int8["eval_loss"] - exact["eval_loss"]) <= 0.05 * exact["eval_loss"] + 0.01, (int8, exact)
+
+
+def test_model_garden_hub_module_predicts_in_int8(tmp_path, absl_log):
+    """A TF Hub module made by Model Garden's own exporter (tests/fixtures/model_garden/hub_encoder): with int8 the
+    job unwraps it (BertEncoder.from_hub) and quantises its projections; its probabilities stay within the int8
+    error of the same final/ predicted in float32."""
+    from fixture_utils import path
+    from test_interop_scripts import SMALL, classifier, run
+
+    out = tmp_path / "int8"
+    assert run(classifier, ["--task_name=demo", "--do_train", "--do_eval", "--do_predict",
+                            "--hub_module_handle=" + path("model_garden/hub_encoder"), "--adaptation=full",
+                            f"--output_dir={out}", "--max_train_examples=16", "--train_batch_size=8",
+                            "--num_train_epochs=1", "--inference_dtype=int8", *SMALL]) == 0
+    assert "token projections quantised." in absl_log.text
+    again = tmp_path / "float32"
+    assert run(classifier, ["--task_name=demo", "--do_predict", f"--init_checkpoint={out / 'final'}",
+                            f"--output_dir={again}", *SMALL]) == 0
+    int8, exact = (np.loadtxt(d / "test_results.tsv", delimiter="\t") for d in (out, again))
+    assert int8.shape == exact.shape and len(int8) > 0
+    assert 0 < np.abs(int8 - exact).max() < 0.02, np.abs(int8 - exact).max()

@@ -1,5 +1,5 @@
 """int8 inference (layers/int8_matmul.py, TokenDense.quantize_for_inference, models/int8_inference.py,
-trainer.predict(int8=True), run_classifier --inference_dtype=int8): the kernel quantisation, the guard against
+trainer.predict(int8=True), --inference_dtype=int8 of run_classifier, run_squad and run_ner): the kernel quantisation, the guard against
 TensorFlow's empty no-oneDNN kernel and the flag errors here; the tests that compute in int8 (against float32
 products, the saturation-free activation range, real MiniLM weights, the job) in tests/int8_cases.py, run in one
 fresh process with oneDNN on."""
@@ -71,4 +71,23 @@ def test_inference_dtype_errors_come_before_training(flags, message, tiny_model,
                     f"--output_dir={tmp_path / 'out'}", "--inference_dtype=int8", *flags] + COMMON)
     assert code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out" / "final").exists()
+
+
+def test_inference_dtype_errors_of_run_squad_and_run_ner(tiny_model, tmp_path, capsys):
+    import test_run_ner
+    import test_squad
+
+    train = test_squad.write(tmp_path, test_squad.squad_json(test_squad.THREE_QUESTIONS), "train.json")
+    assert test_squad.run_job([f"--train_file={train}", f"--output_dir={tmp_path / 'squad'}", "--do_train",
+                               f"--pretrained={tiny_model}", "--max_seq_length=64", "--max_query_length=16",
+                               "--doc_stride=32", "--inference_dtype=int8"]) == 2
+    assert "add --do_predict." in capsys.readouterr().err
+    conll = tmp_path / "train.txt"
+    test_run_ner._conll(conll, 8, 0)
+    assert test_run_ner.run_job([f"--pretrained={tiny_model}", f"--train_file={conll}", f"--dev_file={conll}",
+                                 f"--output_dir={tmp_path / 'ner'}", "--do_train", "--do_eval", "--probe_layers=all",
+                                 "--adaptation=feature_extraction", "--inference_dtype=int8",
+                                 *test_run_ner.COMMON]) == 2
+    assert "does not apply to --probe_layers" in capsys.readouterr().err
+    assert not (tmp_path / "squad" / "final").exists() and not (tmp_path / "ner" / "final").exists()
 

@@ -194,6 +194,16 @@ def define_distribution_flags():
                          "VM).")
 
 
+def define_inference_dtype_flag(predictions: str):
+    """--inference_dtype (run_classifier.py, run_squad.py, run_ner.py); `predictions`: which of the job's
+    predictions it sets, for the help text."""
+    define.DEFINE_enum("inference_dtype", "float32", ["float32", "int8"], f"Precision of the job's predictions "
+                       f"({predictions}): int8 computes the encoder's token projections as oneDNN int8 products from "
+                       "the trained weights (per-channel weights, per-token activation ranges; x86-64 CPUs, without "
+                       "XLA); the saved and exported model stays float32. Measured: bench/results/int8_prediction.md "
+                       "(SST-2), bench/results/int8_squad.md (SQuAD).")
+
+
 def define_classifier_flags():
     """run_classifier.py's flags."""
     define_common_flags(max_seq_length=128)
@@ -202,11 +212,7 @@ def define_classifier_flags():
     define.DEFINE_string("data_dir", None, "Directory with the task's .tsv files.")
     define.DEFINE_bool("do_eval", False, "Evaluate on the dev set.")
     define.DEFINE_integer("eval_batch_size", 8, "Total batch size for evaluation.")
-    define.DEFINE_enum("inference_dtype", "float32", ["float32", "int8"], "Precision of the job's predictions "
-                       "(evaluation during training, --do_eval, --do_predict): int8 computes the encoder's token "
-                       "projections as oneDNN int8 products from the trained weights (per-channel weights, per-token "
-                       "activation ranges; x86-64 CPUs, without XLA); the saved and exported model stays float32. "
-                       "SST-2 dev, MiniLM: bench/results/int8_prediction.md.")
+    define_inference_dtype_flag("evaluation during training, --do_eval, --do_predict")
     define.DEFINE_string("train_file", None, "csv task: training file.")
     define.DEFINE_string("dev_file", None, "csv task: evaluation file.")
     define.DEFINE_string("test_file", None, "csv task: prediction file.")
@@ -259,6 +265,7 @@ def define_probe_flags():
 def define_squad_flags():
     """run_squad.py's flags."""
     define_common_flags(max_seq_length=384)
+    define_inference_dtype_flag("evaluation during training and --do_predict")
     define.DEFINE_string("train_file", None, "SQuAD JSON for training, e.g. train-v1.1.json.")
     define.DEFINE_string("predict_file", None, "SQuAD JSON for predictions, e.g. dev-v1.1.json.")
     define.DEFINE_integer("doc_stride", 128, "Stride between the windows of a long context, in tokens.")
@@ -283,6 +290,7 @@ def define_ner_flags():
     define.DEFINE_string("test_file", None, "Prediction file (--do_predict), same format; labels not needed.")
     define.DEFINE_bool("do_eval", False, "Evaluate on --dev_file: token accuracy, and entity P/R/F1 for BIO/IOBES.")
     define.DEFINE_integer("eval_batch_size", 32, "Batch size of evaluation.")
+    define_inference_dtype_flag("evaluation during training, --do_eval, --do_predict")
     define.DEFINE_integer("word_column", 0, "CoNLL: the word's column (0-based).")
     define.DEFINE_string("label_column", "-1", "CoNLL: the label's column (0-based, negative from the end); "
                          "CoNLL-U: upos or xpos (-1 means upos there).")

@@ -1,6 +1,6 @@
-"""--inference_dtype: the precision of run_classifier's predictions (evaluation during training, --do_eval,
---do_predict, --write_train_probabilities): float32, or int8 token projections (models/int8_inference.py) from the
-trained model's current weights. Checked before anything trains."""
+"""--inference_dtype: the precision of a job's predictions (run_classifier.py, run_squad.py, run_ner.py: evaluation
+during training, --do_eval, --do_predict, --write_train_probabilities): float32, or int8 token projections
+(models/int8_inference.py) from the trained model's current weights. Checked before anything trains."""
 
 from __future__ import annotations
 
@@ -15,13 +15,17 @@ def predicts_in_int8(options) -> bool:
 
 
 def validate_inference_dtype(options):
-    """Raises FlagError when --inference_dtype=int8 cannot run: nothing to predict, XLA asked for, or no oneDNN int8
-    kernels in this process."""
+    """Raises FlagError when --inference_dtype=int8 cannot run: nothing to predict, layer probes (which predict from
+    frozen features in float32), XLA asked for, or no oneDNN int8 kernels in this process."""
     if not predicts_in_int8(options):
         return
-    if not (options.do_eval or options.do_predict or getattr(options, "write_train_probabilities", False)):
-        raise FlagError("--inference_dtype=int8 is the precision of the job's predictions: add --do_eval or "
-                        "--do_predict.")
+    if not (getattr(options, "do_eval", False) or options.do_predict
+            or getattr(options, "write_train_probabilities", False)):
+        predicting = "--do_eval or --do_predict" if hasattr(options, "do_eval") else "--do_predict"
+        raise FlagError(f"--inference_dtype=int8 is the precision of the job's predictions: add {predicting}.")
+    if getattr(options, "probe_layers", None):
+        raise FlagError("--inference_dtype=int8 does not apply to --probe_layers (the probes read float32 features): "
+                        "drop one of the two.")
     if options.training.jit_compile:
         raise FlagError("--inference_dtype=int8 runs without XLA (XLA has no oneDNN int8 kernel): drop --jit_compile "
                         "or use --inference_dtype=float32.")

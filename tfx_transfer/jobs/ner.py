@@ -37,6 +37,7 @@ from tfx_transfer.jobs import distribution, flags, trainer
 from tfx_transfer.jobs.best_model import evaluation_schedule
 from tfx_transfer.jobs.cli import run_main
 from tfx_transfer.jobs.errors import FlagError
+from tfx_transfer.jobs.inference_precision import predicts_in_int8, validate_inference_dtype
 from tfx_transfer.jobs.model_card import ModelCard
 from tfx_transfer.jobs.model_setup import (build_encoder, freeze_unused_pooler, head_dropout, prepare_model,
                                            resolve_model_source)
@@ -110,7 +111,8 @@ def _read_all(o: NerOptions) -> _Data:
 
 def _logits(o: NerOptions, model, split: TaggedSplit, batch_size):
     return trainer.predict(model, split.as_encoded(), batch_size=batch_size, max_seq_length=o.max_seq_length,
-                           jit_compile=o.training.jit_compile, padding=o.training.batch_padding, per_token=True)
+                           jit_compile=o.training.jit_compile, padding=o.training.batch_padding, per_token=True,
+                           int8=predicts_in_int8(o))
 
 
 def evaluate(o: NerOptions, model, split: TaggedSplit):
@@ -156,6 +158,7 @@ def run(o: NerOptions):
     strategy = distribution.strategy(o.distribution)  # before TensorFlow touches a device
     source = resolve_model_source(o.model)
     flags.validate_common(o, source.max_positions, modes=("do_train", "do_eval", "do_predict", "do_export"))
+    validate_inference_dtype(o)
     data = _read_all(o)
     if data.labels is None:
         data.labels = list(source.labels or ())
@@ -189,7 +192,8 @@ def _run(o: NerOptions, strategy, source, data: _Data, keep_best):
     tokenizer = BertTokenizer.from_settings(source.tokenizer)
     labels = data.labels
     with strategy.scope():
-        model = BertTokenClassifier(build_encoder(source, o.model, o.distribution), len(labels),
+        model = BertTokenClassifier(build_encoder(source, o.model, o.distribution, needs_layers=predicts_in_int8(o)),
+                                    len(labels),
                                     dropout=head_dropout(source))
         report = prepare_model(model, source, o.model, will_train=o.do_train, task_name="token_classification")
         freeze_unused_pooler(model)

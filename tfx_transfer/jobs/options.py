@@ -184,6 +184,7 @@ class SquadOptions(_JobOptions):
     null_score_diff_threshold: float = 0.0
     eval: bool = False
     find_null_threshold: bool = False
+    inference_dtype: str = "float32"  # of --do_predict (and evaluation during training): float32 or int8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +201,7 @@ class NerOptions(_JobOptions):
     label_list: Optional[Tuple[str, ...]] = None
     label_all_tokens: bool = False
     probe_layers: Optional[str] = None
+    inference_dtype: str = "float32"  # of --do_eval / --do_predict: float32 or int8
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ from tfx_transfer.jobs import distribution, flags, trainer
 from tfx_transfer.jobs.best_model import evaluation_schedule
 from tfx_transfer.jobs.cli import run_main
 from tfx_transfer.jobs.errors import FlagError
+from tfx_transfer.jobs.inference_precision import predicts_in_int8, validate_inference_dtype
 from tfx_transfer.jobs.model_card import ModelCard
 from tfx_transfer.jobs.model_setup import build_encoder, prepare_model, resolve_model_source
 from tfx_transfer.jobs.options import SquadOptions
@@ -52,6 +53,7 @@ def _validate(o: SquadOptions, source):
         raise FlagError("--find_null_threshold needs --version_2_with_negative (SQuAD 2.0).")
     if (o.eval or o.find_null_threshold) and not o.do_predict:
         raise FlagError("--eval and --find_null_threshold score predictions: add --do_predict.")
+    validate_inference_dtype(o)
 
 
 def _metric_names(o: SquadOptions):
@@ -96,7 +98,7 @@ def _predict(o: SquadOptions, model, data: _SquadFile, tokenizer):
     start = time.perf_counter()
     logits = trainer.predict(model, data.split, batch_size=o.predict_batch_size, max_seq_length=o.max_seq_length,
                              jit_compile=o.training.jit_compile, padding=o.training.batch_padding,
-                             per_token=True)
+                             per_token=True, int8=predicts_in_int8(o))
     seconds = time.perf_counter() - start
     logging.info("Predicted %d features in %.1f s (%.1f features/s).", len(data.features), seconds,
                  len(data.features) / seconds)
@@ -132,7 +134,7 @@ def _run(o: SquadOptions, strategy, source, tokenizer, train, predict, keep_best
     out = o.output.output_dir
     keras.utils.set_random_seed(o.training.seed)
     with strategy.scope():
-        model = BertSpanLabeler(build_encoder(source, o.model, o.distribution))
+        model = BertSpanLabeler(build_encoder(source, o.model, o.distribution, needs_layers=predicts_in_int8(o)))
         report = prepare_model(model, source, o.model, will_train=o.do_train)
     task_name = "squad_v2" if o.version_2_with_negative else "squad_v1.1"
     card = ModelCard("run_squad.py", o)
