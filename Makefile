@@ -30,12 +30,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(RUN) -m pytest -q -n auto --dist loadfile tests
 
-# Speed and accuracy targets (bench/README.md). `make bench` takes about 75 minutes on 2 cores;
+# Speed and accuracy targets (bench/README.md). `make bench` takes about 80 minutes on 2 cores;
 # `make bench-all` adds SQuAD, the full MRPC/RTE/STS-B runs and the parameter-efficient methods (about 6 more hours).
 bench: $(STAMP)
 	@if $(PY) -c "import torch, transformers, accelerate" 2>/dev/null; then $(RUN) bench/peers_torch.py && \
-	$(RUN) bench/int8_prediction.py; \
-	else echo "bench/peers_torch.py and bench/int8_prediction.py skipped (the Hugging Face + PyTorch peer): $(PY) -m pip install torch==2.13.0 && $(PY) -m pip install -e '.[torch]'"; fi
+	$(RUN) bench/int8_prediction.py && $(RUN) bench/matmul_kernels.py; \
+	else echo "bench/peers_torch.py, int8_prediction.py and matmul_kernels.py skipped (the Hugging Face + PyTorch peer): $(PY) -m pip install torch==2.13.0 && $(PY) -m pip install -e '.[torch]'"; fi
 	$(RUN) bench/encoder_inference.py
 	$(RUN) bench/sst2_peers.py
 	$(RUN) bench/sst2_adaptation.py
