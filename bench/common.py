@@ -9,6 +9,7 @@ import os
 import pathlib
 import platform
 import resource
+import statistics
 import subprocess
 import tempfile
 import time
@@ -101,6 +102,34 @@ def timed_process(command, env=None):
         if process.returncode:
             raise SystemExit(f"{' '.join(map(str, command))} failed:\n{err.read()[-4000:]}")
         return out.read(), wall, usage.ru_maxrss / 2 ** 20
+
+
+def child_result(command, env=None):
+    """Runs a bench script in its child mode (`command`); returns (the JSON it printed on its `RESULT ` line, wall
+    seconds, peak RSS GiB)."""
+    stdout, wall, rss = timed_process(command, env=env)
+    line = [x for x in stdout.splitlines() if x.startswith("RESULT ")]
+    return json.loads(line[0][len("RESULT "):]), wall, rss
+
+
+def child_row(python, script, args) -> dict:
+    """`script`'s child mode (`args`) run by `python` (TensorFlow's C++ logs quiet): its RESULT, with process_wall_s.
+    No peak RSS: a child's high-water mark starts at its parent's (Linux keeps maxrss across fork and exec), and the
+    parent may have imported TensorFlow."""
+    result, wall, _ = child_result([python, script, *args], env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    return dict(result, process_wall_s=wall)
+
+
+def median_rows(rounds: list) -> dict:
+    """Interleaved rounds [{system: {key: value}}] -> {system: {key: the median over the rounds for numbers, else the
+    first round's value; "rounds": the system's row of every round}}."""
+    rows = {}
+    for name in rounds[0]:
+        values = [r[name] for r in rounds]
+        rows[name] = {key: (statistics.median(v[key] for v in values) if isinstance(values[0][key], (int, float))
+                            else values[0][key]) for key in values[0]}
+        rows[name]["rounds"] = values
+    return rows
 
 
 def utc_timestamp() -> str:

@@ -26,14 +26,14 @@ import argparse
 import json
 import os
 import shlex
-import statistics
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import REPO, matmul_gflops, sst2_labelled, timed_process, write_results  # noqa: E402
+from common import (REPO, child_row, matmul_gflops, median_rows, sst2_labelled, timed_process,  # noqa: E402
+                    write_results)
 
 BATCH, SEQ, TRAIN_ROWS, SEED = 32, 64, 8000, 0
 SYSTEMS = ["ours float32", "ours int8", "HF float32", "HF int8"]
@@ -139,15 +139,6 @@ def train(out: str) -> str:
     return os.path.join(out, "final")
 
 
-def _child(python, args):
-    stdout, wall, _ = timed_process([python, __file__, *args], env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    # (no peak RSS: a child's high-water mark starts at this process's, TensorFlow and the matmul probe included)
-    line = [x for x in stdout.splitlines() if x.startswith("RESULT ")]
-    result = json.loads(line[0][len("RESULT "):])
-    result.update(process_wall_s=wall)
-    return result
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--child", choices=["ours", "hf", "prepare"])
@@ -176,19 +167,15 @@ def main():
             this = {}
             for name in SYSTEMS:
                 ours, int8 = name.startswith("ours"), name.endswith("int8")
-                this[name] = _child(sys.executable if ours else args.torch_python,
-                                    [f"--child={'ours' if ours else 'hf'}", f"--model_dir={model_dir}",
-                                     f"--hf_dir={hf_dir}"] + (["--int8"] if int8 else []))
+                this[name] = child_row(sys.executable if ours else args.torch_python, __file__,
+                                       [f"--child={'ours' if ours else 'hf'}", f"--model_dir={model_dir}", f"--hf_dir={hf_dir}"]
+                                       + (["--int8"] if int8 else []))
                 r = this[name]
                 print(f"[{index + 1}] {name:13s} dev cold {r['dev_cold_examples_per_s']:.0f} ex/s, warm "
                       f"{r['dev_warm_examples_per_s']:.0f}, unseen 8k {r['unseen_examples_per_s']:.0f}, acc "
                       f"{100 * r['dev_accuracy']:.2f}%, process {r['process_wall_s']:.0f} s", flush=True)
             rounds.append(this)
-    rows = {name: {key: (statistics.median(r[name][key] for r in rounds)
-                         if isinstance(rounds[0][name][key], (int, float)) else rounds[0][name][key])
-                   for key in rounds[0][name]} for name in SYSTEMS}
-    for name in SYSTEMS:
-        rows[name]["rounds"] = [r[name] for r in rounds]
+    rows = median_rows(rounds)
     write_results(args.results_name, {"matmul_gflops": peak, "rows": rows, "trained_here": not args.model_dir},
                   table(peak, rows, args))
 

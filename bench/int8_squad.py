@@ -28,14 +28,14 @@ import argparse
 import json
 import os
 import shlex
-import statistics
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import REPO, SHARED_DATA, matmul_gflops, timed_process, write_results  # noqa: E402
+from common import (REPO, SHARED_DATA, child_row, matmul_gflops, median_rows, timed_process,  # noqa: E402
+                    write_results)
 
 QUESTIONS, SEQ, STRIDE, QUERY, BATCH, SEED = 1000, 384, 128, 64, 8, 0
 SYSTEMS = ["ours float32", "ours int8", "HF float32", "HF int8"]
@@ -185,14 +185,6 @@ def train(out: str) -> str:
     return os.path.join(out, "final")
 
 
-def _child(python, args):
-    stdout, wall, _ = timed_process([python, __file__, *args], env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    line = [x for x in stdout.splitlines() if x.startswith("RESULT ")]
-    result = json.loads(line[0][len("RESULT "):])
-    result.update(process_wall_s=wall)
-    return result
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--child", choices=["ours", "hf", "prepare"])
@@ -224,9 +216,9 @@ def main():
             this = {}
             for name in SYSTEMS:
                 ours, int8 = name.startswith("ours"), name.endswith("int8")
-                this[name] = _child(sys.executable if ours else args.torch_python,
-                                    [f"--child={'ours' if ours else 'hf'}", f"--model_dir={model_dir}",
-                                     f"--work={work}"] + (["--int8"] if int8 else []))
+                this[name] = child_row(sys.executable if ours else args.torch_python, __file__,
+                                       [f"--child={'ours' if ours else 'hf'}", f"--model_dir={model_dir}", f"--work={work}"]
+                                       + (["--int8"] if int8 else []))
                 r = this[name]
                 print(f"[{index + 1}] {name:13s} {r['features']} features: first call {r['cold_features_per_s']:.1f} "
                       f"features/s, warm {r['warm_features_per_s']:.1f}, process {r['process_wall_s']:.0f} s",
@@ -235,11 +227,7 @@ def main():
                 this[name].update(exact_match=metrics["exact_match"], f1=metrics["f1"])
                 print(f"[{index + 1}] {name:13s} EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f}", flush=True)
             rounds.append(this)
-    rows = {name: {key: (statistics.median(r[name][key] for r in rounds)
-                         if isinstance(rounds[0][name][key], (int, float)) else rounds[0][name][key])
-                   for key in rounds[0][name]} for name in SYSTEMS}
-    for name in SYSTEMS:
-        rows[name]["rounds"] = [r[name] for r in rounds]
+    rows = median_rows(rounds)
     write_results(args.results_name, {"matmul_gflops": peak, "rows": rows, "trained_here": not args.model_dir},
                   table(peak, rows, args))
 

@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import timed_process, write_results  # noqa: E402
+from common import child_result, write_results  # noqa: E402
 
 SHAPES = [(n, i, o) for n in (864, 1280, 3072) for i, o in ((384, 384), (384, 1536), (1536, 384))]
 SYSTEMS = ["TensorFlow, oneDNN", "TensorFlow, Eigen", "PyTorch"]
@@ -80,8 +80,7 @@ def _child(python, system):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     if system == "TensorFlow, Eigen":
         env["TF_ENABLE_ONEDNN_OPTS"] = "0"
-    stdout, _, _ = timed_process([python, __file__, "--child=" + ("torch" if system == "PyTorch" else "tf")], env=env)
-    return json.loads([x for x in stdout.splitlines() if x.startswith("RESULT ")][0][len("RESULT "):])
+    return child_result([python, __file__, "--child=" + ("torch" if system == "PyTorch" else "tf")], env=env)[0]
 
 
 def main():

@@ -42,8 +42,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import (REPO, SHARED_DATA, bert_forward_flops, matmul_gflops, packaged_model_dir, sst2_labelled,
-                    timed_process, write_results)  # noqa: E402
+from common import (REPO, SHARED_DATA, bert_forward_flops, child_result, matmul_gflops, median_rows,  # noqa: E402
+                    packaged_model_dir, sst2_labelled, timed_process, write_results)
 
 TRAIN_ROWS, BATCH, SEQ, SEED, LR, WARMUP, WEIGHT_DECAY = 8000, 32, 64, 0, 5e-5, 0.1, 0.01
 FIRST_MEASURED_STEP = 20
@@ -221,9 +221,7 @@ def read_ours(output_dir: str) -> dict:
 # --------------------------------------------------------------------------------------------------- driver
 def _child(python, args):
     """Runs this file's --hf/--encoder mode in `python`; returns (its RESULT, wall seconds, peak RSS GiB)."""
-    stdout, wall, rss = timed_process([python, __file__, *args])
-    line = [x for x in stdout.splitlines() if x.startswith("RESULT ")]
-    return json.loads(line[0][len("RESULT "):]), wall, rss
+    return child_result([python, __file__, *args])
 
 
 def run_row(name: str, torch_python: str, seed: int = SEED) -> dict:
@@ -238,17 +236,12 @@ def run_row(name: str, torch_python: str, seed: int = SEED) -> dict:
 
 
 def _median_rows(rounds):
-    keys = rounds[0].keys()
-    merged = {}
-    for name in keys:
-        values = [r[name] for r in rounds]
-        merged[name] = {k: (statistics.median(v[k] for v in values) if isinstance(values[0][k], (int, float))
-                            and values[0][k] is not None else values[0][k]) for k in values[0]}
-        accuracies = [v["dev_accuracy"] for v in values]
-        merged[name]["dev_accuracy_mean"] = statistics.mean(accuracies)
-        merged[name]["dev_accuracy_std"] = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
-        merged[name]["seeds"] = sorted({v["seed"] for v in values})
-        merged[name]["rounds"] = values
+    merged = median_rows(rounds)
+    for name, row in merged.items():
+        accuracies = [v["dev_accuracy"] for v in row["rounds"]]
+        row["dev_accuracy_mean"] = statistics.mean(accuracies)
+        row["dev_accuracy_std"] = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+        row["seeds"] = sorted({v["seed"] for v in row["rounds"]})
     return merged
 
 

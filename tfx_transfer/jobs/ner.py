@@ -192,9 +192,8 @@ def _run(o: NerOptions, strategy, source, data: _Data, keep_best):
     tokenizer = BertTokenizer.from_settings(source.tokenizer)
     labels = data.labels
     with strategy.scope():
-        model = BertTokenClassifier(build_encoder(source, o.model, o.distribution, needs_layers=predicts_in_int8(o)),
-                                    len(labels),
-                                    dropout=head_dropout(source))
+        encoder = build_encoder(source, o.model, o.distribution, needs_layers=predicts_in_int8(o))
+        model = BertTokenClassifier(encoder, len(labels), dropout=head_dropout(source))
         report = prepare_model(model, source, o.model, will_train=o.do_train, task_name="token_classification")
         freeze_unused_pooler(model)
     card = ModelCard("run_ner.py", o)
