@@ -11,6 +11,7 @@ import platform
 import resource
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -118,6 +119,52 @@ def child_row(python, script, args) -> dict:
     parent may have imported TensorFlow."""
     result, wall, _ = child_result([python, script, *args], env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     return dict(result, process_wall_s=wall)
+
+
+INT8_SYSTEMS = ["ours float32", "ours int8", "HF float32", "HF int8"]
+
+
+def int8_systems_round(script, torch_python, args, describe) -> dict:
+    """One interleaved round of INT8_SYSTEMS (ours, and Hugging Face + PyTorch's, each in float32 and int8):
+    `script --child=ours|hf [--int8] *args`, each a fresh process (ours in this Python, HF's in `torch_python`);
+    `describe(name, row)` prints each row as it comes. Returns {system: row}."""
+    rows = {}
+    for name in INT8_SYSTEMS:
+        ours = name.startswith("ours")
+        rows[name] = child_row(sys.executable if ours else torch_python, script,
+                               [f"--child={'ours' if ours else 'hf'}", *args] + (["--int8"] if name.endswith("int8")
+                                                                                  else []))
+        describe(name, rows[name])
+    return rows
+
+
+def write_for_transformers(model_dir: str, hf_dir: str, head: str):
+    """Our trained task model (`model_dir`/model.keras) as a BertModel checkpoint in `hf_dir` (save_hf_checkpoint)
+    plus head.npz: the kernel [H, C] and bias [C] of its layer `head`, for `load_in_transformers`."""
+    import keras
+    import numpy as np
+
+    from tfx_transfer.checkpoints.writers import save_hf_checkpoint
+
+    model = keras.models.load_model(os.path.join(model_dir, "model.keras"))
+    save_hf_checkpoint(model.encoder, hf_dir, vocab_file=os.path.join(model_dir, "vocab.txt"), do_lower_case=True)
+    kernel, bias = (np.asarray(w) for w in model.get_layer(head).weights)
+    np.savez(os.path.join(hf_dir, "head.npz"), kernel=kernel, bias=bias)
+
+
+def load_in_transformers(model_class, hf_dir: str, head: str, int8: bool, **kwargs):
+    """transformers' `model_class` from `write_for_transformers`' directory, its Linear `head` set from head.npz,
+    in eval mode; with `int8`, after torch.ao.quantization.quantize_dynamic (nn.Linear -> qint8)."""
+    import numpy as np
+    import torch
+
+    model = model_class.from_pretrained(hf_dir, **kwargs)
+    weights = np.load(os.path.join(hf_dir, "head.npz"))
+    with torch.no_grad():
+        getattr(model, head).weight.copy_(torch.from_numpy(weights["kernel"].T))
+        getattr(model, head).bias.copy_(torch.from_numpy(weights["bias"]))
+    model.eval()
+    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8) if int8 else model
 
 
 def median_rows(rounds: list) -> dict:

@@ -32,11 +32,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import (REPO, child_row, matmul_gflops, median_rows, sst2_labelled, timed_process,  # noqa: E402
-                    write_results)
+from common import (INT8_SYSTEMS, REPO, int8_systems_round, load_in_transformers,  # noqa: E402
+                    matmul_gflops, median_rows, sst2_labelled, timed_process, write_for_transformers, write_results)
 
 BATCH, SEQ, TRAIN_ROWS, SEED = 32, 64, 8000, 0
-SYSTEMS = ["ours float32", "ours int8", "HF float32", "HF int8"]
 
 
 def _sets():
@@ -86,14 +85,7 @@ def child_hf(hf_dir: str, int8: bool) -> dict:
     import torch
     import transformers
 
-    model = transformers.BertForSequenceClassification.from_pretrained(hf_dir, num_labels=2)
-    head = np.load(os.path.join(hf_dir, "head.npz"))
-    with torch.no_grad():
-        model.classifier.weight.copy_(torch.from_numpy(head["kernel"].T))
-        model.classifier.bias.copy_(torch.from_numpy(head["bias"]))
-    model.eval()
-    if int8:
-        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    model = load_in_transformers(transformers.BertForSequenceClassification, hf_dir, "classifier", int8, num_labels=2)
     tokenizer = transformers.BertTokenizerFast(os.path.join(hf_dir, "vocab.txt"), do_lower_case=True)
 
     def predict(texts):
@@ -116,15 +108,7 @@ def child_hf(hf_dir: str, int8: bool) -> dict:
 
 def prepare(model_dir: str, hf_dir: str):
     """Writes our trained model as a BertModel checkpoint + head.npz for transformers."""
-    import keras
-    import numpy as np
-
-    from tfx_transfer.checkpoints.writers import save_hf_checkpoint
-
-    model = keras.models.load_model(os.path.join(model_dir, "model.keras"))
-    save_hf_checkpoint(model.encoder, hf_dir, vocab_file=os.path.join(model_dir, "vocab.txt"), do_lower_case=True)
-    kernel, bias = (np.asarray(w) for w in model.get_layer("classifier").weights)
-    np.savez(os.path.join(hf_dir, "head.npz"), kernel=kernel, bias=bias)
+    write_for_transformers(model_dir, hf_dir, "classifier")
 
 
 def train(out: str) -> str:
@@ -164,17 +148,13 @@ def main():
                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
         rounds = []
         for index in range(args.rounds):
-            this = {}
-            for name in SYSTEMS:
-                ours, int8 = name.startswith("ours"), name.endswith("int8")
-                this[name] = child_row(sys.executable if ours else args.torch_python, __file__,
-                                       [f"--child={'ours' if ours else 'hf'}", f"--model_dir={model_dir}", f"--hf_dir={hf_dir}"]
-                                       + (["--int8"] if int8 else []))
-                r = this[name]
+            def describe(name, r):
                 print(f"[{index + 1}] {name:13s} dev cold {r['dev_cold_examples_per_s']:.0f} ex/s, warm "
                       f"{r['dev_warm_examples_per_s']:.0f}, unseen 8k {r['unseen_examples_per_s']:.0f}, acc "
                       f"{100 * r['dev_accuracy']:.2f}%, process {r['process_wall_s']:.0f} s", flush=True)
-            rounds.append(this)
+
+            rounds.append(int8_systems_round(__file__, args.torch_python,
+                                             [f"--model_dir={model_dir}", f"--hf_dir={hf_dir}"], describe))
     rows = median_rows(rounds)
     write_results(args.results_name, {"matmul_gflops": peak, "rows": rows, "trained_here": not args.model_dir},
                   table(peak, rows, args))
@@ -193,7 +173,7 @@ def table(peak, rows, args):
         lines.append(f"| {name} | {r['dev_cold_examples_per_s']:.0f} | {r['dev_warm_examples_per_s']:.0f} | "
                      f"{r['unseen_examples_per_s']:.0f} | {100 * r['dev_accuracy']:.2f}% | "
                      f"{r['process_wall_s']:.0f} |")
-    ours, ours8, hf, hf8 = (rows[name] for name in SYSTEMS)
+    ours, ours8, hf, hf8 = (rows[name] for name in INT8_SYSTEMS)
 
     def ratio(a, b, key):
         return f"{a[key] / b[key]:.2f}x"

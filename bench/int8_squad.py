@@ -34,11 +34,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import (REPO, SHARED_DATA, child_row, matmul_gflops, median_rows, timed_process,  # noqa: E402
-                    write_results)
+from common import (INT8_SYSTEMS, REPO, SHARED_DATA, int8_systems_round, load_in_transformers,  # noqa: E402
+                    matmul_gflops, median_rows, timed_process, write_for_transformers, write_results)
 
 QUESTIONS, SEQ, STRIDE, QUERY, BATCH, SEED = 1000, 384, 128, 64, 8, 0
-SYSTEMS = ["ours float32", "ours int8", "HF float32", "HF int8"]
 DEV = SHARED_DATA / "squad" / "dev-v1.1.json"
 
 
@@ -88,14 +87,7 @@ def child_hf(hf_dir: str, work: str, int8: bool) -> dict:
     import torch
     import transformers
 
-    model = transformers.BertForQuestionAnswering.from_pretrained(hf_dir)
-    head = np.load(os.path.join(hf_dir, "head.npz"))
-    with torch.no_grad():
-        model.qa_outputs.weight.copy_(torch.from_numpy(head["kernel"].T))
-        model.qa_outputs.bias.copy_(torch.from_numpy(head["bias"]))
-    model.eval()
-    if int8:
-        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    model = load_in_transformers(transformers.BertForQuestionAnswering, hf_dir, "qa_outputs", int8)
 
     def predict(features):
         lengths = features["lengths"]
@@ -125,11 +117,9 @@ def prepare(model_dir: str, work: str, questions: int):
     (hf/), and the kept examples and features for scoring (pickled, read back by `score`)."""
     import pickle
 
-    import keras
     import numpy as np
 
     from squad import first_questions
-    from tfx_transfer.checkpoints.writers import save_hf_checkpoint
     from tfx_transfer.data.squad import build_features, features_to_split, read_squad
     from tfx_transfer.text.tokenizer import BertTokenizer
 
@@ -146,11 +136,7 @@ def prepare(model_dir: str, work: str, questions: int):
              lengths=split.lengths)
     with open(os.path.join(work, "scoring.pkl"), "wb") as f:
         pickle.dump((examples, dataset, features), f)
-    model = keras.models.load_model(os.path.join(model_dir, "model.keras"))
-    hf_dir = os.path.join(work, "hf")
-    save_hf_checkpoint(model.encoder, hf_dir, vocab_file=os.path.join(model_dir, "vocab.txt"), do_lower_case=True)
-    kernel, bias = (np.asarray(w) for w in model.get_layer("span_logits").weights)
-    np.savez(os.path.join(hf_dir, "head.npz"), kernel=kernel, bias=bias)
+    write_for_transformers(model_dir, os.path.join(work, "hf"), "span_logits")
 
 
 def score(model_dir: str, work: str) -> dict:
@@ -167,7 +153,7 @@ def score(model_dir: str, work: str) -> dict:
     with open(os.path.join(work, "scoring.pkl"), "rb") as f:
         examples, dataset, features = pickle.load(f)
     scores = {}
-    for name in SYSTEMS:
+    for name in INT8_SYSTEMS:
         with np.load(os.path.join(work, f"logits {name}.npz")) as logits:
             predictions, _, _ = postprocess(examples, features, logits["start_logits"], logits["end_logits"],
                                             tokenizer.vocab, tokenizer.do_lower_case, 20, 30, False, 0.0)
@@ -213,16 +199,13 @@ def main():
                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
         rounds = []
         for index in range(args.rounds):
-            this = {}
-            for name in SYSTEMS:
-                ours, int8 = name.startswith("ours"), name.endswith("int8")
-                this[name] = child_row(sys.executable if ours else args.torch_python, __file__,
-                                       [f"--child={'ours' if ours else 'hf'}", f"--model_dir={model_dir}", f"--work={work}"]
-                                       + (["--int8"] if int8 else []))
-                r = this[name]
+            def describe(name, r):
                 print(f"[{index + 1}] {name:13s} {r['features']} features: first call {r['cold_features_per_s']:.1f} "
                       f"features/s, warm {r['warm_features_per_s']:.1f}, process {r['process_wall_s']:.0f} s",
                       flush=True)
+
+            this = int8_systems_round(__file__, args.torch_python, [f"--model_dir={model_dir}", f"--work={work}"],
+                                      describe)
             for name, metrics in score(model_dir, work).items():  # the logits of this round's processes
                 this[name].update(exact_match=metrics["exact_match"], f1=metrics["f1"])
                 print(f"[{index + 1}] {name:13s} EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f}", flush=True)
@@ -247,7 +230,7 @@ def table(peak, rows, args):
     for name, r in rows.items():
         lines.append(f"| {name} | {r['cold_features_per_s']:.1f} | {r['warm_features_per_s']:.1f} | "
                      f"{r['exact_match']:.2f} | {r['f1']:.2f} | {r['process_wall_s']:.0f} |")
-    ours, ours8, hf, hf8 = (rows[name] for name in SYSTEMS)
+    ours, ours8, hf, hf8 = (rows[name] for name in INT8_SYSTEMS)
 
     def ratio(a, b, key):
         return f"{a[key] / b[key]:.2f}x"
